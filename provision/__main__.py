@@ -1,0 +1,5 @@
+"""`python -m provision` runs the command-line interface."""
+
+from provision.cli import main
+
+main()

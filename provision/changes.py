@@ -1,0 +1,70 @@
+"""Changes and actions: what a step wants done, as plain data.
+
+`check()` returns Changes; the runner executes their actions; `--plan` prints them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Run:
+    """One remote command, already quoted with shell.cmd()."""
+
+    command: str
+    sudo: bool = True
+    timeout_s: int | None = None
+    description: str = ""  # shown in progress while it runs ("apt-get install")
+
+
+@dataclass(frozen=True)
+class Upload:
+    """An atomic write of rendered bytes, with the previous version kept as a backup."""
+
+    dest: str
+    content: bytes = field(repr=False)
+    mode: str = "0644"
+    owner: str = "root"
+    group: str = "root"
+    validate: str | None = None  # run on the staged file first; "{path}" is replaced by it
+
+
+@dataclass(frozen=True)
+class Restart:
+    """Restart a unit once at the end of the step, however many changes asked for it."""
+
+    unit: str
+    daemon_reload: bool = False
+
+
+@dataclass(frozen=True)
+class Reboot:
+    """Reboot the host (when allowed), wait for it, and check that the boot id changed."""
+
+    reason: str
+
+
+Action = Run | Upload | Restart | Reboot
+
+
+@dataclass(frozen=True)
+class Change:
+    """One thing that differs on the host, with the actions that fix it."""
+
+    summary: str  # imperative and concrete: "install 3 packages: a, b, c"
+    actions: tuple[Action, ...]
+    diff: str = ""
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a remote command returned."""
+
+    exit_code: int
+    stdout: str
+    stderr: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0

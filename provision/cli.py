@@ -1,0 +1,379 @@
+"""The command line: parses flags and calls config, runner and verify. No logic of its own.
+
+Exit codes: 0 every host fine, 1 a host failed, 2 usage or configuration error (nothing was
+sent to any host), 3 `--plan --detailed-exitcode` found changes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from provision import __version__
+from provision.errors import ConfigError, ProvisionError
+from provision.output import Reporter, error_text, summary_table
+from provision.steps import STEPS, by_name
+
+HOST_HELP = "host, group or user@address[:port] (repeatable)"
+PRECEDENCE = (
+    "Settings precedence, lowest to highest: step defaults < provision.toml < [all:vars] < "
+    "[group:vars] < host line < --set step.field=value."
+)
+
+
+class ProvisionGroup(click.Group):
+    """Turns ProvisionError into a message, a hint and an exit code (tracebacks only with
+    --debug)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except ProvisionError as exc:
+            if ctx.meta.get("debug"):
+                raise
+            click.echo(error_text(exc), err=True)
+            ctx.exit(exc.exit_code)
+
+
+@click.group(cls=ProvisionGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="provision")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Turn a fresh Ubuntu 22.04/24.04 or Debian 12 machine into a deep-learning server.
+
+    \b
+      provision all --host mybox                # every step, in order; idempotent
+      provision base --host mybox               # one step again
+      provision all --host mybox --plan --diff  # what would change
+      provision verify --host mybox             # testinfra checks (--junitxml for CI)
+    """
+    ctx.meta["debug"] = debug
+
+
+def host_options(func):
+    """--host, --inventory, --config, --set and the connection flags."""
+    options = [
+        click.option("--host", "-H", "hosts", multiple=True, required=True, help=HOST_HELP),
+        click.option(
+            "--inventory",
+            "-i",
+            type=click.Path(path_type=Path),
+            default=None,
+            help="inventory file [default: ./inventory.ini]",
+        ),
+        click.option(
+            "--config",
+            "config_path",
+            type=click.Path(path_type=Path),
+            default=None,
+            help="settings file [default: ./provision.toml when present]",
+        ),
+        click.option(
+            "--set",
+            "overrides",
+            multiple=True,
+            metavar="STEP.FIELD=VALUE",
+            help="override a setting (repeatable). " + PRECEDENCE,
+        ),
+        click.option(
+            "--accept-new-host-key",
+            is_flag=True,
+            help="trust a host key seen for the first time (like ssh accept-new)",
+        ),
+        click.option(
+            "--ask-sudo-pass",
+            is_flag=True,
+            help="prompt for the sudo password (or set PROVISION_SUDO_PASSWORD)",
+        ),
+        click.option("-v", "--verbose", count=True, help="-v: show commands; -vv: and output"),
+        click.option(
+            "--log-dir",
+            type=click.Path(path_type=Path),
+            default=Path(".provision/logs"),
+            show_default=True,
+            help="where the per-host transcripts go",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def load_configs(
+    hosts, inventory, config_path, overrides, accept_new_host_key, ask_sudo_pass, allow_reboot=None
+):
+    """Inventory + provision.toml + flags → validated HostConfigs (no connection yet)."""
+    from provision import config
+    from provision import inventory as inventory_mod
+
+    if inventory is None:
+        default = Path("inventory.ini")
+        inv = inventory_mod.load(default) if default.exists() else inventory_mod.Inventory()
+    else:
+        inv = inventory_mod.load(inventory)
+    toml = None
+    if config_path is not None:
+        toml = config.load_toml(config_path)
+    elif Path("provision.toml").exists():
+        toml = config.load_toml(Path("provision.toml"))
+    password = os.environ.get("PROVISION_SUDO_PASSWORD") or None
+    configs = config.load_hosts(
+        inv,
+        list(hosts),
+        toml=toml,
+        overrides=list(overrides),
+        accept_new_host_key=accept_new_host_key,
+        allow_reboot=allow_reboot,
+        sudo_password=password,
+    )
+    if ask_sudo_pass:
+        password = click.prompt("sudo password", hide_input=True, err=True)
+        configs = [_with_password(c, password) for c in configs]
+    return configs
+
+
+def _with_password(hc, password: str):
+    import dataclasses
+
+    from provision.shell import Secret
+
+    conn = dataclasses.replace(hc.connection, sudo_password=Secret(password))
+    return dataclasses.replace(hc, connection=conn)
+
+
+def make_run_command(name: str, steps: tuple, help_text: str):
+    """`provision all` or `provision <step>`: plan or apply."""
+
+    @cli.command(name=name, help=help_text + "\n\n" + PRECEDENCE)
+    @host_options
+    @click.option("--plan", is_flag=True, help="only show what would change")
+    @click.option("--diff", is_flag=True, help="with --plan (or -v): show file diffs")
+    @click.option(
+        "--detailed-exitcode",
+        is_flag=True,
+        help="with --plan: exit 3 when anything would change (drift checks)",
+    )
+    @click.option(
+        "--allow-reboot/--no-reboot",
+        default=None,
+        help="reboot when a step needs it [default: yes, or provision_allow_reboot]",
+    )
+    @click.option(
+        "--parallel",
+        type=click.IntRange(1, 256),
+        default=8,
+        show_default=True,
+        help="hosts at a time",
+    )
+    def command(
+        hosts,
+        inventory,
+        config_path,
+        overrides,
+        accept_new_host_key,
+        ask_sudo_pass,
+        verbose,
+        log_dir,
+        plan,
+        diff,
+        detailed_exitcode,
+        allow_reboot,
+        parallel,
+    ):
+        from provision.runner import run_hosts
+
+        if detailed_exitcode and not plan:
+            raise ConfigError("--detailed-exitcode needs --plan", where="--detailed-exitcode")
+        configs = load_configs(
+            hosts,
+            inventory,
+            config_path,
+            overrides,
+            accept_new_host_key,
+            ask_sudo_pass,
+            allow_reboot,
+        )
+        width = max(12, *(len(c.name) for c in configs))
+        reporter = Reporter(diff=diff, verbose=verbose, width=width)
+        results = run_hosts(
+            configs, steps, plan=plan, reporter=reporter, parallel=parallel, log_dir=log_dir
+        )
+        click.echo("")
+        click.echo(summary_table(results))
+        for r in results:
+            if r.error:
+                click.echo(f"\n{r.host}: " + error_text(r.error), err=True)
+                click.echo(f"transcript: {r.log_path}", err=True)
+        if any(r.failed for r in results):
+            sys.exit(1)
+        if detailed_exitcode and any(r.pending for r in results):
+            sys.exit(3)
+
+    return command
+
+
+make_run_command("all", STEPS, "Run every step, in order (idempotent).")
+for _step in STEPS:
+    make_run_command(_step.name, (_step,), f"Run the {_step.name} step: {_step.summary}.")
+
+
+@cli.command(name="list")
+def list_steps() -> None:
+    """List the steps in the order `provision all` runs them."""
+    width = max(len(s.name) for s in STEPS)
+    for step in STEPS:
+        click.echo(f"{step.name:<{width}}  {step.summary}")
+
+
+@cli.command()
+@host_options
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def facts(
+    hosts,
+    inventory,
+    config_path,
+    overrides,
+    accept_new_host_key,
+    ask_sudo_pass,
+    verbose,
+    log_dir,
+    as_json,
+) -> None:
+    """Show what provision sees on the host (one round trip, read-only)."""
+    from provision.remote import connect
+    from provision.runner import gather_facts
+
+    configs = load_configs(
+        hosts, inventory, config_path, overrides, accept_new_host_key, ask_sudo_pass
+    )
+    out = {}
+    for hc in configs:
+        remote = connect(hc.connection)
+        try:
+            out[hc.name] = gather_facts(remote).summary()
+        finally:
+            remote.close()
+    if as_json:
+        click.echo(json.dumps(out, indent=2))
+        return
+    for name, summary in out.items():
+        click.echo(click.style(name, bold=True))
+        for key, value in summary.items():
+            click.echo(f"  {key:<20} {value}")
+
+
+@cli.command(name="config")
+@host_options
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def show_config(
+    hosts,
+    inventory,
+    config_path,
+    overrides,
+    accept_new_host_key,
+    ask_sudo_pass,
+    verbose,
+    log_dir,
+    as_json,
+) -> None:
+    """Show the merged settings of each host and where each value came from (no connection)."""
+    import dataclasses
+
+    configs = load_configs(
+        hosts, inventory, config_path, overrides, accept_new_host_key, ask_sudo_pass
+    )
+    out = {}
+    for hc in configs:
+        rows = {}
+        c = hc.connection
+        for key, value in (
+            ("ansible_host", c.addr),
+            ("ansible_port", c.port),
+            ("ansible_user", c.user),
+            ("ansible_connection", "local" if c.local else "ssh"),
+        ):
+            rows[key] = (value, hc.sources.get(key, "default"))
+        for step in STEPS:
+            for f in dataclasses.fields(step.settings):
+                key = f"{step.key}.{f.name}"
+                value = getattr(hc.settings[step.key], f.name)
+                rows[key] = (list(value) if isinstance(value, tuple) else value, hc.sources[key])
+        out[hc.name] = rows
+    if as_json:
+        data = {
+            h: {k: {"value": v, "source": s} for k, (v, s) in rows.items()}
+            for h, rows in out.items()
+        }
+        click.echo(json.dumps(data, indent=2))
+        return
+    for name, rows in out.items():
+        click.echo(click.style(name, bold=True))
+        width = max(len(k) for k in rows)
+        for key, (value, source) in rows.items():
+            shown = ",".join(map(str, value)) if isinstance(value, list) else value
+            click.echo(f"  {key:<{width}}  {shown!s:<40}  {click.style(source, dim=True)}")
+
+
+@cli.command()
+@host_options
+@click.option("--junitxml", type=click.Path(path_type=Path), help="write JUnit XML here")
+@click.argument("step_names", nargs=-1, metavar="[STEP]...")
+def verify(
+    hosts,
+    inventory,
+    config_path,
+    overrides,
+    accept_new_host_key,
+    ask_sudo_pass,
+    verbose,
+    log_dir,
+    junitxml,
+    step_names,
+) -> None:
+    """Check the hosts with each step's testinfra checks; exit 1 on any failure."""
+    from provision.output import Transcript
+    from provision.remote import connect
+    from provision.runner import gather_facts, preflight
+    from provision.verify import run_checks, testinfra_host, write_junit
+
+    steps = tuple(by_name(n) for n in step_names) if step_names else STEPS
+    configs = load_configs(
+        hosts, inventory, config_path, overrides, accept_new_host_key, ask_sudo_pass
+    )
+    results = []
+    failed_hosts = []
+    for hc in configs:
+        transcript = Transcript(log_dir, hc.name, [])
+        try:
+            remote = connect(hc.connection, log=transcript.write)
+            try:
+                preflight(hc, remote, gather_facts(remote))
+                results += run_checks(hc, steps, testinfra_host(remote))
+            finally:
+                remote.close()
+        except ProvisionError as exc:
+            click.echo(f"{hc.name}: " + error_text(exc), err=True)
+            failed_hosts.append(hc.name)
+        finally:
+            transcript.close()
+    colours = {"passed": "green", "failed": "red", "error": "red", "skipped": "yellow"}
+    for r in results:
+        status = click.style(f"{r.status:<8}", fg=colours[r.status])
+        line = f"{r.host:<12} {r.step:<12} {status} {r.check}"
+        click.echo(line + (f": {r.message}" if r.message else ""))
+    counts = {s: sum(r.status == s for r in results) for s in colours}
+    click.echo(", ".join(f"{n} {s}" for s, n in counts.items()))
+    if junitxml:
+        write_junit(results, junitxml)
+    if failed_hosts or counts["failed"] or counts["error"]:
+        sys.exit(1)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="provision")

@@ -1,0 +1,62 @@
+"""The ProvisionError tree: every failure a user should read, with a hint and an exit code.
+
+cli.py is the one place that catches ProvisionError; anything else is a bug and shows a
+traceback with --debug.
+"""
+
+from __future__ import annotations
+
+
+class ProvisionError(Exception):
+    """A failure with a message for people and an optional hint on how to fix it."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(ProvisionError):
+    """Bad inventory, settings or flags: nothing was sent to any host."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, hint: str = "", where: str = "") -> None:
+        super().__init__(f"{where}: {message}" if where else message, hint)
+        self.where = where
+
+
+class ConnectError(ProvisionError):
+    """The host could not be reached, refused our key, or showed an unknown host key."""
+
+
+class CommandError(ProvisionError):
+    """A remote command exited non-zero."""
+
+    def __init__(self, host: str, command: str, exit_code: int, output: str, hint: str = ""):
+        tail = "\n".join(output.rstrip().splitlines()[-20:])
+        message = f"{host}: `{command}` exited {exit_code}"
+        if tail:
+            message += "\n" + "\n".join(f"    {line}" for line in tail.splitlines())
+        super().__init__(message, hint)
+        self.host = host
+        self.command = command
+        self.returncode = exit_code
+        self.output = output
+
+
+class TemplateError(ProvisionError):
+    """A template failed to render (templates/<path>:<line>: message)."""
+
+
+class StepError(ProvisionError):
+    """A step did not converge, or needs a reboot that is not allowed."""
+
+
+class Skip(Exception):
+    """Raised by a verify check that cannot run on this host; reported as skipped, not passed."""

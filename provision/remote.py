@@ -1,0 +1,416 @@
+"""The only module that talks to hosts: Fabric/Paramiko over SSH, or subprocess when local.
+
+`run` raises CommandError on a non-zero exit, `probe` returns it; transport failures are
+ConnectError. Every command is wrapped in `sh -c` (and sudo where needed) here and nowhere
+else. Host keys are checked against known_hosts; unknown keys are refused unless the user
+accepted new keys. Fabric and Paramiko are imported lazily to keep start-up fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shlex
+import subprocess
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from provision import shell
+from provision.changes import Result, Upload
+from provision.errors import CommandError, ConnectError, StepError
+
+BACKUP_DIR = "/var/backups/provision"
+BOOT_ID = "cat /proc/sys/kernel/random/boot_id"
+
+
+@dataclass(frozen=True)
+class Connection:
+    """How to reach one host (from the inventory's ansible_* and provision_* vars)."""
+
+    host: str  # inventory name, used in every message
+    addr: str
+    port: int = 22
+    user: str | None = None
+    key_file: str | None = None
+    local: bool = False
+    known_hosts: str | None = None  # a known_hosts file instead of ~/.ssh/known_hosts
+    accept_new_host_key: bool = False
+    connect_timeout_s: int = 15
+    sudo_password: shell.Secret | None = None
+
+    @property
+    def target(self) -> str:
+        user = f"{self.user}@" if self.user else ""
+        return "local" if self.local else f"{user}{self.addr}:{self.port}"
+
+
+class _LineSink(io.TextIOBase):
+    """A stream for Invoke's out_stream that hands complete lines to a callback."""
+
+    def __init__(self, on_line: Callable[[str], None] | None) -> None:
+        self.on_line = on_line
+        self.partial = ""
+
+    def write(self, data: str) -> int:
+        if self.on_line:
+            self.partial += data
+            *lines, self.partial = self.partial.split("\n")
+            for line in lines:
+                self.on_line(line.rstrip("\r"))
+        return len(data)
+
+
+class Remote:
+    """Commands, atomic uploads and reboots on one host. Not shared between threads."""
+
+    def __init__(
+        self,
+        connection: Connection,
+        log: Callable[[str], None] | None = None,
+        on_line: Callable[[str], None] | None = None,
+    ) -> None:
+        self.connection = connection
+        self.host = connection.host
+        self.is_root = connection.user == "root"
+        self.log = log or (lambda _text: None)
+        self.on_line = on_line
+        self.commands = 0
+        secret = connection.sudo_password
+        self.secrets = [secret] if secret else []
+
+    # --- subclasses provide these -----------------------------------------------------------
+
+    def open(self) -> None:
+        """Connect (no-op when local)."""
+
+    def close(self) -> None:
+        """Disconnect."""
+
+    def _exec(self, command: str, timeout_s: int | None, stdin: str | None) -> Result:
+        raise NotImplementedError
+
+    def _put_bytes(self, data: bytes, path: str) -> None:
+        raise NotImplementedError
+
+    # --- shared behaviour -------------------------------------------------------------------
+
+    def wrap(self, command: str, sudo: bool) -> tuple[str, str | None]:
+        """The command line actually sent, and what goes to its stdin (the sudo password)."""
+        if sudo and not self.is_root:
+            password = self.connection.sudo_password
+            wrapped = shell.sudo_wrap(command, with_password=bool(password))
+            return wrapped, (password + "\n") if password else None
+        # sh -c even without sudo: the login shell may not be POSIX (fish, csh).
+        return shell.cmd("sh", "-c", command), None
+
+    def run(
+        self,
+        command: str,
+        *,
+        sudo: bool = True,
+        timeout_s: int | None = None,
+        check: bool = True,
+    ) -> Result:
+        """Run a command (as root by default); CommandError on a non-zero exit."""
+        wrapped, stdin = self.wrap(command, sudo)
+        shown = shell.mask(command, self.secrets)
+        self.commands += 1
+        self.log(f"$ {'sudo ' if sudo and not self.is_root else ''}{shown}")
+        started = time.monotonic()
+        result = self._exec(wrapped, timeout_s, stdin)
+        out = shell.mask(result.stdout, self.secrets)
+        err = shell.mask(result.stderr, self.secrets)
+        self.log(f"# exit {result.exit_code} in {time.monotonic() - started:.2f}s")
+        if out.strip():
+            self.log(out.rstrip("\n"))
+        if err.strip():
+            self.log("stderr: " + err.rstrip("\n"))
+        result = Result(result.exit_code, out, err)
+        if check and not result.ok:
+            raise CommandError(self.host, shown, result.exit_code, out + err, _hint(result))
+        return result
+
+    def probe(self, command: str, sudo: bool = False) -> Result:
+        """Run a read-only command; a non-zero exit is returned, not raised."""
+        return self.run(command, sudo=sudo, check=False)
+
+    def put_atomic(self, upload: Upload, timeout_s: int = 120) -> None:
+        """Write a file atomically: stage next to it, validate, keep a backup, rename."""
+        dest = PurePosixPath(upload.dest)
+        staged_src = f"/tmp/.provision-{uuid.uuid4().hex}"
+        self._put_bytes(upload.content, staged_src)
+        new = str(dest.parent / f".{dest.name}.provision-new")
+        backup = f"{BACKUP_DIR}{dest}"
+        q = shlex.quote
+        lines = [
+            "set -e",
+            f"trap {q(shell.cmd('rm', '-f', '--', staged_src, new))} EXIT",
+            shell.cmd("mkdir", "-p", "--", str(dest.parent)),
+            shell.cmd(
+                "install",
+                "-m",
+                upload.mode,
+                "-o",
+                upload.owner,
+                "-g",
+                upload.group,
+                "--",
+                staged_src,
+                new,
+            ),
+            shell.cmd("sync", "--", new),
+        ]
+        if upload.validate:
+            check = upload.validate.replace("{path}", q(new))
+            lines.append(
+                f"if ! {check} >&2; then echo 'provision: validation failed' >&2; exit 65; fi"
+            )
+        lines += [
+            f"if [ -e {q(str(dest))} ]; then "
+            + shell.and_(
+                shell.cmd("mkdir", "-p", "--", str(PurePosixPath(backup).parent)),
+                shell.cmd("cp", "-p", "--", str(dest), backup),
+            )
+            + "; fi",
+            shell.cmd("mv", "-f", "--", new, str(dest)),
+        ]
+        try:
+            self.run("\n".join(lines), sudo=True, timeout_s=timeout_s)
+        except CommandError as exc:
+            if exc.returncode == 65:
+                exc.hint = f"the new {dest} failed validation; the old file is unchanged"
+            raise
+
+    def boot_id(self) -> str:
+        """The kernel's boot id (changes on every boot)."""
+        return self.run(BOOT_ID, sudo=False).stdout.strip()
+
+    def reboot(self, timeout_s: int = 600, old_boot_id: str | None = None) -> None:
+        """Reboot, wait for SSH to come back, and require a new boot id."""
+        old = old_boot_id or self.boot_id()
+        # --no-block: return before sshd is stopped, so the exit status still arrives.
+        with contextlib.suppress(ConnectError):
+            self.run("systemctl --no-block reboot", sudo=True, timeout_s=30)
+        self.close()
+        deadline = time.monotonic() + timeout_s
+        delay = 2.0
+        time.sleep(3)
+        last_error = "no answer"
+        while time.monotonic() < deadline:
+            try:
+                self.open()
+                if self.boot_id() != old:
+                    return
+                last_error = "still the old boot (reboot not started yet)"
+                self.close()
+            except ConnectError as exc:
+                last_error = exc.message
+                self.close()
+            time.sleep(delay)
+            delay = min(delay * 1.5, 10.0)
+        raise StepError(
+            f"{self.host}: did not come back within {timeout_s}s after reboot ({last_error})",
+            "check the console or BMC: is it powered on, did it boot, is sshd up and the "
+            "address unchanged? Then run provision again: finished steps are skipped",
+        )
+
+
+def _hint(result: Result) -> str:
+    text = result.stderr + result.stdout
+    if "a password is required" in text:
+        return "sudo needs a password here: use --ask-sudo-pass or PROVISION_SUDO_PASSWORD"
+    if "incorrect password" in text or "Sorry, try again" in text:
+        return "the sudo password was refused"
+    if "Could not get lock" in text or "Unable to acquire the dpkg frontend lock" in text:
+        return "another apt/dpkg run held the lock for the whole timeout (unattended-upgrades?)"
+    if "dpkg was interrupted" in text:
+        return "run provision again: base repairs it with `dpkg --configure -a`"
+    return ""
+
+
+class LocalRemote(Remote):
+    """Run on this machine (ansible_connection=local): subprocess, no SSH."""
+
+    def __init__(self, connection: Connection, **kwargs) -> None:
+        super().__init__(connection, **kwargs)
+        self.is_root = os.geteuid() == 0
+
+    def _exec(self, command: str, timeout_s: int | None, stdin: str | None) -> Result:
+        try:
+            proc = subprocess.Popen(  # the command was quoted by shell.py
+                command,
+                shell=True,
+                stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            out, err = proc.communicate(stdin, timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+            return Result(124, out, err + f"\nprovision: timed out after {timeout_s}s")
+        return Result(proc.returncode, out, err)
+
+    def _put_bytes(self, data: bytes, path: str) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+
+    def reboot(self, timeout_s: int = 600, old_boot_id: str | None = None) -> None:
+        raise StepError(
+            f"{self.host}: a reboot is needed, and this run is on the box itself",
+            "reboot it by hand, then run provision again",
+        )
+
+
+class SSHRemote(Remote):
+    """Fabric over SSH, with strict host-key checking."""
+
+    def __init__(self, connection: Connection, **kwargs) -> None:
+        super().__init__(connection, **kwargs)
+        self.conn = None
+
+    def open(self) -> None:
+        if self.conn is not None:
+            return
+        import fabric
+        import paramiko
+
+        c = self.connection
+        connect_kwargs: dict = {}
+        if c.key_file:
+            connect_kwargs["key_filename"] = [os.path.expanduser(c.key_file)]
+        conn = fabric.Connection(
+            c.addr,
+            user=c.user,
+            port=c.port,
+            connect_timeout=c.connect_timeout_s,
+            connect_kwargs=connect_kwargs,
+        )
+        known = Path(os.path.expanduser(c.known_hosts or "~/.ssh/known_hosts"))
+        for path in (Path("/etc/ssh/ssh_known_hosts"), known):
+            if path.is_file():
+                conn.client.load_system_host_keys(str(path))
+        conn.client.set_missing_host_key_policy(
+            _AcceptNew(known) if c.accept_new_host_key else _Reject()
+        )
+        try:
+            conn.open()
+        except _UnknownHostKey as exc:
+            conn.close()
+            port = f"-p {c.port} " if c.port != 22 else ""
+            raise ConnectError(
+                f"{self.host}: unknown host key for {c.target} ({exc.key_type}), refused",
+                f"check the fingerprint, then `ssh-keyscan {port}{c.addr} >> {known}`, "
+                "or pass --accept-new-host-key to trust it on first use",
+            ) from None
+        except paramiko.BadHostKeyException:
+            conn.close()
+            raise ConnectError(
+                f"{self.host}: the host key of {c.target} does NOT match {known}",
+                "if the host was reinstalled, remove the old line with "
+                f"`ssh-keygen -R {shlex.quote(_known_name(c.addr, c.port))} -f {known}`; "
+                "otherwise this may be an attack",
+            ) from None
+        except paramiko.AuthenticationException as exc:
+            conn.close()
+            raise ConnectError(
+                f"{self.host}: authentication as {c.user or 'the default user'} failed at "
+                f"{c.target}: {exc}",
+                "check ansible_user and ansible_ssh_private_key_file in the inventory",
+            ) from None
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            conn.close()
+            raise ConnectError(
+                f"{self.host}: cannot connect to {c.target}: {exc or type(exc).__name__}",
+                "check the address and port, that the host is up and sshd is running",
+            ) from None
+        self.conn = conn
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    def _exec(self, command: str, timeout_s: int | None, stdin: str | None) -> Result:
+        import invoke
+        import paramiko
+
+        self.open()
+        sink_out, sink_err = _LineSink(self.on_line), _LineSink(self.on_line)
+        try:
+            r = self.conn.run(
+                command,
+                hide=False,
+                warn=True,
+                out_stream=sink_out,
+                err_stream=sink_err,
+                in_stream=io.StringIO(stdin) if stdin else False,
+                timeout=timeout_s,
+            )
+        except invoke.CommandTimedOut as exc:
+            r = exc.result
+            return Result(124, r.stdout, r.stderr + f"\nprovision: timed out after {timeout_s}s")
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            self.close()
+            raise ConnectError(
+                f"{self.host}: connection lost: {exc or type(exc).__name__}",
+                "run provision again when the host is reachable; finished steps are skipped",
+            ) from None
+        except invoke.UnexpectedExit as exc:  # not raised with warn=True; kept for safety
+            r = exc.result
+        return Result(r.exited if r.exited is not None else 255, r.stdout, r.stderr)
+
+    def _put_bytes(self, data: bytes, path: str) -> None:
+        import paramiko
+
+        self.open()
+        try:
+            sftp = self.conn.sftp()
+            with sftp.open(path, "wx") as f:  # x: refuse to follow an existing file/link
+                f.chmod(0o600)
+                f.write(data)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise ConnectError(f"{self.host}: upload to {path} failed: {exc}") from None
+
+
+def _known_name(addr: str, port: int) -> str:
+    return addr if port == 22 else f"[{addr}]:{port}"
+
+
+class _UnknownHostKey(Exception):
+    def __init__(self, key_type: str) -> None:
+        super().__init__(key_type)
+        self.key_type = key_type
+
+
+class _Reject:
+    """Paramiko policy: refuse hosts whose key is not in known_hosts (Fabric would add it)."""
+
+    def missing_host_key(self, client, hostname, key) -> None:
+        raise _UnknownHostKey(key.get_name())
+
+
+class _AcceptNew:
+    """Paramiko policy like OpenSSH's accept-new: trust and record a key seen the first time."""
+
+    def __init__(self, known_hosts: Path) -> None:
+        self.known_hosts = known_hosts
+
+    def missing_host_key(self, client, hostname, key) -> None:
+        client.get_host_keys().add(hostname, key.get_name(), key)
+        self.known_hosts.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with self.known_hosts.open("a") as f:
+            f.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+
+
+def connect(connection: Connection, **kwargs) -> Remote:
+    """A Remote for the connection (local or SSH), opened."""
+    remote: Remote = (LocalRemote if connection.local else SSHRemote)(connection, **kwargs)
+    remote.open()
+    return remote

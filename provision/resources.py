@@ -1,0 +1,131 @@
+"""Reusable desired-state helpers for steps' `check`: each reads (probes) and returns Changes.
+
+A helper never changes anything on the host; the runner executes the actions it returns.
+"""
+
+from __future__ import annotations
+
+from provision import shell
+from provision.changes import Change, Restart, Run, Upload
+from provision.step import Context
+from provision.templates import render, sha256, unified_diff
+
+APT_STAMP = "/var/lib/provision/apt-update-stamp"
+MAX_DIFF_BYTES = 64 * 1024
+
+
+def apt_update(lock_timeout_s: int) -> Run:
+    """`apt-get update` that fails on any fetch error and records when it last succeeded."""
+    return Run(
+        shell.and_(
+            shell.apt_get("update", "--error-on=any", lock_timeout_s=lock_timeout_s),
+            shell.cmd("mkdir", "-p", "--", "/var/lib/provision"),
+            shell.cmd("touch", "--", APT_STAMP),
+        ),
+        timeout_s=lock_timeout_s + 900,
+        description="apt-get update",
+    )
+
+
+def packages(
+    ctx: Context,
+    names: tuple[str, ...] | list[str],
+    *,
+    lock_timeout_s: int = 600,
+    cache_max_age_s: int = 86400,
+    sources_changed: bool = False,
+    recommends: bool = False,
+) -> list[Change]:
+    """Install the packages that are missing (one apt-get call); update the lists if stale."""
+    missing = [n for n in dict.fromkeys(names) if not ctx.facts.installed(n)]
+    if not missing:
+        return []
+    actions: list[Run] = []
+    age = ctx.facts.apt_cache_age_s
+    if sources_changed or age is None or age > cache_max_age_s:
+        actions.append(apt_update(lock_timeout_s))
+    flags = [] if recommends else ["--no-install-recommends"]
+    install = shell.apt_get("install", *flags, *missing, lock_timeout_s=lock_timeout_s)
+    actions.append(Run(install, timeout_s=lock_timeout_s + 3600, description="apt-get install"))
+    noun = "package" if len(missing) == 1 else "packages"
+    return [Change(f"install {len(missing)} {noun}: {', '.join(missing)}", tuple(actions))]
+
+
+def file_content(
+    ctx: Context,
+    dest: str,
+    content: bytes,
+    *,
+    mode: str = "0644",
+    owner: str = "root",
+    group: str = "root",
+    validate: str | None = None,
+    restart: str | None = None,
+    show_diff: bool = True,
+    summary: str = "",
+) -> list[Change]:
+    """The file holds exactly `content` with this mode and owner; else an atomic upload."""
+    probe = ctx.probe(
+        shell.and_(
+            shell.cmd("stat", "-c", "%a %U %G", "--", dest), shell.cmd("sha256sum", "--", dest)
+        ),
+        sudo=True,
+    )
+    lines = probe.stdout.split("\n")
+    exists = probe.ok and len(lines) >= 2
+    if exists:
+        current_meta = lines[0].split()
+        current_hash = lines[1].split()[0] if lines[1].split() else ""
+        wanted_meta = [format(int(mode, 8), "o"), owner, group]
+        if current_meta == wanted_meta and current_hash == sha256(content):
+            return []
+    diff = ""
+    if show_diff:
+        old = ""
+        if exists:
+            read = ctx.probe(
+                shell.cmd("head", "-c", str(MAX_DIFF_BYTES + 1), "--", dest), sudo=True
+            )
+            old = read.stdout
+        if len(old) > MAX_DIFF_BYTES or len(content) > MAX_DIFF_BYTES:
+            diff = f"sha256 {current_hash[:12] if exists else '(none)'} -> {sha256(content)[:12]}\n"
+        else:
+            diff = unified_diff(old, content.decode(errors="replace"), dest)
+            if not diff and exists:
+                diff = f"mode/owner {' '.join(lines[0].split())} -> {mode} {owner} {group}\n"
+    actions: list = [Upload(dest, content, mode, owner, group, validate)]
+    if restart:
+        actions.append(Restart(restart))
+    verb = "update" if exists else "write"
+    return [Change(summary or f"{verb} {dest}", tuple(actions), diff)]
+
+
+def template_file(
+    ctx: Context, template: str, dest: str, variables: dict, **kwargs
+) -> list[Change]:
+    """The file is the rendered template (see file_content for the keyword arguments)."""
+    return file_content(ctx, dest, render(template, **variables), **kwargs)
+
+
+def service(ctx: Context, unit: str, *, enabled: bool = True, running: bool = True) -> list[Change]:
+    """The unit is enabled at boot and running (or not), in one probe."""
+    probe = ctx.probe(
+        shell.cmd("systemctl", "show", "-p", "UnitFileState", "-p", "ActiveState", "--", unit)
+    )
+    state = dict(line.split("=", 1) for line in probe.stdout.splitlines() if "=" in line)
+    changes = []
+    is_enabled = state.get("UnitFileState") in ("enabled", "enabled-runtime", "static", "alias")
+    if enabled and not is_enabled:
+        changes.append(
+            Change(f"enable {unit} at boot", (Run(shell.cmd("systemctl", "enable", "--", unit)),))
+        )
+    elif not enabled and is_enabled:
+        changes.append(
+            Change(f"disable {unit} at boot", (Run(shell.cmd("systemctl", "disable", "--", unit)),))
+        )
+    active = state.get("ActiveState") in ("active", "activating", "reloading")
+    if running and not active:
+        changes.append(Change(f"start {unit}", (Run(shell.cmd("systemctl", "start", "--", unit)),)))
+    elif not running and active:
+        changes.append(Change(f"stop {unit}", (Run(shell.cmd("systemctl", "stop", "--", unit)),)))
+    return changes

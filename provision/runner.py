@@ -1,0 +1,237 @@
+"""Run steps on hosts: plan (check only) or apply (execute, then check again).
+
+Per host: connect, gather facts, then for each step `check`; in plan mode record the changes;
+otherwise execute their actions, daemon-reload and restart each unit once, reboot when a
+change asks for it (and reboots are allowed), gather facts again and require that `check`
+now finds nothing ("did not converge" otherwise). One thread per host; a failing host stops
+only its own remaining steps.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from provision import shell
+from provision.changes import Change, Reboot, Restart, Run, Upload
+from provision.config import HostConfig
+from provision.errors import ProvisionError, StepError
+from provision.facts import GATHER_SCRIPT, Facts, check_supported, parse_facts
+from provision.output import Reporter, Transcript
+from provision.remote import Remote, connect
+from provision.step import Context, Step
+
+
+@dataclass
+class StepResult:
+    """What happened to one step on one host."""
+
+    step: str
+    status: str  # ok | changed | planned | failed
+    changes: list[Change] = field(default_factory=list)
+    seconds: float = 0.0
+    error: ProvisionError | None = None
+
+
+@dataclass
+class HostResult:
+    """What happened on one host."""
+
+    host: str
+    steps: list[StepResult] = field(default_factory=list)
+    error: ProvisionError | None = None
+    commands: int = 0
+    seconds: float = 0.0
+    log_path: Path | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+    @property
+    def pending(self) -> bool:
+        return any(s.changes for s in self.steps if s.status == "planned")
+
+
+def gather_facts(remote: Remote) -> Facts:
+    """One round trip: run the gather script and parse it."""
+    return parse_facts(remote.run(GATHER_SCRIPT, sudo=False).stdout)
+
+
+def preflight(hc: HostConfig, remote: Remote, facts: Facts) -> None:
+    """Refuse early what would fail later: unsupported OS, sudo we cannot use."""
+    check_supported(hc.name, facts)
+    remote.is_root = facts.uid == 0
+    if facts.sudo == "missing":
+        raise ProvisionError(
+            f"{hc.name}: sudo is not installed and {facts.user} is not root",
+            "log in as root once and `apt-get install sudo`, or set ansible_user=root",
+        )
+    if facts.sudo == "password" and not hc.connection.sudo_password:
+        raise ProvisionError(
+            f"{hc.name}: {facts.user} needs a password for sudo",
+            "pass --ask-sudo-pass or set PROVISION_SUDO_PASSWORD, or give the user NOPASSWD sudo",
+        )
+
+
+def execute(
+    remote: Remote, changes: list[Change], reporter: Reporter, hc: HostConfig, boot_id: str
+) -> None:
+    """Run the actions of the changes; restarts once each at the end; then a reboot if asked."""
+    restarts: dict[str, Restart] = {}
+    reboots: list[Reboot] = []
+    units_changed = False
+    for change in changes:
+        for action in change.actions:
+            if isinstance(action, Run):
+                reporter.started(hc.name, action.description or change.summary)
+                try:
+                    remote.run(action.command, sudo=action.sudo, timeout_s=action.timeout_s)
+                finally:
+                    reporter.finished(hc.name)
+            elif isinstance(action, Upload):
+                remote.put_atomic(action)
+                units_changed |= action.dest.startswith(("/etc/systemd/", "/lib/systemd/"))
+            elif isinstance(action, Restart):
+                restarts.setdefault(action.unit, action)
+                units_changed |= action.daemon_reload
+            elif isinstance(action, Reboot):
+                reboots.append(action)
+    if units_changed:
+        remote.run("systemctl daemon-reload")
+    for unit in restarts:
+        remote.run(shell.cmd("systemctl", "restart", "--", unit))
+    if reboots:
+        reasons = "; ".join(r.reason for r in reboots)
+        if not hc.allow_reboot:
+            raise StepError(
+                f"{hc.name}: a reboot is required ({reasons})",
+                "rerun with --allow-reboot, or reboot by hand and rerun",
+            )
+        reporter.started(hc.name, f"reboot ({reasons})")
+        try:
+            remote.reboot(hc.reboot_timeout_s, old_boot_id=boot_id)
+        finally:
+            reporter.finished(hc.name)
+
+
+def run_host(
+    hc: HostConfig,
+    steps: tuple[Step, ...],
+    *,
+    plan: bool,
+    reporter: Reporter,
+    log_dir: Path,
+    remote_factory: Callable[..., Remote] = connect,
+) -> HostResult:
+    """Provision (or plan) one host; errors are recorded in the result, never raised."""
+    started = time.monotonic()
+    result = HostResult(hc.name)
+    secrets = [hc.connection.sudo_password] if hc.connection.sudo_password else []
+    transcript = Transcript(log_dir, hc.name, secrets)
+    result.log_path = transcript.path
+    transcript.write(f"# provision {'plan' if plan else 'apply'} on {hc.connection.target}")
+
+    def log(text: str) -> None:
+        transcript.write(text)
+        if text.startswith("$ "):
+            reporter.command(hc.name, text)
+
+    remote = None
+    try:
+        remote = remote_factory(
+            hc.connection, log=log, on_line=lambda line: reporter.output_line(hc.name, line)
+        )
+        facts = gather_facts(remote)
+        preflight(hc, remote, facts)
+        changed_before = False
+        for step in steps:
+            step_start = time.monotonic()
+            current = StepResult(step.name, "ok")
+            result.steps.append(current)
+            try:
+                facts = run_step(hc, step, remote, facts, plan, reporter, current)
+            except ProvisionError as exc:
+                current.status, current.error = "failed", exc
+                current.seconds = time.monotonic() - step_start
+                reporter.step_line(hc.name, step.name, "failed", exc.message.splitlines()[0])
+                raise
+            current.seconds = time.monotonic() - step_start
+            detail = "; ".join(c.summary for c in current.changes)
+            if plan and current.changes and changed_before:
+                detail += "  (planned against the current state: may differ after the steps above)"
+            changed_before |= bool(current.changes)
+            reporter.step_line(hc.name, step.name, current.status, detail)
+            if plan or reporter.verbose:
+                reporter.changes(hc.name, current.changes, plan)
+    except ProvisionError as exc:
+        result.error = exc
+        transcript.write(f"# error: {exc.message}\n# hint: {exc.hint}")
+        if not result.steps or result.steps[-1].status != "failed":
+            reporter.step_line(hc.name, "-", "failed", exc.message.splitlines()[0])
+    finally:
+        if remote is not None:
+            result.commands = remote.commands
+            remote.close()
+        result.seconds = time.monotonic() - started
+        transcript.write(f"# {result.commands} commands, {result.seconds:.1f}s")
+        transcript.close()
+    return result
+
+
+def run_step(
+    hc: HostConfig,
+    step: Step,
+    remote: Remote,
+    facts: Facts,
+    plan: bool,
+    reporter: Reporter,
+    current: StepResult,
+) -> Facts:
+    """Check one step, apply its changes unless planning, and require convergence."""
+    ctx = Context(hc.name, facts, hc.settings, lambda c, sudo: remote.probe(c, sudo=sudo))
+    changes = step.check(ctx)
+    current.changes = changes
+    if plan:
+        current.status = "planned" if changes else "ok"
+        return facts
+    if not changes:
+        return facts
+    execute(remote, changes, reporter, hc, facts.boot_id)
+    facts = gather_facts(remote)
+    leftover = step.check(Context(hc.name, facts, hc.settings, ctx.prober))
+    if leftover:
+        raise StepError(
+            f"{hc.name} {step.name}: did not converge; still to do after applying: "
+            + "; ".join(c.summary for c in leftover),
+            "this is a bug in provision or something on the host undoes the change; "
+            "the transcript has every command",
+        )
+    current.status = "changed"
+    return facts
+
+
+def run_hosts(
+    configs: list[HostConfig],
+    steps: tuple[Step, ...],
+    *,
+    plan: bool,
+    reporter: Reporter,
+    parallel: int = 8,
+    log_dir: Path = Path(".provision/logs"),
+    remote_factory: Callable[..., Remote] = connect,
+) -> list[HostResult]:
+    """Run on every host, up to `parallel` at a time; results in inventory order."""
+
+    def one(hc: HostConfig) -> HostResult:
+        return run_host(
+            hc, steps, plan=plan, reporter=reporter, log_dir=log_dir, remote_factory=remote_factory
+        )
+
+    if len(configs) == 1:
+        return [one(configs[0])]
+    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+        return list(pool.map(one, configs))

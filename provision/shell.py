@@ -1,0 +1,76 @@
+"""All quoting of remote commands lives here.
+
+Every variable goes into a command through `cmd()` (shlex.join); `and_`/`pipe` join strings
+that are already quoted. `sudo_wrap` is applied in one place only (remote.py). `Secret`
+values are masked in every line a person or a log file sees.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterable
+
+
+class Secret(str):
+    """A string that must never be shown: output and logs print it as ***."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+
+def cmd(*argv: object) -> str:
+    """Quote each argument and join them into one shell command."""
+    return shlex.join(str(a) for a in argv)
+
+
+def and_(*commands: str) -> str:
+    """Join already-quoted commands with && (stop at the first failure)."""
+    return " && ".join(c for c in commands if c)
+
+
+def pipe(*commands: str) -> str:
+    """Join already-quoted commands with |."""
+    return " | ".join(commands)
+
+
+def sudo_wrap(command: str, *, with_password: bool = False) -> str:
+    """Run the whole command as root: sudo around `sh -c '<command>'`.
+
+    `-n` fails at once where a password would be needed instead of hanging; with a password,
+    `-S -p ''` reads it from stdin without printing a prompt, so it never reaches argv.
+    """
+    flags = ["-S", "-p", ""] if with_password else ["-n"]
+    return cmd("sudo", *flags, "-H", "--", "sh", "-c", command)
+
+
+def mask(text: str, secrets: Iterable[str]) -> str:
+    """Replace every secret value in text with ***."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def apt_get(*args: str, lock_timeout_s: int = 600) -> str:
+    """A non-interactive apt-get command that waits for the dpkg lock instead of failing.
+
+    `--force-confold` keeps an administrator's edits to conffiles; NEEDRESTART_MODE=a stops
+    Ubuntu's needrestart from asking which services to restart.
+    """
+    return cmd(
+        "env",
+        "DEBIAN_FRONTEND=noninteractive",
+        "NEEDRESTART_MODE=a",
+        "apt-get",
+        "-y",
+        "-q",
+        "-o",
+        f"DPkg::Lock::Timeout={lock_timeout_s}",
+        "-o",
+        "Dpkg::Options::=--force-confdef",
+        "-o",
+        "Dpkg::Options::=--force-confold",
+        *args,
+    )

@@ -1,0 +1,159 @@
+"""Remote against a real sshd on 127.0.0.1: quoting, atomic writes, host keys, errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import pytest
+
+from provision import shell
+from provision.changes import Upload
+from provision.errors import CommandError, ConnectError
+from provision.remote import connect
+
+pytestmark = pytest.mark.integration
+
+HOSTILE = [
+    "plain",
+    "with space",
+    "it's",
+    'double "quotes"',
+    "$(touch /tmp/provision-pwned)",
+    "`touch /tmp/provision-pwned`",
+    "new\nline",
+    "-n",
+    "--help",
+    "semi; rm -rf /nonexistent",
+    "ünïcödé ✓",
+    "back\\slash",
+    "glob * ?",
+    "",
+]
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_remote_hostile_strings_round_trip(connection, value):
+    remote = connect(connection)
+    try:
+        out = remote.run(shell.cmd("printf", "%s", value), sudo=False).stdout
+        out_sudo = remote.run(shell.cmd("printf", "%s", value)).stdout
+    finally:
+        remote.close()
+    assert out == value
+    assert out_sudo == value
+    assert not Path("/tmp/provision-pwned").exists()
+
+
+def test_remote_command_error_has_host_command_code_and_tail(connection):
+    remote = connect(connection)
+    try:
+        with pytest.raises(CommandError) as info:
+            remote.run("echo first; echo last-line >&2; exit 7")
+    finally:
+        remote.close()
+    err = info.value
+    assert err.returncode == 7
+    assert err.host == "loopback"
+    assert "exit 7" in err.command
+    assert "last-line" in err.message
+
+
+def test_remote_probe_returns_failure(connection):
+    remote = connect(connection)
+    try:
+        result = remote.probe("exit 3")
+    finally:
+        remote.close()
+    assert result.exit_code == 3
+
+
+def test_put_atomic_writes_mode_and_keeps_backup(connection, tmp_path):
+    dest = tmp_path / "etc" / "app.conf"
+    dest.parent.mkdir()
+    dest.write_text("old\n")
+    remote = connect(connection)
+    try:
+        remote.put_atomic(Upload(str(dest), b"new\n", mode="0640"))
+    finally:
+        remote.close()
+    assert dest.read_text() == "new\n"
+    assert oct(dest.stat().st_mode & 0o777) == "0o640"
+    assert Path(f"/var/backups/provision{dest}").read_text() == "old\n"
+    assert not list(dest.parent.glob(".*provision-new"))
+
+
+def test_put_atomic_keeps_old_file_when_validation_fails(connection, tmp_path):
+    dest = tmp_path / "sshd.conf"
+    dest.write_text("good\n")
+    remote = connect(connection)
+    try:
+        with pytest.raises(CommandError) as info:
+            remote.put_atomic(Upload(str(dest), b"bad\n", validate="grep -q good {path}"))
+    finally:
+        remote.close()
+    assert dest.read_text() == "good\n"
+    assert "failed validation" in info.value.hint
+    assert not list(tmp_path.glob(".*provision-new"))
+
+
+def test_put_atomic_handles_hostile_file_names(connection, tmp_path):
+    dest = tmp_path / "we'ird $(name) `x`.conf"
+    remote = connect(connection)
+    try:
+        remote.put_atomic(Upload(str(dest), b"content\n"))
+    finally:
+        remote.close()
+    assert dest.read_text() == "content\n"
+
+
+def test_unknown_host_key_is_refused_with_keyscan_hint(connection, tmp_path):
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    with pytest.raises(ConnectError) as info:
+        connect(dataclasses.replace(connection, known_hosts=str(empty)))
+    assert "unknown host key" in info.value.message
+    assert "ssh-keyscan -p" in info.value.hint
+    assert empty.read_text() == ""
+
+
+def test_accept_new_host_key_records_the_key(connection, tmp_path):
+    fresh = tmp_path / "known_hosts"
+    remote = connect(
+        dataclasses.replace(connection, known_hosts=str(fresh), accept_new_host_key=True)
+    )
+    remote.close()
+    assert f"[127.0.0.1]:{connection.port} ssh-ed25519" in fresh.read_text()
+    # The recorded key is now trusted without accept-new.
+    connect(dataclasses.replace(connection, known_hosts=str(fresh))).close()
+
+
+def test_changed_host_key_is_refused(connection, tmp_path, sshd):
+    other = tmp_path / "other"
+    os.system(f"ssh-keygen -q -t ed25519 -N '' -f {other}")
+    wrong = tmp_path / "known_hosts"
+    kind, key = (other.with_suffix(".pub")).read_text().split()[:2]
+    wrong.write_text(f"[127.0.0.1]:{connection.port} {kind} {key}\n")
+    with pytest.raises(ConnectError) as info:
+        connect(dataclasses.replace(connection, known_hosts=str(wrong)))
+    assert "does NOT match" in info.value.message
+
+
+def test_unreachable_port_is_a_connect_error(connection):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(ConnectError) as info:
+        connect(dataclasses.replace(connection, port=port, connect_timeout_s=3))
+    assert "cannot connect" in info.value.message
+
+
+def test_wrong_key_is_an_authentication_error(connection, tmp_path):
+    key = tmp_path / "k"
+    os.system(f"ssh-keygen -q -t ed25519 -N '' -f {key}")
+    with pytest.raises(ConnectError) as info:
+        connect(dataclasses.replace(connection, key_file=str(key)))
+    assert "authentication" in info.value.message

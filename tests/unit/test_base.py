@@ -1,0 +1,174 @@
+"""base.check as a table: facts and probe answers in, changes and commands out."""
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from fakes import FakeRemote
+from provision.facts import parse_facts
+from provision.step import Context
+from provision.steps import base
+from provision.templates import render, sha256
+
+DATA = Path(__file__).parent.parent / "data" / "facts"
+FILES = {
+    "/etc/apt/apt.conf.d/51provision-unattended-upgrades": (
+        "base/51provision-unattended-upgrades.j2",
+        {"blocklist": base.NVIDIA_PATTERNS},
+    ),
+    "/etc/apt/apt.conf.d/52provision-periodic": ("base/52provision-periodic.j2", {"enabled": True}),
+    "/etc/systemd/timesyncd.conf.d/provision.conf": ("base/timesyncd.conf.j2", {"ntp_servers": ()}),
+}
+
+
+def facts(name="debian-12-docker.txt", **changes):
+    f = parse_facts((DATA / name).read_text())
+    return dataclasses.replace(f, **changes)
+
+
+def all_installed(f, *extra):
+    pkgs = dict(f.packages)
+    for name in (*base.ESSENTIALS, "unattended-upgrades", "systemd-timesyncd", *extra):
+        pkgs[name] = type(next(iter(pkgs.values())))("1.0", "ii ")
+    return pkgs
+
+
+def remote_with_files(files=FILES, missing=()):
+    """A FakeRemote whose probed files match the templates, except the `missing` ones."""
+    r = FakeRemote()
+    r.on(r"stat -c", (1, ""))
+    for dest, (template, variables) in files.items():
+        if dest in missing:
+            continue
+        digest = sha256(render(template, **variables))
+        r.on(rf"stat -c .*{dest}", f"644 root root\n{digest}  {dest}\n")
+    r.on(r"head -c", "old content\n")
+    r.on(r"systemctl show", "UnitFileState=enabled\nActiveState=active\n")
+    return r
+
+
+def check(f, remote, **settings):
+    s = base.Settings(**settings)
+    ctx = Context("box", f, {"base": s}, lambda c, sudo: remote.probe(c, sudo=sudo))
+    return base.check(ctx)
+
+
+def test_base_converged_host_has_no_changes():
+    f = facts(container="none", dpkg_audit="", kernel="6.1.0-56-amd64")
+    headers = ("linux-headers-6.1.0-56-amd64", "linux-headers-amd64")
+    f = dataclasses.replace(f, packages=all_installed(f, *headers), apt_stamp=f.now)
+    assert check(f, remote_with_files()) == []
+
+
+def test_base_installs_missing_packages_in_one_call_with_update_when_stale():
+    f = facts(apt_stamp=None, dpkg_audit="")
+    pkgs = {n: p for n, p in f.packages.items() if n not in (*base.ESSENTIALS, "systemd-timesyncd")}
+    changes = check(dataclasses.replace(f, packages=pkgs), remote_with_files())
+    install = [c for c in changes if c.summary.startswith("install")]
+    assert len(install) == 1
+    first = install[0]
+    assert "build-essential" in first.summary and "unattended-upgrades" in first.summary
+    assert "systemd-timesyncd" in first.summary
+    commands = [a.command for a in first.actions]
+    assert "apt-get -y -q -o DPkg::Lock::Timeout=600" in commands[0]
+    assert " update --error-on=any" in commands[0]
+    assert "install --no-install-recommends build-essential dkms" in commands[1]
+    assert "linux-headers" not in commands[1]  # a container runs the host's kernel
+
+
+def test_base_skips_update_when_lists_are_fresh():
+    f = facts(dpkg_audit="")
+    f = dataclasses.replace(f, apt_stamp=f.now - 60, packages={})
+    install = next(c for c in check(f, remote_with_files()) if c.summary.startswith("install"))
+    assert len(install.actions) == 1
+
+
+def test_base_wants_headers_for_the_running_kernel_on_real_hardware():
+    f = facts("ubuntu-22.04-gpu.txt")
+    install = next(c for c in check(f, remote_with_files()) if c.summary.startswith("install"))
+    assert "linux-headers-6.8.0-49-generic" in install.summary
+    assert "linux-headers-generic-hwe-22.04" in install.summary
+
+
+@pytest.mark.parametrize(
+    ("kernel", "os_id", "version", "expected"),
+    [
+        ("6.1.0-56-amd64", "debian", "12", ["linux-headers-6.1.0-56-amd64", "linux-headers-amd64"]),
+        (
+            "6.1.0-56-cloud-amd64",
+            "debian",
+            "12",
+            ["linux-headers-6.1.0-56-cloud-amd64", "linux-headers-cloud-amd64"],
+        ),
+        (
+            "5.15.0-125-generic",
+            "ubuntu",
+            "22.04",
+            ["linux-headers-5.15.0-125-generic", "linux-headers-generic"],
+        ),
+        (
+            "6.8.0-49-generic",
+            "ubuntu",
+            "24.04",
+            ["linux-headers-6.8.0-49-generic", "linux-headers-generic"],
+        ),
+        ("6.18.44-custom", "debian", "12", ["linux-headers-6.18.44-custom"]),
+    ],
+)
+def test_base_headers_packages(kernel, os_id, version, expected):
+    assert base.headers_packages(kernel, os_id, version) == expected
+
+
+def test_base_fresh_ubuntu_waits_for_cloud_init_and_repairs_dpkg_first():
+    changes = check(facts("ubuntu-24.04-fresh.txt"), remote_with_files())
+    assert changes[0].summary == "wait for cloud-init to finish"
+    assert "cloud-init status --wait" in changes[0].actions[0].command
+    assert changes[1].summary == "repair an interrupted dpkg run"
+    assert "dpkg --configure -a" in changes[1].actions[0].command
+
+
+def test_base_writes_missing_config_files_with_diff():
+    f = facts(dpkg_audit="")
+    missing = "/etc/apt/apt.conf.d/51provision-unattended-upgrades"
+    changes = check(f, remote_with_files(missing=(missing,)))
+    write = next(c for c in changes if missing in c.summary)
+    assert write.summary == f"write {missing}"
+    assert '+    "nvidia-";' in write.diff
+    upload = write.actions[0]
+    assert upload.dest == missing and upload.mode == "0644"
+
+
+def test_base_mirror_moves_distro_sources_and_updates_before_install():
+    f = facts(dpkg_audit="")
+    f = dataclasses.replace(f, apt_stamp=f.now, packages={})
+    r = remote_with_files()
+    r.on(
+        r"\[ -e /etc/apt/sources.list.d/debian.sources \]",
+        "/etc/apt/sources.list.d/debian.sources\n",
+    )
+    changes = check(f, r, apt_mirror="http://mirror.lab/debian")
+    summaries = [c.summary for c in changes]
+    assert "write /etc/apt/sources.list.d/provision.sources" in summaries
+    assert any(s.startswith("move /etc/apt/sources.list.d/debian.sources") for s in summaries)
+    src = next(c for c in changes if "provision.sources" in c.summary).actions[0].content.decode()
+    assert "URIs: http://mirror.lab/debian" in src and "Suites: bookworm bookworm-updates" in src
+    install = next(c for c in changes if c.summary.startswith("install"))
+    assert "update" in install.actions[0].command  # sources changed: lists must be refreshed
+
+
+def test_base_leaves_another_time_daemon_alone():
+    f = facts(dpkg_audit="")
+    pkgs = dict(f.packages)
+    pkgs["chrony"] = type(next(iter(pkgs.values())))("4.3", "ii ")
+    changes = check(dataclasses.replace(f, packages=pkgs), remote_with_files())
+    assert not any("timesyncd" in c.summary for c in changes)
+
+
+def test_base_ca_certificate_is_uploaded_and_bundle_refreshed(tmp_path):
+    pem = tmp_path / "lab-proxy.crt"
+    pem.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    changes = check(facts(dpkg_audit=""), remote_with_files(), ca_certificates=(str(pem),))
+    trust = next(c for c in changes if c.summary == "trust lab-proxy.crt")
+    assert trust.actions[0].dest == "/usr/local/share/ca-certificates/provision-lab-proxy.crt"
+    assert any(c.summary == "update the CA bundle" for c in changes)

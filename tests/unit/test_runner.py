@@ -1,0 +1,225 @@
+"""Runner behaviour with FakeRemote: plan vs apply, convergence, restarts, reboots, isolation."""
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from fakes import FakeRemote
+from provision.changes import Change, Reboot, Restart, Run, Upload
+from provision.config import HostConfig
+from provision.output import Reporter
+from provision.remote import Connection
+from provision.runner import run_hosts
+from provision.step import Step
+
+FACTS = (Path(__file__).parent.parent / "data" / "facts" / "debian-12-docker.txt").read_text()
+
+
+@dataclasses.dataclass(frozen=True)
+class NoSettings:
+    pass
+
+
+def host(name="box", allow_reboot=True):
+    return HostConfig(
+        name,
+        Connection(host=name, addr="192.0.2.1", user="root"),
+        {"fake": NoSettings()},
+        {},
+        allow_reboot=allow_reboot,
+    )
+
+
+class Marker:
+    """A step that wants a change until its marker command has run."""
+
+    def __init__(self, changes, converge=True):
+        self.changes = changes
+        self.converge = converge
+        self.applied = False
+
+    def check(self, ctx):
+        return [] if self.applied and self.converge else list(self.changes)
+
+
+def make_step(marker, name="fake"):
+    return Step(name, "test step", NoSettings, marker.check, ())
+
+
+def fake_factory(remotes, marker=None):
+    def factory(connection, **kwargs):
+        r = FakeRemote(host=connection.host, **kwargs)
+        r.on(r"@@os-release", FACTS)
+        r.on(r"systemctl (restart|daemon-reload)|touch /marker", "")
+        if marker is not None:
+            original = r._exec
+
+            def _exec(command, timeout_s, stdin):
+                if "touch /marker" in command:
+                    marker.applied = True
+                return original(command, timeout_s, stdin)
+
+            r._exec = _exec
+        remotes.append(r)
+        return r
+
+    return factory
+
+
+def run(configs, steps, plan=False, factory=None, tmp_path=None):
+    return run_hosts(
+        configs, steps, plan=plan, reporter=Reporter(), log_dir=tmp_path, remote_factory=factory
+    )
+
+
+CHANGE = Change(
+    "touch the marker", (Run("touch /marker"), Restart("a"), Restart("b"), Restart("a"))
+)
+
+
+def test_runner_plan_records_changes_and_runs_nothing(tmp_path):
+    marker, remotes = Marker([CHANGE]), []
+    (result,) = run(
+        [host()],
+        (make_step(marker),),
+        plan=True,
+        factory=fake_factory(remotes, marker),
+        tmp_path=tmp_path,
+    )
+    assert result.steps[0].status == "planned" and result.pending
+    assert not any("touch /marker" in c for c in remotes[0].ran)
+    assert len(remotes[0].ran) == 1  # only the facts round trip
+
+
+def test_runner_apply_restarts_each_unit_once_then_rechecks(tmp_path):
+    marker, remotes = Marker([CHANGE]), []
+    (result,) = run(
+        [host()], (make_step(marker),), factory=fake_factory(remotes, marker), tmp_path=tmp_path
+    )
+    assert result.error is None, result.error
+    assert result.steps[0].status == "changed"
+    ran = remotes[0].ran
+    restarts = [c for c in ran if "systemctl restart" in c]
+    assert len(restarts) == 2 and "-- a" in restarts[0] and "-- b" in restarts[1]
+    assert sum("@@os-release" in c for c in ran) == 2  # facts gathered again after the change
+
+
+def test_runner_fails_step_that_does_not_converge(tmp_path):
+    marker, remotes = Marker([CHANGE], converge=False), []
+    second = Marker([])
+    (result,) = run(
+        [host()],
+        (make_step(marker), make_step(second, "after")),
+        factory=fake_factory(remotes, marker),
+        tmp_path=tmp_path,
+    )
+    assert result.failed
+    assert "did not converge" in result.error.message
+    assert "touch the marker" in result.error.message
+    assert [s.step for s in result.steps] == ["fake"]  # the host stops at the failure
+
+
+def test_runner_uploads_and_daemon_reload_for_units(tmp_path):
+    unit = Change(
+        "write unit", (Upload("/etc/systemd/system/x.service", b"[Unit]\n"), Restart("x"))
+    )
+    marker, remotes = Marker([unit]), []
+    factory = fake_factory(remotes, marker)
+
+    def with_upload_marker(connection, **kwargs):
+        r = factory(connection, **kwargs)
+        original = r.put_atomic
+
+        def put(upload, timeout_s=120):
+            marker.applied = True
+            original(upload)
+
+        r.put_atomic = put
+        return r
+
+    (result,) = run([host()], (make_step(marker),), factory=with_upload_marker, tmp_path=tmp_path)
+    assert result.error is None
+    ran = remotes[0].ran
+    assert remotes[0].uploads[0].dest == "/etc/systemd/system/x.service"
+    reload_at = next(i for i, c in enumerate(ran) if "daemon-reload" in c)
+    restart_at = next(i for i, c in enumerate(ran) if "systemctl restart" in c)
+    assert reload_at < restart_at
+
+
+def test_runner_reboots_when_allowed(tmp_path):
+    marker, remotes = (
+        Marker([Change("install kernel", (Run("touch /marker"), Reboot("new kernel")))]),
+        [],
+    )
+    (result,) = run(
+        [host()], (make_step(marker),), factory=fake_factory(remotes, marker), tmp_path=tmp_path
+    )
+    assert result.error is None
+    assert remotes[0].reboots == 1
+
+
+def test_runner_stops_when_reboot_is_not_allowed(tmp_path):
+    marker, remotes = (
+        Marker([Change("install kernel", (Run("touch /marker"), Reboot("new kernel")))]),
+        [],
+    )
+    later = Marker([])
+    (result,) = run(
+        [host(allow_reboot=False)],
+        (make_step(marker), make_step(later, "later")),
+        factory=fake_factory(remotes, marker),
+        tmp_path=tmp_path,
+    )
+    assert result.failed and "reboot is required" in result.error.message
+    assert "--allow-reboot" in result.error.hint
+    assert remotes[0].reboots == 0
+    assert [s.step for s in result.steps] == ["fake"]
+
+
+def test_runner_one_host_failing_does_not_stop_the_other(tmp_path):
+    remotes = []
+    good_factory = fake_factory(remotes)
+
+    def factory(connection, **kwargs):
+        r = good_factory(connection, **kwargs)
+        if connection.host == "bad":
+            r.on(r"@@os-release", (0, FACTS.replace('VERSION_ID="12"', 'VERSION_ID="10"')))
+        return r
+
+    ok = Marker([])
+    results = run([host("bad"), host("good")], (make_step(ok),), factory=factory, tmp_path=tmp_path)
+    assert [r.host for r in results] == ["bad", "good"]
+    assert results[0].failed and "not supported" in results[0].error.message
+    assert not results[1].failed and results[1].steps[0].status == "ok"
+
+
+def test_runner_writes_a_transcript_with_secrets_masked(tmp_path):
+    hc = host()
+    hc = dataclasses.replace(
+        hc, connection=dataclasses.replace(hc.connection, sudo_password="s3cr3t-pw")
+    )
+    marker, remotes = Marker([Change("echo", (Run("echo s3cr3t-pw; touch /marker"),))]), []
+    (result,) = run(
+        [hc], (make_step(marker),), factory=fake_factory(remotes, marker), tmp_path=tmp_path
+    )
+    text = result.log_path.read_text()
+    assert "touch /marker" in text
+    assert "s3cr3t-pw" not in text
+
+
+@pytest.mark.parametrize("sudo", ["password", "missing"])
+def test_runner_refuses_a_host_whose_sudo_it_cannot_use(tmp_path, sudo):
+    remotes = []
+    base_factory = fake_factory(remotes)
+
+    def factory(connection, **kwargs):
+        r = base_factory(connection, **kwargs)
+        text = FACTS.replace("@@user\nroot\n0", "@@user\nubuntu\n1000").replace(
+            "@@sudo\nroot", f"@@sudo\n{sudo}"
+        )
+        r.on(r"@@os-release", text)
+        return r
+
+    (result,) = run([host()], (make_step(Marker([])),), factory=factory, tmp_path=tmp_path)
+    assert result.failed and "sudo" in result.error.message

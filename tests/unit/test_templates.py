@@ -1,0 +1,37 @@
+"""Every template renders with StrictUndefined; a missing variable is an error."""
+
+import pytest
+
+from provision.errors import TemplateError
+from provision.templates import all_templates, render
+
+EXAMPLES = {
+    "base/provision.sources.j2": {
+        "mirror": "http://deb.debian.org/debian",
+        "security_mirror": "http://s/debian-security",
+        "suites": ["bookworm", "bookworm-updates"],
+        "security_suite": "bookworm-security",
+        "components": ["main"],
+        "keyring": "/usr/share/keyrings/debian-archive-keyring.gpg",
+    },
+    "base/sources.list.j2": {},
+    "base/timesyncd.conf.j2": {"ntp_servers": ["ntp1.example.org"]},
+    "base/51provision-unattended-upgrades.j2": {"blocklist": ["nvidia-"]},
+    "base/52provision-periodic.j2": {"enabled": True},
+}
+
+
+def test_every_template_has_an_example():
+    assert sorted(EXAMPLES) == all_templates()
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_template_renders_with_a_managed_header(name):
+    text = render(name, **EXAMPLES[name]).decode()
+    assert f"Managed by provision ({name})" in text
+
+
+def test_template_missing_variable_is_an_error():
+    with pytest.raises(TemplateError) as info:
+        render("base/timesyncd.conf.j2")
+    assert "templates/base/timesyncd.conf.j2" in info.value.message
