@@ -28,3 +28,21 @@ def require_tier():
         pytest.skip(f"{tier} tier: {reason}")
 
     return require
+
+
+TIERS = ("unit", "integration", "container", "vm")
+
+
+def pytest_terminal_summary(terminalreporter):
+    """One timing line per tier, for CI logs."""
+    totals: dict[str, list[float]] = {}
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            if getattr(report, "when", None) != "call" and getattr(report, "when", None) != "setup":
+                continue
+            tier = next((t for t in TIERS if f"tests/{t}/" in report.nodeid), "other")
+            totals.setdefault(tier, [0.0, 0])
+            totals[tier][0] += report.duration
+            totals[tier][1] += report.when == "call"
+    for tier, (seconds, count) in sorted(totals.items()):
+        terminalreporter.write_line(f"tier {tier}: {count} tests, {seconds:.1f}s")

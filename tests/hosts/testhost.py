@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""Disposable Debian 12 test hosts for provision: build, boot, reach, throw away.
+
+    python3 tests/hosts/testhost.py up --name box [--kind container] [--set base.x=y]
+    python3 tests/hosts/testhost.py ssh --name box [--user tester] [CMD ...]
+    python3 tests/hosts/testhost.py down --name box
+    python3 tests/hosts/testhost.py list
+
+`up` prints the path of an inventory file whose host NAME has every connection variable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import STATE, load_host, ssh_argv
+
+
+def kind_module(kind: str):
+    if kind == "container":
+        import container
+
+        return container
+    try:
+        import vm
+    except ImportError:
+        sys.exit("the vm tier is not available in this checkout (tests/hosts/vm.py)")
+    return vm
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("up", help="build (cached) and boot a host; print its inventory path")
+    p.add_argument("--name", required=True)
+    p.add_argument("--kind", choices=("container", "vm"), default="container")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="an extra [testhosts:vars] line")  # fmt: skip
+    p = sub.add_parser("down", help="stop a host and delete its state")
+    p.add_argument("--name", required=True)
+    p = sub.add_parser("ssh", help="ssh into a host")
+    p.add_argument("--name", required=True)
+    p.add_argument("--user", default="tester")
+    p.add_argument("cmd", nargs=argparse.REMAINDER)
+    sub.add_parser("list", help="running hosts")
+    p = sub.add_parser("build", help="build the cached image only")
+    p.add_argument("--kind", choices=("container", "vm"), default="container")
+    args = parser.parse_args()
+
+    if args.command == "up":
+        extra = dict(item.split("=", 1) for item in args.set)
+        host = kind_module(args.kind).up(args.name, extra_vars=extra)
+        print(host.inventory)
+    elif args.command == "down":
+        path = STATE / args.name / "host.json"
+        kind = load_host(args.name).kind if path.exists() else "container"
+        kind_module(kind).down(args.name)
+    elif args.command == "ssh":
+        host = load_host(args.name)
+        os.execvp("ssh", [*ssh_argv(host, args.user), *args.cmd])
+    elif args.command == "list":
+        for path in sorted(STATE.glob("*/host.json")):
+            h = load_host(path.parent.name)
+            print(f"{h.name:<16} {h.kind:<10} 127.0.0.1:{h.port:<6} {h.inventory}")
+    elif args.command == "build":
+        print(kind_module(args.kind).build())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
