@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -165,3 +167,33 @@ def load_host(name: str) -> TestHost:
     for key in ("key_file", "known_hosts", "inventory", "state_dir"):
         data[key] = Path(data[key])
     return TestHost(**data)
+
+
+def is_alive(pid: int | None) -> bool:
+    """Whether a process we started is still running (a zombie counts as gone)."""
+    if not pid:
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def stop(name: str, grace_s: float) -> None:
+    """Power a host off over SSH, else kill the process group we started; delete its state."""
+    state = STATE / name
+    if not state.exists():
+        return
+    try:
+        host = load_host(name)
+    except (OSError, ValueError):
+        host = None
+    if host and is_alive(host.pid):
+        ssh(host, "systemctl poweroff", check=False, timeout=20)
+        deadline = time.monotonic() + grace_s
+        while is_alive(host.pid) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        if is_alive(host.pid):
+            os.killpg(host.pid, signal.SIGKILL)
+            time.sleep(1)
+    shutil.rmtree(state, ignore_errors=True)

@@ -10,9 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import signal
 import subprocess
-import time
 from pathlib import Path
 
 from common import (
@@ -27,6 +25,7 @@ from common import (
     log,
     save_host,
     ssh,
+    stop,
     wait_for_ssh,
     write_inventory,
 )
@@ -135,35 +134,6 @@ def up(
     return host
 
 
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie child of this process still "exists": treat it as gone.
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.exists() and stat.read_text().split()[2] != "Z"
-
-
 def down(name: str) -> None:
     """Power the container off (or kill what we started) and delete its state."""
-    from common import load_host
-
-    state = STATE / name
-    if not state.exists():
-        return
-    try:
-        host = load_host(name)
-    except (OSError, ValueError):
-        host = None
-    if host and _alive(host.pid):
-        ssh(host, "systemctl poweroff", check=False, timeout=20)
-        deadline = time.monotonic() + 20
-        while _alive(host.pid) and time.monotonic() < deadline:
-            time.sleep(0.5)
-        if _alive(host.pid):
-            os.killpg(host.pid, signal.SIGKILL)
-            time.sleep(1)
-    shutil.rmtree(state, ignore_errors=True)
+    stop(name, grace_s=20)

@@ -1,0 +1,61 @@
+"""VM tier: a disposable qemu (TCG) Debian 12 VM with its own kernel, over real SSH."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+
+def _missing() -> str:
+    if os.geteuid() != 0:
+        return "needs root (mmdebstrap, chroot)"
+    for tool in ("mmdebstrap", "qemu-system-x86_64", "qemu-img", "sfdisk", "mke2fs", "ssh"):
+        if not shutil.which(tool):
+            return f"needs {tool} (apt-get install mmdebstrap qemu-system-x86 qemu-utils fdisk)"
+    return ""
+
+
+@pytest.fixture(scope="module")
+def vm(require_tier):
+    """A fresh VM (qcow2 overlay of the cached image) for this module."""
+    missing = _missing()
+    if missing:
+        require_tier("vm", missing)
+    import vm as harness
+
+    name = f"v{uuid.uuid4().hex[:6]}"
+    host = harness.up(name)
+    try:
+        yield host
+    finally:
+        harness.down(name)
+
+
+@pytest.fixture
+def provision(vm, tmp_path):
+    """Run the real CLI against the VM."""
+
+    def run(*args: str, check_rc: int | None = 0):
+        cmd = [
+            sys.executable,
+            "-m",
+            "provision",
+            *args,
+            "-i",
+            str(vm.inventory),
+            "--log-dir",
+            str(tmp_path / "logs"),
+        ]
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=3600)
+        if check_rc is not None:
+            assert proc.returncode == check_rc, (
+                f"rc={proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+            )
+        return proc
+
+    return run

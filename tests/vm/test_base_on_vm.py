@@ -1,0 +1,45 @@
+"""base on a real kernel (qemu VM): headers for the running kernel, time sync, idempotence,
+verify with nothing skipped for lack of a kernel, and a reboot through GRUB."""
+
+from __future__ import annotations
+
+import pytest
+from common import ssh
+
+# Minutes each under TCG: not in the default run yet; `python3 -m pytest -m vm` runs them.
+pytestmark = [pytest.mark.vm, pytest.mark.slow]
+
+
+def test_base_on_vm_applies_converges_and_verifies(vm, provision):
+    first = provision("all", "--host", vm.name)
+    assert "changed" in first.stdout
+    kernel = ssh(vm, "uname -r").stdout.strip()
+    assert f"linux-headers-{kernel}" in first.stdout
+    provision("all", "--host", vm.name, "--plan", "--detailed-exitcode", check_rc=0)
+    verify = provision("verify", "--host", vm.name)
+    lines = verify.stdout.splitlines()
+    headers = next(x for x in lines if "headers for the running kernel" in x)
+    time_sync = next(x for x in lines if "clock is kept in sync" in x)
+    assert " passed " in headers and " passed " in time_sync, verify.stdout
+    assert ssh(vm, f"test -e /lib/modules/{kernel}/build/Makefile").returncode == 0
+
+
+def test_vm_reboot_through_grub_changes_the_boot_id(vm):
+    from provision.remote import Connection, connect
+
+    conn = Connection(
+        host=vm.name,
+        addr="127.0.0.1",
+        port=vm.port,
+        user="tester",
+        key_file=str(vm.key_file),
+        known_hosts=str(vm.known_hosts),
+    )
+    remote = connect(conn)
+    try:
+        before = remote.boot_id()
+        remote.reboot(timeout_s=600)
+        after = remote.boot_id()
+    finally:
+        remote.close()
+    assert before != after
