@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import uuid
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from hostrun import provision_runner
 
 
 def _missing() -> str:
@@ -46,25 +43,4 @@ def container(require_tier):
 @pytest.fixture
 def provision(container, tmp_path):
     """Run the real CLI against the container: provision(*args) -> CompletedProcess."""
-
-    def run(*args: str, env: dict | None = None, check_rc: int | None = 0):
-        cmd = [sys.executable, "-m", "provision", *args]
-        if "-i" not in args and "--inventory" not in args:
-            cmd += ["-i", str(container.inventory)]
-        if "--log-dir" not in args and args and args[0] != "list":
-            cmd += ["--log-dir", str(tmp_path / "logs")]
-        proc = subprocess.run(
-            cmd,
-            capture_output=True,
-            text=True,
-            cwd=tmp_path,
-            timeout=1800,
-            env={**os.environ, **(env or {})},
-        )
-        if check_rc is not None:
-            assert proc.returncode == check_rc, (
-                f"rc={proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-            )
-        return proc
-
-    return run
+    return provision_runner(container, tmp_path / "logs")

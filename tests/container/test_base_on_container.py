@@ -5,7 +5,9 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 import pytest
+
 from common import SUDO_PASSWORD, ssh
+from hostrun import reboot_boot_ids
 
 pytestmark = pytest.mark.container
 
@@ -116,21 +118,5 @@ def test_unknown_host_key_is_refused(container, provision, tmp_path):
 
 
 def test_reboot_waits_for_a_new_boot_id(container):
-    from provision.remote import Connection, connect
-
-    conn = Connection(
-        host=container.name,
-        addr="127.0.0.1",
-        port=container.port,
-        user="tester",
-        key_file=str(container.key_file),
-        known_hosts=str(container.known_hosts),
-    )
-    remote = connect(conn)
-    try:
-        before = remote.boot_id()
-        remote.reboot(timeout_s=120)
-        after = remote.boot_id()
-    finally:
-        remote.close()
+    before, after = reboot_boot_ids(container, timeout_s=120)
     assert before and after and before != after

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import uuid
 
 import pytest
+
+from hostrun import provision_runner
 
 
 def _missing() -> str:
@@ -38,24 +38,5 @@ def vm(require_tier):
 
 @pytest.fixture
 def provision(vm, tmp_path):
-    """Run the real CLI against the VM."""
-
-    def run(*args: str, check_rc: int | None = 0):
-        cmd = [
-            sys.executable,
-            "-m",
-            "provision",
-            *args,
-            "-i",
-            str(vm.inventory),
-            "--log-dir",
-            str(tmp_path / "logs"),
-        ]
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=3600)
-        if check_rc is not None:
-            assert proc.returncode == check_rc, (
-                f"rc={proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-            )
-        return proc
-
-    return run
+    """Run the real CLI against the vm: provision(*args) -> CompletedProcess."""
+    return provision_runner(vm, tmp_path / "logs")

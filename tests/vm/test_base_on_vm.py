@@ -4,7 +4,9 @@ verify with nothing skipped for lack of a kernel, and a reboot through GRUB."""
 from __future__ import annotations
 
 import pytest
+
 from common import ssh
+from hostrun import reboot_boot_ids
 
 # Minutes each under TCG: not in the default run yet; `python3 -m pytest -m vm` runs them.
 pytestmark = [pytest.mark.vm, pytest.mark.slow]
@@ -25,21 +27,5 @@ def test_base_on_vm_applies_converges_and_verifies(vm, provision):
 
 
 def test_vm_reboot_through_grub_changes_the_boot_id(vm):
-    from provision.remote import Connection, connect
-
-    conn = Connection(
-        host=vm.name,
-        addr="127.0.0.1",
-        port=vm.port,
-        user="tester",
-        key_file=str(vm.key_file),
-        known_hosts=str(vm.known_hosts),
-    )
-    remote = connect(conn)
-    try:
-        before = remote.boot_id()
-        remote.reboot(timeout_s=600)
-        after = remote.boot_id()
-    finally:
-        remote.close()
-    assert before != after
+    before, after = reboot_boot_ids(vm, timeout_s=600)
+    assert before and after and before != after

@@ -1,0 +1,43 @@
+"""Helpers for the real-host tiers: run the provision CLI against a test host, reboot one."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+
+def provision_runner(host, log_dir: Path):
+    """Run the real `provision` CLI as a subprocess against a test host (its inventory by
+    default); asserts the exit code unless check_rc=None."""
+    import subprocess
+
+    def run(*args: str, env: dict | None = None, check_rc: int | None = 0):
+        cmd = [sys.executable, "-m", "provision", *args]
+        if "-i" not in args and "--inventory" not in args:
+            cmd += ["-i", str(host.inventory)]
+        cmd += ["--log-dir", str(log_dir)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=log_dir.parent,
+                              timeout=3600, env={**os.environ, **(env or {})})  # fmt: skip
+        if check_rc is not None:
+            assert proc.returncode == check_rc, (
+                f"rc={proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+            )
+        return proc
+
+    return run
+
+
+def reboot_boot_ids(host, timeout_s: int) -> tuple[str, str]:
+    """Reboot a test host through provision's Remote; the boot ids before and after."""
+    from provision.remote import Connection, connect
+
+    conn = Connection(host=host.name, addr=host.addr, port=host.port, user=host.user,
+                      key_file=str(host.key_file), known_hosts=str(host.known_hosts))  # fmt: skip
+    remote = connect(conn)
+    try:
+        before = remote.boot_id()
+        remote.reboot(timeout_s=timeout_s)
+        return before, remote.boot_id()
+    finally:
+        remote.close()
