@@ -5,8 +5,8 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 import pytest
-
 from common import SUDO_PASSWORD, ssh
+
 from hostrun import reboot_boot_ids
 
 pytestmark = pytest.mark.container

@@ -4,8 +4,8 @@ verify with nothing skipped for lack of a kernel, and a reboot through GRUB."""
 from __future__ import annotations
 
 import pytest
-
 from common import ssh
+
 from hostrun import reboot_boot_ids
 
 # Minutes each under TCG: not in the default run yet; `python3 -m pytest -m vm` runs them.
