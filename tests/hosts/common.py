@@ -4,6 +4,7 @@ record, inventory files, and ssh through the OpenSSH client with strict host-key
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -76,6 +77,7 @@ def free_port() -> int:
 
 
 def ssh_argv(host: TestHost, user: str) -> list[str]:
+    """The OpenSSH client command line for USER on the host (strict host-key checking)."""
     return [
         "ssh",
         "-i",
@@ -149,20 +151,21 @@ def write_inventory(host: TestHost, extra_vars: dict[str, str] | None = None) ->
         "[testhosts]",
         f"{host.name} ansible_host={host.addr} ansible_port={host.port} ansible_user={host.user} "
         f"ansible_ssh_private_key_file={host.key_file} provision_known_hosts={host.known_hosts}",
-        "",
-        "[testhosts:vars]",
-        *(f"{k}={v}" for k, v in values.items()),
     ]
+    if values:
+        lines += ["", "[testhosts:vars]", *(f"{k}={v}" for k, v in values.items())]
     host.inventory.write_text("\n".join(lines) + "\n")
     return host.inventory
 
 
 def save_host(host: TestHost) -> None:
+    """Record the host in STATE/NAME/host.json, so `down` and `ssh` work from other processes."""
     data = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(host).items()}
     (host.state_dir / "host.json").write_text(json.dumps(data, indent=2))
 
 
 def load_host(name: str) -> TestHost:
+    """The host recorded by save_host (FileNotFoundError when there is none)."""
     data = json.loads((STATE / name / "host.json").read_text())
     for key in ("key_file", "known_hosts", "inventory", "state_dir"):
         data[key] = Path(data[key])
@@ -189,11 +192,13 @@ def stop(name: str, grace_s: float) -> None:
     except (OSError, ValueError):
         host = None
     if host and is_alive(host.pid):
-        ssh(host, "systemctl poweroff", check=False, timeout=20)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            ssh(host, "systemctl poweroff", check=False, timeout=20)
         deadline = time.monotonic() + grace_s
         while is_alive(host.pid) and time.monotonic() < deadline:
             time.sleep(0.5)
         if is_alive(host.pid):
-            os.killpg(host.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(host.pid, signal.SIGKILL)
             time.sleep(1)
     shutil.rmtree(state, ignore_errors=True)

@@ -2,15 +2,21 @@
 
 The container shares this machine's network (sshd binds 127.0.0.1:PORT only), so nothing
 that reconfigures interfaces may run inside it. A wrapper restarts nspawn when it exits
-with 133 (`systemctl reboot` inside), which gives real reboot cycles.
+with 133 (`systemctl reboot` inside), which gives real reboot cycles. The kernel is this
+machine's: kernel modules, DKMS, initramfs and GRUB belong to the VM tier (vm.py).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
+import re
 import shutil
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 from common import (
@@ -22,16 +28,18 @@ from common import (
     ensure_key,
     free_port,
     known_hosts_lines,
+    load_host,
     log,
     save_host,
     ssh,
-    stop,
     wait_for_ssh,
     write_inventory,
 )
 
 MIRROR = os.environ.get("PROVISION_TESTHOST_MIRROR", "http://deb.debian.org/debian")
 INCLUDE = "systemd-sysv,dbus,openssh-server,sudo,python3,iproute2,ca-certificates"
+# Users, sudoers, keys, sshd drop-in, hostname. vm.py runs this too (and hashes it): keep it
+# shared; what only a container needs goes in CONTAINER_CONFIGURE.
 CONFIGURE = f"""
 set -e
 useradd -m -s /bin/bash {USER}
@@ -50,51 +58,95 @@ echo testhost > /etc/hostname
 echo "127.0.1.1 testhost" >> /etc/hosts
 rm -f /tmp/testhost.pub
 """
-RECIPE = f"mmdebstrap --variant=important --include={INCLUDE} bookworm {MIRROR}\n{CONFIGURE}"
+# Container-only: no ifupdown on the shared network namespace, no apt timers racing the
+# tests for the dpkg lock, and `apt` (not only apt-get) keeps downloaded .debs, which `down`
+# hands to the shared download cache.
+CONTAINER_CONFIGURE = """
+set -e
+systemctl mask networking.service apt-daily.timer apt-daily-upgrade.timer
+echo 'Binary::apt::APT::Keep-Downloaded-Packages "true";' > /etc/apt/apt.conf.d/10-testhost-keep-debs
+: > /etc/machine-id
+visudo -c -q
+"""
+MMDEBSTRAP = [
+    "mmdebstrap",
+    "--quiet",
+    "--mode=root",
+    "--variant=important",
+    f"--include={INCLUDE}",
+    "bookworm",
+    "ROOT",
+    MIRROR,
+]
+NSPAWN = [
+    "systemd-nspawn",
+    "--quiet",
+    "--boot",
+    "--register=no",  # this machine's PID 1 is not systemd: no machined, no scope units
+    "--keep-unit",
+    "--link-journal=no",
+]
+RECIPE = "\n".join(["container recipe 2", " ".join(MMDEBSTRAP), CONFIGURE, CONTAINER_CONFIGURE])
+APT_CACHE = CACHE / "apt-archives"  # .deb files shared by all container hosts
+NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,30}")
+REBOOT_RC = 133  # systemd-nspawn's exit status when the container asked for a reboot
+# The wrapper: run nspawn again after a reboot inside, like a real machine's firmware would.
+WRAPPER = (
+    f'while :; do "$@"; rc=$?; [ $rc -eq {REBOOT_RC} ] || exit $rc; echo "[wrapper] reboot"; done'
+)
+
+_procs: dict[str, subprocess.Popen] = {}  # wrappers this process started, by host name
 
 
 def build() -> Path:
-    """The cached base rootfs (rebuilt when the recipe above changes)."""
-    digest = hashlib.sha256(RECIPE.encode()).hexdigest()[:12]
-    final = CACHE / f"container-{digest}" / "rootfs"
-    if final.is_dir():
-        return final
+    """The cached base rootfs, CACHE/container-HASH/rootfs (rebuilt when the recipe changes).
+
+    Built in a `.building` folder and renamed when complete, under a lock, so a crashed or
+    concurrent build is never taken for a finished one.
+    """
     key = ensure_key()
-    work = final.parent.with_name(final.parent.name + ".building")
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    rootfs = work / "rootfs"
-    log(f"building container rootfs {final.parent.name} with mmdebstrap (about 40 s)")
-    subprocess.run(
-        [
-            "mmdebstrap",
-            "--quiet",
-            "--mode=root",
-            "--variant=important",
-            f"--include={INCLUDE}",
-            "bookworm",
-            str(rootfs),
-            MIRROR,
-        ],
-        check=True,
-    )
-    shutil.copy(key.with_suffix(".pub"), rootfs / "tmp" / "testhost.pub")
-    subprocess.run(["chroot", str(rootfs), "sh", "-c", CONFIGURE], check=True)
-    work.rename(final.parent)
-    return final
+    recipe = RECIPE + key.with_suffix(".pub").read_text()
+    digest = hashlib.sha256(recipe.encode()).hexdigest()[:12]
+    final = CACHE / f"container-{digest}"
+    if (final / "rootfs").is_dir():
+        return final / "rootfs"
+    with open(CACHE / "container.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another test session may be building it right now
+        if (final / "rootfs").is_dir():
+            return final / "rootfs"
+        work = final.with_name(final.name + ".building")
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        rootfs = work / "rootfs"
+        started = time.monotonic()
+        log(f"building container rootfs {final.name} with mmdebstrap (about 40 s)")
+        subprocess.run([str(rootfs) if a == "ROOT" else a for a in MMDEBSTRAP], check=True)
+        shutil.copy(key.with_suffix(".pub"), rootfs / "tmp" / "testhost.pub")
+        subprocess.run(["chroot", str(rootfs), "sh", "-c", CONFIGURE], check=True)
+        subprocess.run(["chroot", str(rootfs), "sh", "-c", CONTAINER_CONFIGURE], check=True)
+        (work / "recipe.txt").write_text(recipe)
+        work.rename(final)
+        log(f"container rootfs built in {time.monotonic() - started:.0f}s")
+    return final / "rootfs"
 
 
-def up(
-    name: str, extra_vars: dict[str, str] | None = None, boot_timeout_s: float = 120
-) -> TestHost:
-    """Copy the rootfs, boot it, wait for SSH; returns the host (inventory written)."""
+def up(name: str, extra_vars: dict[str, str] | None = None, boot_timeout_s: float = 90) -> TestHost:
+    """Copy the rootfs, boot it, wait for SSH and systemd; returns the host (inventory written).
+
+    A host of the same name that is still there is taken down first. If it does not come up,
+    it is taken down again (set PROVISION_TESTHOST_KEEP=1 to keep it for a look).
+    """
+    if not NAME_RE.fullmatch(name):
+        raise ValueError(f"bad test host name {name!r}: use [a-z0-9-], at most 31 characters")
     base = build()
     state = STATE / name
     if state.exists():
         down(name)
     state.mkdir(parents=True)
+    started = time.monotonic()
     rootfs = state / "rootfs"
     subprocess.run(["cp", "-a", "--reflink=auto", str(base), str(rootfs)], check=True)
+    _seed_apt_cache(rootfs)
     port = free_port()
     conf = rootfs / "etc/ssh/sshd_config.d/10-testhost.conf"
     conf.write_text(conf.read_text() + f"Port {port}\n")
@@ -110,30 +162,174 @@ def up(
         known_hosts=known,
         inventory=state / "inventory.ini",
         state_dir=state,
+        extras={"rootfs": str(rootfs), "console": str(state / "console.log")},
     )
-    # 133 is nspawn's exit code for a reboot inside: start it again, like a real machine.
-    loop = (
-        'while :; do systemd-nspawn -q -D "$0" -b --register=no --keep-unit -M "$1"; rc=$?; '
-        '[ "$rc" -eq 133 ] || exit "$rc"; done'
-    )
+    argv = [*NSPAWN, f"--directory={rootfs}", f"--machine={name}"]
     with open(state / "console.log", "ab") as console:
         proc = subprocess.Popen(
-            ["sh", "-c", loop, str(rootfs), f"th-{name}"],
+            ["sh", "-c", WRAPPER, "testhost-wrapper", *argv],
             stdin=subprocess.DEVNULL,
             stdout=console,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
+            start_new_session=True,  # its own process group: `down` signals exactly that
         )
+    _procs[name] = proc
     host.pid = proc.pid
     save_host(host)
-    log(f"booting container {name} (sshd on 127.0.0.1:{port})")
-    wait_for_ssh(host, boot_timeout_s, is_alive=lambda: proc.poll() is None)
-    ssh(host, "systemctl is-system-running --wait || true", timeout=boot_timeout_s)
-    write_inventory(host, extra_vars)
-    save_host(host)
+    try:
+        log(f"booting container {name} (sshd on 127.0.0.1:{port})")
+        wait_for_ssh(host, boot_timeout_s, is_alive=lambda: proc.poll() is None)
+        left = max(10.0, boot_timeout_s - (time.monotonic() - started))
+        host.extras["system"] = wait_for_system(host, left)
+        write_inventory(host, extra_vars)
+        host.extras["up_s"] = round(time.monotonic() - started, 1)
+        save_host(host)
+    except BaseException:
+        log(f"container {name} did not come up; console: {state / 'console.log'}")
+        if not os.environ.get("PROVISION_TESTHOST_KEEP"):
+            down(name)
+        raise
+    log(f"container {name} up in {host.extras['up_s']}s")
     return host
 
 
+def wait_for_system(host: TestHost, timeout_s: float) -> str:
+    """Wait for `systemctl is-system-running --wait`; returns running or degraded."""
+    proc = ssh(host, "systemctl is-system-running --wait", check=False, timeout=timeout_s + 5)
+    state = proc.stdout.strip()
+    if state == "degraded":
+        failed = ssh(host, "systemctl --failed --no-legend --plain", check=False).stdout
+        log(f"{host.name}: system degraded; failed units:\n{failed.rstrip()}")
+    elif state != "running":
+        raise RuntimeError(f"{host.name}: systemd state {state!r} ({proc.stderr.strip()})")
+    return state
+
+
 def down(name: str) -> None:
-    """Power the container off (or kill what we started) and delete its state."""
-    stop(name, grace_s=20)
+    """Power the container off (or signal what `up` started) and delete its state. Idempotent."""
+    state = STATE / name
+    if not state.exists():
+        return
+    try:
+        host = load_host(name)
+    except (OSError, ValueError, TypeError):
+        host = None
+    pid = host.pid if host and _is_our_wrapper(name, host.pid) else None
+    if host and pid:
+        try:
+            proc = ssh(host, "systemctl poweroff", check=False, timeout=10)
+            # rc 255 without "closed": ssh never got in (sshd down), so don't wait for it
+            asked = proc.returncode != 255 or "closed" in proc.stderr
+        except subprocess.TimeoutExpired:
+            asked = True
+        _wait_group_gone(name, pid, 15 if asked else 0)
+    if pid and not _wait_group_gone(name, pid, 0):
+        # SIGTERM makes nspawn shut the container down cleanly. Repeated: a systemd that is
+        # still starting (just after a reboot, say) ignores the first. SIGKILL if that hangs.
+        for sig, wait_s in [(signal.SIGTERM, 2)] * 5 + [(signal.SIGKILL, 5)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, sig)
+            if _wait_group_gone(name, pid, wait_s):
+                break
+    _kill_leftovers(state / "rootfs")
+    _harvest_apt_cache(state / "rootfs")
+    _procs.pop(name, None)
+    shutil.rmtree(state, ignore_errors=True)
+
+
+def _stat(pid: int | str) -> list[str]:
+    """/proc/PID/stat fields from the state on: [state, ppid, pgrp, ...] ([] if gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
+
+
+def _pids() -> list[int]:
+    return [int(e.name) for e in Path("/proc").iterdir() if e.name.isdigit()]
+
+
+def _is_our_wrapper(name: str, pid: int | None) -> bool:
+    """Whether PID is still the wrapper `up` started for this host (PIDs get reused)."""
+    if not pid:
+        return False
+    proc = _procs.get(name)
+    if proc is not None and proc.pid == pid:
+        return True
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    rootfs = f"--directory={STATE / name / 'rootfs'}\0".encode()
+    return b"testhost-wrapper" in cmdline and rootfs in cmdline
+
+
+def _wait_group_gone(name: str, pgid: int, timeout_s: float) -> bool:
+    """Wait until no live process is left in the wrapper's process group (wrapper + nspawn)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        proc = _procs.get(name)
+        if proc is not None:
+            proc.poll()  # reap our own child
+        group = [p for p in _pids() if (st := _stat(p)) and st[2] == str(pgid) and st[0] != "Z"]
+        if not group:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.3)
+
+
+def _kill_leftovers(rootfs: Path) -> None:
+    """SIGKILL processes still running with this container's rootfs as their root.
+
+    Only if the nspawn we started was killed hard can any be left (its systemd and services,
+    reparented). /proc/PID/root of a process inside is the rootfs itself (same inode), even
+    where its path cannot be read from here.
+    """
+    try:
+        root = os.stat(rootfs)
+    except OSError:
+        return
+    for _ in range(10):
+        left = []
+        for p in _pids():
+            with contextlib.suppress(OSError):
+                st = os.stat(f"/proc/{p}/root")
+                if (st.st_dev, st.st_ino) == (root.st_dev, root.st_ino) and _stat(p)[:1] != ["Z"]:
+                    left.append(p)
+        if not left:
+            return
+        log(f"killing {len(left)} processes left running in {rootfs}")
+        for p in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p, signal.SIGKILL)
+        time.sleep(0.5)
+
+
+def _link_debs(src: Path, dest: Path) -> None:
+    """Hard-link (or copy, across filesystems) the .deb files in src that dest lacks."""
+    if not src.is_dir():
+        return
+    dest.mkdir(parents=True, exist_ok=True)
+    for deb in src.glob("*.deb"):
+        target = dest / deb.name
+        if target.exists() or deb.is_symlink() or not deb.is_file():
+            continue
+        try:
+            os.link(deb, target)
+        except FileExistsError:
+            pass
+        except OSError:
+            tmp = dest / f".{deb.name}.tmp{os.getpid()}"
+            shutil.copy2(deb, tmp)
+            tmp.rename(target)
+
+
+def _seed_apt_cache(rootfs: Path) -> None:
+    # Not a bind mount of one shared archives folder: apt takes a non-waiting lock on
+    # archives/lock, so two hosts downloading at once would fail. Each host gets links instead.
+    _link_debs(APT_CACHE, rootfs / "var/cache/apt/archives")
+
+
+def _harvest_apt_cache(rootfs: Path) -> None:
+    _link_debs(rootfs / "var/cache/apt/archives", APT_CACHE)

@@ -5,6 +5,7 @@
     python3 tests/hosts/testhost.py ssh --name box [--user tester] [CMD ...]
     python3 tests/hosts/testhost.py down --name box
     python3 tests/hosts/testhost.py list
+    python3 tests/hosts/testhost.py build [--kind container|vm]
 
 `up` prints the path of an inventory file whose host NAME has every connection variable.
 """
@@ -22,14 +23,17 @@ from common import STATE, load_host, ssh_argv
 
 
 def kind_module(kind: str):
+    """The tier's module (container.py or vm.py), imported only when asked for."""
     if kind == "container":
         import container
 
         return container
     try:
         import vm
-    except ImportError:
-        sys.exit("the vm tier is not available in this checkout (tests/hosts/vm.py)")
+    except ModuleNotFoundError as e:
+        if e.name != "vm":
+            raise
+        sys.exit("the vm tier is not available in this checkout (tests/hosts/vm.py is missing)")
     return vm
 
 
@@ -53,6 +57,9 @@ def main() -> int:
     args = parser.parse_args()
 
     if args.command == "up":
+        bad = [item for item in args.set if "=" not in item]
+        if bad:
+            parser.error(f"--set wants KEY=VALUE, got {bad[0]!r}")
         extra = dict(item.split("=", 1) for item in args.set)
         host = kind_module(args.kind).up(args.name, extra_vars=extra)
         print(host.inventory)
@@ -62,7 +69,8 @@ def main() -> int:
         kind_module(kind).down(args.name)
     elif args.command == "ssh":
         host = load_host(args.name)
-        os.execvp("ssh", [*ssh_argv(host, args.user), *args.cmd])
+        cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+        os.execvp("ssh", [*ssh_argv(host, args.user), *cmd])
     elif args.command == "list":
         for path in sorted(STATE.glob("*/host.json")):
             h = load_host(path.parent.name)
