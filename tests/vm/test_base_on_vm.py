@@ -8,8 +8,8 @@ from common import ssh
 
 from hostrun import reboot_boot_ids
 
-# Minutes each under TCG: not in the default run yet; `python3 -m pytest -m vm` runs them.
-pytestmark = [pytest.mark.vm, pytest.mark.slow]
+# Minutes under TCG (most of it apt): one VM for the module, both cases in CI.
+pytestmark = pytest.mark.vm
 
 
 def test_base_on_vm_applies_converges_and_verifies(vm, provision):
