@@ -18,6 +18,7 @@ EXAMPLES = {
     "base/timesyncd.conf.j2": {"ntp_servers": ["ntp1.example.org"]},
     "base/51provision-unattended-upgrades.j2": {"blocklist": ["nvidia-"]},
     "base/52provision-periodic.j2": {"enabled": True},
+    "users/sudoers.j2": {"name": "alice"},
 }
 
 

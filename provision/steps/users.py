@@ -1,0 +1,215 @@
+"""users: the people who log in to the box.
+
+Manages: accounts (created with a home and a shell), membership of `video` and `render`
+(GPU device access) and `docker` when that group exists, `~/.ssh/authorized_keys` entries
+from local public key files or literal keys (keys already there are kept), and optional
+passwordless sudo through `/etc/sudoers.d/provision-<name>` (checked with `visudo -cf`
+before it is put in place). Restarts nothing; never reboots.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from provision import shell
+from provision.changes import Change, Run, Upload
+from provision.errors import Skip
+from provision.resources import template_file
+from provision.settings import absolute_path, each, setting, unix_name
+from provision.step import Context, Step
+
+KEY_RE = re.compile(
+    r"^(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp\d+|sk-[a-z0-9@.-]+) [A-Za-z0-9+/=]+( .*)?$"
+)
+SCOPED_RE = re.compile(r"^([a-z_][a-z0-9_-]*)=(.+)$")
+
+
+def read_key(source: str) -> str:
+    """A literal public key, or the first key in a local .pub file; ValueError otherwise."""
+    text = source.strip()
+    if not KEY_RE.match(text):
+        path = Path(text).expanduser()
+        if not path.is_file():
+            raise ValueError(f"{source!r} is neither a public key nor a readable key file")
+        text = path.read_text().strip().splitlines()[0] if path.read_text().strip() else ""
+    if not KEY_RE.match(text) or "\n" in text:
+        raise ValueError(f"{source!r} does not hold an OpenSSH public key")
+    return text
+
+
+def key_entry(value: str) -> None:
+    """`KEY_OR_FILE` for every account, or `user=KEY_OR_FILE` for one."""
+    m = SCOPED_RE.match(value)
+    read_key(m[2] if m and not KEY_RE.match(value) else value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Settings of the users step (inventory keys `users.<field>`)."""
+
+    accounts: tuple[str, ...] = setting((), "user accounts to create/manage", each(unix_name))
+    authorized_keys: tuple[str, ...] = setting(
+        (), "public keys (files or literal), all accounts or `name=KEY`", each(key_entry)
+    )
+    groups: tuple[str, ...] = setting(
+        ("video", "render"),
+        "extra groups (GPU access); docker is added when it exists",
+        each(unix_name),
+    )
+    shell: str = setting("/bin/bash", "login shell of new accounts", absolute_path)
+    passwordless_sudo: bool = setting(False, "sudo without a password for these accounts")
+
+
+def keys_for(s: Settings, name: str) -> list[str]:
+    """The public keys one account should have."""
+    keys = []
+    for entry in s.authorized_keys:
+        m = SCOPED_RE.match(entry)
+        if m and not KEY_RE.match(entry):
+            if m[1] == name:
+                keys.append(read_key(m[2]))
+        else:
+            keys.append(read_key(entry))
+    return list(dict.fromkeys(keys))
+
+
+def parse_getent(text: str) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """`getent passwd` and `getent group` lines → (users: fields, groups: members)."""
+    users, groups = {}, {}
+    for line in text.splitlines():
+        kind, _, rest = line.partition(" ")
+        fields = rest.split(":")
+        if kind == "passwd" and len(fields) >= 7:
+            users[fields[0]] = fields
+        elif kind == "group" and len(fields) >= 4:
+            groups[fields[0]] = [m for m in fields[3].split(",") if m]
+    return users, groups
+
+
+def check(ctx: Context) -> list[Change]:
+    """What users would change on this host."""
+    s: Settings = ctx.settings(Settings)
+    if not s.accounts:
+        return []
+    wanted_groups = [*s.groups, "docker"]
+    probe = "; ".join(
+        [f"getent passwd {shell.cmd(n)} | sed 's/^/passwd /'" for n in s.accounts]
+        + [f"getent group {shell.cmd(g)} | sed 's/^/group /'" for g in wanted_groups]
+        + ["true"]
+    )
+    users, groups = parse_getent(ctx.probe(probe).stdout)
+    existing_groups = [g for g in s.groups if g in groups] + (
+        ["docker"] if "docker" in groups else []
+    )
+    changes: list[Change] = []
+    for name in s.accounts:
+        changes += account_changes(ctx, s, name, users.get(name), groups, existing_groups)
+    return changes
+
+
+def account_changes(ctx, s: Settings, name: str, passwd, groups, existing_groups) -> list[Change]:
+    changes: list[Change] = []
+    home = passwd[5] if passwd else f"/home/{name}"
+    if passwd is None:
+        add = ["useradd", "-m", "-s", s.shell]
+        if existing_groups:
+            add += ["-G", ",".join(existing_groups)]
+        changes.append(Change(f"create user {name}", (Run(shell.cmd(*add, "--", name)),)))
+    else:
+        if passwd[6] != s.shell:
+            changes.append(
+                Change(
+                    f"set {name}'s shell to {s.shell}",
+                    (Run(shell.cmd("usermod", "-s", s.shell, "--", name)),),
+                )
+            )
+        missing = [g for g in existing_groups if name not in groups.get(g, [])]
+        if missing:
+            changes.append(
+                Change(
+                    f"add {name} to {', '.join(missing)}",
+                    (Run(shell.cmd("usermod", "-aG", ",".join(missing), "--", name)),),
+                )
+            )
+    keys = keys_for(s, name)
+    if keys:
+        path = f"{home}/.ssh/authorized_keys"
+        current = ctx.probe(shell.cmd("cat", "--", path), sudo=True).stdout if passwd else ""
+        have = {line.strip() for line in current.splitlines()}
+        missing_keys = [k for k in keys if k not in have]
+        if missing_keys:
+            content = current if current.endswith("\n") or not current else current + "\n"
+            content += "".join(k + "\n" for k in missing_keys)
+            mkdir = shell.cmd(
+                "install", "-d", "-m", "0700", "-o", name, "-g", name, "--", f"{home}/.ssh"
+            )
+            noun = "key" if len(missing_keys) == 1 else "keys"
+            changes.append(
+                Change(
+                    f"authorize {len(missing_keys)} {noun} for {name}",
+                    (Run(mkdir), Upload(path, content.encode(), "0600", name, name)),
+                )
+            )
+    if s.passwordless_sudo:
+        changes += template_file(
+            ctx,
+            "users/sudoers.j2",
+            f"/etc/sudoers.d/provision-{name}",
+            {"name": name},
+            mode="0440",
+            validate="visudo -cf {path}",
+            summary=f"give {name} passwordless sudo",
+        )
+    return changes
+
+
+def verify_accounts(host, s: Settings) -> None:
+    """accounts exist with their shell and GPU groups"""
+    if not s.accounts:
+        raise Skip("no users.accounts set")
+    for name in s.accounts:
+        user = host.user(name)
+        assert user.exists, f"user {name} does not exist"
+        assert user.shell == s.shell or not s.shell, f"{name}'s shell is {user.shell}"
+        for group in s.groups:
+            if host.group(group).exists:
+                assert group in user.groups, f"{name} is not in {group}"
+
+
+def verify_keys(host, s: Settings) -> None:
+    """authorized_keys hold the keys and sshd's permission rules are met"""
+    if not s.authorized_keys:
+        raise Skip("no users.authorized_keys set")
+    for name in s.accounts:
+        keys = keys_for(s, name)
+        if not keys:
+            continue
+        home = host.user(name).home
+        f = host.file(f"{home}/.ssh/authorized_keys")
+        assert f.exists and f.user == name and f.mode & 0o077 == 0, f"{f.path}: wrong owner/mode"
+        assert host.file(f"{home}/.ssh").mode & 0o077 == 0, f"{home}/.ssh is open to others"
+        listed = host.run(f"ssh-keygen -lf {shell.cmd(f.path)}")
+        assert listed.rc == 0, f"{f.path} does not parse: {listed.stderr}"
+        content = f.content_string
+        for key in keys:
+            assert key.split()[1] in content, f"a key is missing from {f.path}"
+
+
+def verify_sudo(host, s: Settings) -> None:
+    """passwordless sudo works for the accounts"""
+    if not s.passwordless_sudo or not s.accounts:
+        raise Skip("users.passwordless_sudo is off")
+    for name in s.accounts:
+        r = host.run(f"runuser -u {shell.cmd(name)} -- sudo -n true")
+        assert r.rc == 0, f"sudo -n fails for {name}: {r.stderr.strip()}"
+
+
+STEP = Step(
+    name="users",
+    summary="accounts, authorized_keys, GPU groups (video, render, docker), passwordless sudo",
+    settings=Settings,
+    check=check,
+    verify=(verify_accounts, verify_keys, verify_sudo),
+)

@@ -1,0 +1,112 @@
+"""users.check as a table: getent answers and key files in, changes and commands out."""
+
+from pathlib import Path
+
+import pytest
+
+from fakes import FakeRemote
+from provision.config import load_hosts
+from provision.errors import ConfigError
+from provision.facts import parse_facts
+from provision.inventory import parse
+from provision.step import Context
+from provision.steps import users
+
+DATA = Path(__file__).parent.parent / "data" / "facts"
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDOzxK7Ms0Hb5Wc0eoF8q2vS2bt2p4yJ9O4wbn6p1Yb alice@laptop"
+KEY2 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ9w3oSx6fWz1oVZ7j0p7uQ1mJrYb7Wl4h8dL4o3nXyZ bob@laptop"
+GROUPS = "group video:x:44:\ngroup render:x:105:\n"
+
+
+def check(remote, **settings):
+    s = users.Settings(**settings)
+    f = parse_facts((DATA / "debian-12-nspawn.txt").read_text())
+    ctx = Context("box", f, {"users": s}, lambda c, sudo: remote.probe(c, sudo=sudo))
+    return users.check(ctx)
+
+
+def test_users_nothing_to_do_without_accounts():
+    assert check(FakeRemote()) == []
+
+
+def test_users_creates_account_with_groups_and_keys(tmp_path):
+    pub = tmp_path / "alice.pub"
+    pub.write_text(KEY + "\n")
+    r = FakeRemote().on(r"getent", GROUPS)
+    changes = check(r, accounts=("alice",), authorized_keys=(str(pub),))
+    assert [c.summary for c in changes] == ["create user alice", "authorize 1 key for alice"]
+    assert changes[0].actions[0].command == "useradd -m -s /bin/bash -G video,render -- alice"
+    mkdir, upload = changes[1].actions
+    assert mkdir.command == "install -d -m 0700 -o alice -g alice -- /home/alice/.ssh"
+    assert (upload.dest, upload.mode, upload.owner) == (
+        "/home/alice/.ssh/authorized_keys",
+        "0600",
+        "alice",
+    )
+    assert upload.content.decode() == KEY + "\n"
+
+
+def test_users_existing_account_gets_missing_groups_and_keeps_its_keys():
+    r = FakeRemote().on(
+        r"getent",
+        "passwd bob:x:1001:1001::/home/bob:/bin/bash\n" + GROUPS + "group docker:x:999:\n",
+    )
+    r.on(r"cat -- /home/bob/.ssh/authorized_keys", KEY2 + "\n# a comment the user wrote\n")
+    changes = check(r, accounts=("bob",), authorized_keys=(KEY, f"bob={KEY2}", f"carol={KEY2}"))
+    assert [c.summary for c in changes] == [
+        "add bob to video, render, docker",
+        "authorize 1 key for bob",
+    ]
+    content = changes[1].actions[1].content.decode()
+    assert content == KEY2 + "\n# a comment the user wrote\n" + KEY + "\n"
+
+
+def test_users_converged_account_has_no_changes():
+    r = FakeRemote().on(
+        r"getent",
+        "passwd bob:x:1001:1001::/home/bob:/bin/bash\ngroup video:x:44:bob\ngroup render:x:105:bob\n",
+    )
+    r.on(r"cat -- /home/bob/.ssh/authorized_keys", KEY + "\n")
+    assert check(r, accounts=("bob",), authorized_keys=(KEY,)) == []
+
+
+def test_users_passwordless_sudo_is_validated_by_visudo():
+    r = FakeRemote().on(
+        r"getent",
+        "passwd bob:x:1001:1001::/home/bob:/bin/bash\ngroup video:x:44:bob\ngroup render:x:105:bob\n",
+    )
+    r.on(r"stat -c", (1, ""))
+    (change,) = check(r, accounts=("bob",), passwordless_sudo=True)
+    upload = change.actions[0]
+    assert change.summary == "give bob passwordless sudo"
+    assert (upload.dest, upload.mode, upload.validate) == (
+        "/etc/sudoers.d/provision-bob",
+        "0440",
+        "visudo -cf {path}",
+    )
+    assert b"bob ALL=(ALL:ALL) NOPASSWD: ALL" in upload.content
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        ("users.accounts=Alice", "not a valid user/group name"),
+        ("users.accounts='bob;reboot'", "not a valid user/group name"),
+        ("users.accounts=-oops", "not a valid user/group name"),
+        ("users.authorized_keys=/no/such/key.pub", "neither a public key"),
+        ("users.authorized_keys='ssh-ed25519 $(id)'", "neither a public key"),
+        ("users.shell=bash", "not an absolute path"),
+    ],
+)
+def test_users_bad_settings_are_refused(value, words):
+    with pytest.raises(ConfigError) as info:
+        load_hosts(parse(f"[g]\nbox {value}\n", Path("inventory.ini")), ["box"])
+    assert info.value.message.startswith("inventory.ini:2: ")
+    assert words in info.value.message
+
+
+def test_users_key_file_must_hold_a_key(tmp_path):
+    bad = tmp_path / "id"
+    bad.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\n")
+    with pytest.raises(ValueError, match="does not hold an OpenSSH public key"):
+        users.read_key(str(bad))
