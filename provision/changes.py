@@ -45,7 +45,25 @@ class Reboot:
     reason: str
 
 
-Action = Run | Upload | Restart | Reboot
+@dataclass(frozen=True)
+class Guarded:
+    """Changes that can cut the connection (sshd, network), applied with a way back.
+
+    Before: a fresh key-only login must succeed. Then a timer on the host is armed that
+    restores the old files and runs `restore` after `rollback_after_s`; the uploads land,
+    `activate` runs, and a fresh login (on `confirm_port`/`confirm_addr` when they change)
+    must succeed before the timer is disarmed. Otherwise the host rolls itself back.
+    """
+
+    uploads: tuple[Upload, ...]
+    activate: str  # e.g. "sshd -t && systemctl restart ssh"
+    restore: str  # run after the old files are back
+    confirm_port: int | None = None
+    confirm_addr: str | None = None
+    rollback_after_s: int = 90
+
+
+Action = Run | Upload | Restart | Reboot | Guarded
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,10 @@ class Connection:
     accept_new_host_key: bool = False
     connect_timeout_s: int = 15
     sudo_password: shell.Secret | None = None
+    identities_only: bool = False  # only the named key: no agent, no ~/.ssh/id_* (lockout checks)
+    # "type base64" of the keys already proven for this host (same sshd, new port or address):
+    # accepted and recorded in known_hosts, any other unknown key is still refused.
+    trusted_keys: tuple[str, ...] = ()
 
     @property
     def target(self) -> str:
@@ -86,6 +90,10 @@ class Remote:
 
     def open(self) -> None:
         """Connect (no-op when local)."""
+
+    def host_keys(self) -> tuple[str, ...]:
+        """The server's host keys as "type base64" (none when local)."""
+        return ()
 
     def close(self) -> None:
         """Disconnect."""
@@ -285,6 +293,8 @@ class SSHRemote(Remote):
         connect_kwargs: dict = {}
         if c.key_file:
             connect_kwargs["key_filename"] = [os.path.expanduser(c.key_file)]
+            if c.identities_only:
+                connect_kwargs.update(allow_agent=False, look_for_keys=False)
         conn = fabric.Connection(
             c.addr,
             user=c.user,
@@ -297,7 +307,7 @@ class SSHRemote(Remote):
             if path.is_file():
                 conn.client.load_system_host_keys(str(path))
         conn.client.set_missing_host_key_policy(
-            _AcceptNew(known) if c.accept_new_host_key else _Reject()
+            _AcceptNew(known) if c.accept_new_host_key else _Reject(known, c.trusted_keys)
         )
         try:
             conn.open()
@@ -336,6 +346,21 @@ class SSHRemote(Remote):
         if self.conn is not None:
             self.conn.close()
             self.conn = None
+
+    def host_keys(self) -> tuple[str, ...]:
+        """The keys this endpoint is known by ("type base64"): the one it showed and the
+        known_hosts entries that vouched for it."""
+        import paramiko
+
+        self.open()
+        shown = self.conn.transport.get_remote_server_key()
+        keys = [f"{shown.get_name()} {shown.get_base64()}"]
+        c = self.connection
+        known = Path(os.path.expanduser(c.known_hosts or "~/.ssh/known_hosts"))
+        if known.is_file():
+            entry = paramiko.HostKeys(str(known)).lookup(_known_name(c.addr, c.port)) or {}
+            keys += [f"{k.get_name()} {k.get_base64()}" for k in entry.values()]
+        return tuple(dict.fromkeys(keys))
 
     def _exec(self, command: str, timeout_s: int | None, stdin: str | None) -> Result:
         import invoke
@@ -390,9 +415,17 @@ class _UnknownHostKey(Exception):
 
 
 class _Reject:
-    """Paramiko policy: refuse hosts whose key is not in known_hosts (Fabric would add it)."""
+    """Paramiko policy: refuse hosts whose key is not in known_hosts (Fabric would add it),
+    except the one key already proven for this host at another port or address."""
+
+    def __init__(self, known_hosts: Path, trusted_keys: tuple[str, ...] = ()) -> None:
+        self.known_hosts = known_hosts
+        self.trusted_keys = trusted_keys
 
     def missing_host_key(self, client, hostname, key) -> None:
+        if f"{key.get_name()} {key.get_base64()}" in self.trusted_keys:
+            _AcceptNew(self.known_hosts).missing_host_key(client, hostname, key)
+            return
         raise _UnknownHostKey(key.get_name())
 
 

@@ -15,8 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from provision import shell
-from provision.changes import Change, Reboot, Restart, Run, Upload
+from provision import guard, shell
+from provision.changes import Change, Guarded, Reboot, Restart, Run, Upload
 from provision.config import HostConfig
 from provision.errors import ProvisionError, StepError
 from provision.facts import GATHER_SCRIPT, Facts, check_supported, parse_facts
@@ -78,7 +78,12 @@ def preflight(hc: HostConfig, remote: Remote, facts: Facts) -> None:
 
 
 def execute(
-    remote: Remote, changes: list[Change], reporter: Reporter, hc: HostConfig, boot_id: str
+    remote: Remote,
+    changes: list[Change],
+    reporter: Reporter,
+    hc: HostConfig,
+    boot_id: str,
+    remote_factory: Callable[..., Remote] = connect,
 ) -> None:
     """Run the actions of the changes; restarts once each at the end; then a reboot if asked."""
     restarts: dict[str, Restart] = {}
@@ -100,6 +105,12 @@ def execute(
                 units_changed |= action.daemon_reload
             elif isinstance(action, Reboot):
                 reboots.append(action)
+            elif isinstance(action, Guarded):
+                reporter.started(hc.name, change.summary)
+                try:
+                    guard.apply(remote, action, hc.connection, remote_factory)
+                finally:
+                    reporter.finished(hc.name)
     if units_changed:
         remote.run("systemctl daemon-reload")
     for unit in restarts:
@@ -153,7 +164,7 @@ def run_host(
             current = StepResult(step.name, "ok")
             result.steps.append(current)
             try:
-                facts = run_step(hc, step, remote, facts, plan, reporter, current)
+                facts = run_step(hc, step, remote, facts, plan, reporter, current, remote_factory)
             except ProvisionError as exc:
                 current.status, current.error = "failed", exc
                 current.seconds = time.monotonic() - step_start
@@ -190,6 +201,7 @@ def run_step(
     plan: bool,
     reporter: Reporter,
     current: StepResult,
+    remote_factory: Callable[..., Remote] = connect,
 ) -> Facts:
     """Check one step, apply its changes unless planning, and require convergence."""
     ctx = Context(hc.name, facts, hc.settings, lambda c, sudo: remote.probe(c, sudo=sudo))
@@ -200,7 +212,7 @@ def run_step(
         return facts
     if not changes:
         return facts
-    execute(remote, changes, reporter, hc, facts.boot_id)
+    execute(remote, changes, reporter, hc, facts.boot_id, remote_factory)
     facts = gather_facts(remote)
     leftover = step.check(Context(hc.name, facts, hc.settings, ctx.prober))
     if leftover:

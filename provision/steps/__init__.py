@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from provision.errors import ConfigError
 from provision.step import Step
-from provision.steps import base, users
+from provision.steps import base, ssh, users
 
-STEPS: tuple[Step, ...] = (base.STEP, users.STEP)
+STEPS: tuple[Step, ...] = (base.STEP, users.STEP, ssh.STEP)
 
 
 def by_name(name: str) -> Step:

@@ -19,6 +19,15 @@ EXAMPLES = {
     "base/51provision-unattended-upgrades.j2": {"blocklist": ["nvidia-"]},
     "base/52provision-periodic.j2": {"enabled": True},
     "users/sudoers.j2": {"name": "alice"},
+    "ssh/00-provision.conf.j2": {
+        "port": 22,
+        "permit_root_login": "no",
+        "password_authentication": False,
+        "x11_forwarding": False,
+        "max_auth_tries": 3,
+        "allow_users": ["alice"],
+        "allow_groups": [],
+    },
 }
 
 

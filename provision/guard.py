@@ -1,0 +1,125 @@
+"""Apply a Guarded change: never lose the way into the box.
+
+A fresh key-only login proves the way in before anything changes. A transient systemd timer
+on the host restores the old files and services after a delay, so a change that cuts the
+connection undoes itself without us. After the change, a fresh login (on the new port or
+address) must succeed; only then is the timer disarmed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+import uuid
+from collections.abc import Callable
+
+from provision import shell
+from provision.changes import Guarded
+from provision.errors import CommandError, ConnectError, StepError
+from provision.remote import Connection, Remote
+
+ROLLBACK_DIR = "/var/lib/provision/rollback"
+
+
+def fresh_login(factory: Callable[..., Remote], connection: Connection, wait_s: float) -> str:
+    """Open a new key-only connection and run `true`; '' on success, else the reason."""
+    deadline = time.monotonic() + wait_s
+    reason = ""
+    while True:
+        try:
+            remote = factory(dataclasses.replace(connection, identities_only=True))
+            try:
+                remote.run("true", sudo=False)
+                return ""
+            finally:
+                remote.close()
+        except (ConnectError, CommandError) as exc:
+            reason = exc.message
+        if time.monotonic() >= deadline:
+            return reason
+        time.sleep(2)
+
+
+def rollback_script(g: Guarded, folder: str) -> str:
+    """The host-side script that puts the old files back and runs `restore`."""
+    lines = ["#!/bin/sh", "# Written by provision: undoes a change that was not confirmed."]
+    for i, upload in enumerate(g.uploads):
+        saved = f"{folder}/{i}"
+        lines.append(
+            f"if [ -e {shell.cmd(saved)} ]; then {shell.cmd('cp', '-p', '--', saved, upload.dest)};"
+            f" else {shell.cmd('rm', '-f', '--', upload.dest)}; fi"
+        )
+    lines.append(g.restore)
+    return "\n".join(lines) + "\n"
+
+
+def apply(
+    remote: Remote, g: Guarded, connection: Connection, factory: Callable[..., Remote]
+) -> None:
+    """Fresh login, arm the rollback, change, confirm with a fresh login, disarm."""
+    host = connection.host
+    reason = fresh_login(factory, connection, wait_s=0)
+    if reason:
+        raise StepError(
+            f"{host}: a fresh key login failed before the change, so nothing was changed "
+            f"({reason})",
+            "fix key login first (ansible_ssh_private_key_file); provision never switches "
+            "off a way in before another one is proven",
+        )
+    token = uuid.uuid4().hex[:8]
+    folder = f"{ROLLBACK_DIR}/{token}"
+    unit = f"provision-rollback-{token}"
+    save = [shell.cmd("mkdir", "-p", "--", folder)]
+    for i, upload in enumerate(g.uploads):
+        dest, saved = upload.dest, f"{folder}/{i}"
+        save.append(
+            f"if [ -e {shell.cmd(dest)} ]; then {shell.cmd('cp', '-p', '--', dest, saved)}; fi"
+        )
+    script = f"{folder}/rollback.sh"
+    save.append(f"printf '%s' {shell.cmd(rollback_script(g, folder))} > {shell.cmd(script)}")
+    save.append(
+        shell.cmd(
+            "systemd-run",
+            "--quiet",
+            f"--unit={unit}",
+            f"--on-active={g.rollback_after_s}s",
+            "--timer-property=AccuracySec=1s",
+            "/bin/sh",
+            script,
+        )
+    )
+    remote.run(shell.and_(*save))
+    disarm = shell.and_(
+        shell.cmd("systemctl", "stop", "--", f"{unit}.timer"), shell.cmd("rm", "-rf", "--", folder)
+    )
+    try:
+        for upload in g.uploads:
+            remote.put_atomic(upload)
+        remote.run(g.activate, timeout_s=120)
+    except (CommandError, ConnectError) as exc:
+        _roll_back_now(remote, script, disarm)
+        raise StepError(
+            f"{host}: the change failed and was rolled back: {exc.message}", exc.hint
+        ) from None
+    target = dataclasses.replace(
+        connection,
+        port=g.confirm_port or connection.port,
+        addr=g.confirm_addr or connection.addr,
+        trusted_keys=remote.host_keys(),  # the same sshd answers at the new port or address
+    )
+    reason = fresh_login(factory, target, wait_s=30)
+    if reason:
+        _roll_back_now(remote, script, disarm)
+        raise StepError(
+            f"{host}: after the change a fresh login to {target.target} failed ({reason}); "
+            "the old configuration was restored",
+            f"the host restores itself within {g.rollback_after_s}s even without this session",
+        )
+    remote.run(disarm)
+
+
+def _roll_back_now(remote: Remote, script: str, disarm: str) -> None:
+    """Run the rollback through the open session; if that is gone, the timer does it."""
+    with contextlib.suppress(CommandError, ConnectError):
+        remote.run(shell.and_(shell.cmd("sh", script), disarm), timeout_s=120)

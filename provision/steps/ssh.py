@@ -1,0 +1,147 @@
+"""ssh: a hardened sshd that cannot lock you out.
+
+Manages: `/etc/ssh/sshd_config.d/00-provision.conf` (port, root login, password and
+keyboard-interactive login, X11 forwarding, MaxAuthTries, AllowUsers/AllowGroups), checked
+with `sshd -t` on the staged file and on the whole configuration before sshd restarts.
+Handles socket activation (Ubuntu 24.04's ssh.socket owns the port: daemon-reload and a
+socket restart). Applied as a Guarded change: a fresh key-only login must work first, and a
+fresh login (on the new port) after the restart, or the host restores the old file by itself.
+Restarts ssh (existing sessions survive); never reboots.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from provision.changes import Change, Guarded, Upload
+from provision.errors import Skip
+from provision.resources import template_file
+from provision.settings import each, one_of, positive, setting, unix_name
+from provision.step import Context, Step
+
+CONF = "/etc/ssh/sshd_config.d/00-provision.conf"
+# Ubuntu 24.04: ssh.socket listens and its generator reads Port from sshd_config at
+# daemon-reload. Debian 12 / Ubuntu 22.04: ssh.service listens itself.
+RESTART = (
+    "if systemctl is-enabled -q ssh.socket 2>/dev/null || systemctl is-active -q ssh.socket;"
+    " then systemctl daemon-reload && systemctl restart ssh.socket; fi"
+    " && systemctl restart ssh.service"
+)
+
+
+def port_number(value: int) -> None:
+    if not 0 < value < 65536:
+        raise ValueError(f"{value} is not a TCP port (1-65535)")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Settings of the ssh step (inventory keys `ssh.<field>`)."""
+
+    port: int = setting(22, "the port sshd listens on", port_number)
+    permit_root_login: str = setting(
+        "prohibit-password",
+        "root login: prohibit-password (keys only) or no",
+        one_of("prohibit-password", "no"),
+    )
+    password_authentication: bool = setting(False, "allow password login (keys only when off)")
+    x11_forwarding: bool = setting(False, "allow X11 forwarding")
+    max_auth_tries: int = setting(3, "authentication attempts per connection", positive)
+    allow_users: tuple[str, ...] = setting((), "only these users may log in", each(unix_name))
+    allow_groups: tuple[str, ...] = setting((), "only these groups may log in", each(unix_name))
+    rollback_after_s: int = setting(90, "undo an unconfirmed change after this long", positive)
+
+
+def variables(s: Settings) -> dict:
+    return {
+        "port": s.port,
+        "permit_root_login": s.permit_root_login,
+        "password_authentication": s.password_authentication,
+        "x11_forwarding": s.x11_forwarding,
+        "max_auth_tries": s.max_auth_tries,
+        "allow_users": s.allow_users,
+        "allow_groups": s.allow_groups,
+    }
+
+
+def check(ctx: Context) -> list[Change]:
+    """What ssh would change on this host."""
+    s: Settings = ctx.settings(Settings)
+    changes = template_file(
+        ctx,
+        "ssh/00-provision.conf.j2",
+        CONF,
+        variables(s),
+        mode="0644",
+        validate="sshd -t -f {path}",
+    )
+    if not changes:
+        return []
+    # Unchanged port: confirm on the port we came in on (it may be forwarded, as for a VM).
+    current = ctx.probe("sshd -T", sudo=True).stdout
+    ports = {line.split()[1] for line in current.splitlines() if line.startswith("port ")}
+    confirm_port = None if str(s.port) in ports else s.port
+    result = []
+    for change in changes:
+        uploads = tuple(a for a in change.actions if isinstance(a, Upload))
+        guarded = Guarded(
+            uploads=uploads,
+            activate=f"sshd -t && {RESTART}",
+            restore=RESTART,
+            confirm_port=confirm_port,
+            rollback_after_s=s.rollback_after_s,
+        )
+        summary = f"{change.summary} and restart sshd (confirmed by a fresh login)"
+        result.append(Change(summary, (guarded,), change.diff))
+    return result
+
+
+def effective(host) -> dict[str, str]:
+    """`sshd -T`: the values sshd really uses, lower-case keys."""
+    out = host.check_output("sshd -T")
+    values: dict[str, str] = {}
+    for line in out.splitlines():
+        key, _, value = line.partition(" ")
+        values.setdefault(key, value)
+    return values
+
+
+def verify_hardened(host, s: Settings) -> None:
+    """sshd -T shows the hardened values"""
+    v = effective(host)
+    want = {
+        "permitrootlogin": "without-password"
+        if s.permit_root_login == "prohibit-password"
+        else s.permit_root_login,
+        "passwordauthentication": "yes" if s.password_authentication else "no",
+        "kbdinteractiveauthentication": "no",
+        "x11forwarding": "yes" if s.x11_forwarding else "no",
+        "maxauthtries": str(s.max_auth_tries),
+    }
+    wrong = {k: v.get(k) for k, val in want.items() if v.get(k) != val}
+    assert not wrong, f"sshd -T differs from the settings: {wrong}"
+    if s.allow_users:
+        assert set(v.get("allowusers", "").split()) == set(s.allow_users), v.get("allowusers")
+
+
+def verify_listening(host, s: Settings) -> None:
+    """sshd listens on the configured port"""
+    ports = {
+        line.split()[1]
+        for line in host.check_output("sshd -T").splitlines()
+        if line.startswith("port ")
+    }
+    assert str(s.port) in ports, f"sshd -T ports: {sorted(ports)}"
+    listening = host.run(f"ss -Htln 'sport = :{s.port}'")
+    if listening.rc != 0:
+        raise Skip("ss (iproute2) is not available")
+    assert listening.stdout.strip(), f"nothing listens on TCP port {s.port}"
+
+
+STEP = Step(
+    name="ssh",
+    summary="hardened sshd drop-in (00-provision.conf), sshd -t, socket activation, no lockout",
+    settings=Settings,
+    check=check,
+    verify=(verify_hardened, verify_listening),
+)
