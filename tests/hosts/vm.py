@@ -1,139 +1,409 @@
-"""qemu (TCG) test hosts: a Debian 12 VM with its own kernel, GRUB and NIC, over real SSH.
+"""qemu (TCG) test hosts: a Debian 12 VM with its own kernel, GRUB and NICs, over real SSH.
 
 For what a container cannot prove: kernel headers and DKMS, initramfs, reboots through GRUB,
-netplan on a real NIC. /dev/kvm here cannot boot a stock kernel, so qemu runs TCG. The image
-is built once (mmdebstrap → ext4 with `mke2fs -d` at a 1 MiB offset, no loop device; GRUB
-installed by one short boot with `init=`), cached by a hash of this recipe; each `up` boots
-a qcow2 overlay with SSH forwarded to a free port on 127.0.0.1 (user-mode networking).
+netplan on a real NIC. /dev/kvm on these machines cannot boot a stock kernel, so qemu runs
+TCG (`-accel tcg,thread=multi -cpu max`), which also works on any CI runner without KVM.
+
+`build()` makes the base image once, cached under CACHE/vm-<hash of the recipe and key>/:
+mmdebstrap (bookworm + updates + security, main contrib non-free non-free-firmware) → a
+chroot configuration step → ext4 written by `mke2fs -d` at a 1 MiB offset in a sparse raw
+file with an sfdisk partition table (no loop device, no mount) → one short TCG boot with
+`init=` a script that runs grub-install + update-grub and powers off → qcow2 (40 GiB virtual).
+
+`up(name)` boots a qcow2 overlay of it in the background with SSH forwarded from a free
+port on 127.0.0.1 (user-mode networking, so the guest reaches the Debian mirror through this
+machine, which gets no new addresses), waits for SSH and writes the inventory and host.json.
+`nic2="netns"` adds a second NIC: a tap that qemu creates and opens, then moved into a
+network namespace of our own whose end of it is 192.168.77.1/24 (nothing in the root
+namespace). `down(name)` powers it off (else kills the qemu we started), deletes the
+namespace and the state. A `systemctl reboot` inside comes back by itself: qemu keeps
+running and GRUB boots the disk again.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
+import json
+import os
 import shutil
+import signal
+import socket
 import subprocess
+import time
 from pathlib import Path
 
 from common import (
     CACHE,
     STATE,
+    SUDO_PASSWORD,
     USER,
     TestHost,
     ensure_key,
     free_port,
     known_hosts_lines,
+    load_host,
     log,
     save_host,
-    stop,
+    ssh,
     wait_for_ssh,
     write_inventory,
 )
-from container import CONFIGURE, MIRROR
 
-DISK_MB = 20 * 1024
-INCLUDE = (
-    "linux-image-amd64,grub-pc,systemd-sysv,dbus,openssh-server,sudo,python3,iproute2,"
-    "ca-certificates,udev,kmod,initramfs-tools"
+MIRROR = os.environ.get("PROVISION_TESTHOST_MIRROR", "http://deb.debian.org/debian")
+SECURITY_MIRROR = os.environ.get(
+    "PROVISION_TESTHOST_SECURITY_MIRROR", "http://deb.debian.org/debian-security"
 )
-VM_CONFIGURE = r"""
+COMPONENTS = "main contrib non-free non-free-firmware"
+SOURCES = (
+    f"deb {MIRROR} bookworm {COMPONENTS}",
+    f"deb {MIRROR} bookworm-updates {COMPONENTS}",
+    f"deb {SECURITY_MIRROR} bookworm-security {COMPONENTS}",
+)
+INCLUDE = (
+    "linux-image-amd64,grub-pc,initramfs-tools,zstd,systemd-sysv,systemd-resolved,udev,kmod,"
+    "dbus,openssh-server,sudo,python3,ca-certificates,curl,iproute2,iputils-ping"
+)
+DISK_GIB = 40
+PART_START = 2048  # sectors of 512 bytes: the root partition starts at 1 MiB
+NIC2_SUBNET = "192.168.77"  # .1 is our end, inside the VM's own namespace only
+GRUB_MARK = "TESTHOST-GRUB-OK"
+
+CONFIGURE = rf"""
 set -e
-printf '[Match]\nName=en*\n\n[Network]\nDHCP=yes\n' > /etc/systemd/network/90-default-dhcp.network
-systemctl enable systemd-networkd
-echo 'nameserver 10.0.2.3' > /etc/resolv.conf
+useradd -m -s /bin/bash {USER}
+useradd -m -s /bin/bash pw{USER}
+echo 'pw{USER}:{SUDO_PASSWORD}' | chpasswd
+echo '{USER} ALL=(ALL:ALL) NOPASSWD: ALL' > /etc/sudoers.d/{USER}
+echo 'pw{USER} ALL=(ALL:ALL) ALL' > /etc/sudoers.d/pw{USER}
+chmod 0440 /etc/sudoers.d/{USER} /etc/sudoers.d/pw{USER}
+for home in /root /home/{USER} /home/pw{USER}; do
+  mkdir -p $home/.ssh; cp /tmp/testhost.pub $home/.ssh/authorized_keys
+  chmod 700 $home/.ssh; chmod 600 $home/.ssh/authorized_keys
+done
+chown -R {USER}: /home/{USER}/.ssh; chown -R pw{USER}: /home/pw{USER}/.ssh
+rm -f /tmp/testhost.pub
+printf 'PasswordAuthentication no\nPermitRootLogin prohibit-password\nUseDNS no\n' \
+  > /etc/ssh/sshd_config.d/10-testhost.conf
+
+echo testhost > /etc/hostname
+printf '127.0.0.1\tlocalhost\n127.0.1.1\ttesthost\n::1\tlocalhost ip6-localhost ip6-loopback\n' \
+  > /etc/hosts
 echo '/dev/vda1 / ext4 errors=remount-ro 0 1' > /etc/fstab
-sed -i 's/^ListenAddress.*//' /etc/ssh/sshd_config.d/10-testhost.conf
-cat > /etc/default/grub <<'G'
+
+# DHCP on every en* NIC; netplan's 10-netplan-*.network files take precedence over this one.
+printf '[Match]\nName=en*\n\n[Network]\nDHCP=yes\n' \
+  > /etc/systemd/network/90-default-dhcp.network
+systemctl enable systemd-networkd.service systemd-resolved.service
+ln -sf ../run/systemd/resolve/stub-resolv.conf /etc/resolv.conf
+
+# Boot fast and keep the tests deterministic: nothing waits for network-online, no first-boot
+# prompts, no apt/man-db/fstrim timers that take the dpkg lock or CPU in the middle of a test.
+systemctl mask systemd-networkd-wait-online.service systemd-firstboot.service
+for t in apt-daily.timer apt-daily-upgrade.timer man-db.timer e2scrub_all.timer fstrim.timer; do
+  systemctl disable $t 2>/dev/null || true
+done
+
+cat > /etc/default/grub <<'EOF'
 GRUB_DEFAULT=0
 GRUB_TIMEOUT=0
+GRUB_TIMEOUT_STYLE=hidden
 GRUB_DISTRIBUTOR=Debian
-GRUB_CMDLINE_LINUX_DEFAULT="quiet"
-GRUB_CMDLINE_LINUX="console=ttyS0,115200"
+GRUB_CMDLINE_LINUX_DEFAULT=""
+GRUB_CMDLINE_LINUX="console=ttyS0,115200n8"
 GRUB_TERMINAL=serial
-G
-cat > /usr/local/sbin/testhost-install-grub <<'S'
+GRUB_SERIAL_COMMAND="serial --unit=0 --speed=115200"
+GRUB_DISABLE_OS_PROBER=true
+GRUB_DISABLE_RECOVERY=true
+EOF
+# So that a grub-pc upgrade inside the VM reinstalls to the right disk without asking.
+echo 'grub-pc grub-pc/install_devices multiselect /dev/vda' | debconf-set-selections
+
+cat > /usr/local/sbin/testhost-install-grub <<'EOF'
 #!/bin/sh
-mount -t proc proc /proc; mount -t sysfs sys /sys
+# init= of the one boot during the image build: install GRUB on the disk, then power off.
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+mountpoint -q /proc || mount -t proc proc /proc
+mountpoint -q /sys || mount -t sysfs sysfs /sys
+mountpoint -q /dev || mount -t devtmpfs devtmpfs /dev
 mount -o remount,rw /
-grub-install /dev/vda && update-grub && echo TESTHOST-GRUB-OK > /dev/console
-sync; echo o > /proc/sysrq-trigger
-S
+if grub-install --target=i386-pc /dev/vda && update-grub; then echo {GRUB_MARK}; fi
+sync; mount -o remount,ro /; sync
+echo o > /proc/sysrq-trigger
+while :; do :; done
+EOF
 chmod 755 /usr/local/sbin/testhost-install-grub
+
+# A small initramfs with only what this virtual machine needs to mount its root: unpacked
+# and regenerated (DKMS, kernel upgrades) several times faster under TCG than MODULES=most.
+sed -i 's/^MODULES=.*/MODULES=list/' /etc/initramfs-tools/initramfs.conf
+printf 'virtio_pci\nvirtio_blk\nvirtio_net\next4\ncrc32c_generic\n' >> /etc/initramfs-tools/modules
+update-initramfs -u -k all
+
+apt-get clean
+# A fresh machine-id on each VM's first boot; the SSH host keys are this image's.
 : > /etc/machine-id
 """
-RECIPE = f"{INCLUDE}\n{MIRROR}\n{CONFIGURE}\n{VM_CONFIGURE}\n{DISK_MB}"
-QEMU = ["qemu-system-x86_64", "-accel", "tcg,thread=multi", "-cpu", "max", "-nographic"]
+
+# qemu for every boot. Device addresses are pinned, so the guest's NICs are always ens3 (SSH,
+# slirp) and ens4 (nic2). cache=unsafe: dpkg's many fsyncs cost nothing; the disks are
+# disposable (a guest reboot is fine: qemu keeps running and holds the data).
+QEMU = (
+    "qemu-system-x86_64",
+    "-machine",
+    "pc",
+    "-accel",
+    "tcg,thread=multi",
+    "-cpu",
+    "max",
+    "-display",
+    "none",
+    "-vga",
+    "none",
+    "-monitor",
+    "none",
+    "-device",
+    "virtio-rng-pci,addr=0x6",
+)
+
+RECIPE = "\n".join(
+    ["vm recipe 3", *SOURCES, INCLUDE, CONFIGURE, f"{DISK_GIB} GiB at {PART_START}", *QEMU]
+)
+
+
+def _disk_args(path: Path, fmt: str) -> list[str]:
+    return [
+        "-drive",
+        f"file={path},format={fmt},if=none,id=disk0,cache=unsafe,discard=unmap",
+        "-device",
+        "virtio-blk-pci,drive=disk0,addr=0x5",
+    ]
 
 
 def build() -> Path:
-    """The cached base image (qcow2); its host keys lie beside it in hostkeys/."""
-    digest = hashlib.sha256(RECIPE.encode()).hexdigest()[:12]
-    final = CACHE / f"vm-{digest}"
-    if (final / "base.qcow2").exists():
-        return final / "base.qcow2"
+    """The cached base image (qcow2), built once per recipe and key; returns its path.
+
+    Beside it: hostkeys/ (the guest's SSH host public keys), build.log, grub-install.log.
+    An image older than PROVISION_TESTHOST_VM_MAX_AGE_DAYS (default 7; 0: never) is built
+    again: the mirror drops the headers of superseded kernels, and the image's kernel must
+    still have its linux-headers package there.
+    """
     key = ensure_key()
-    work = final.with_name(final.name + ".building")
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    recipe = RECIPE + key.with_suffix(".pub").read_text()
+    final = CACHE / f"vm-{hashlib.sha256(recipe.encode()).hexdigest()[:12]}"
+    base = final / "base.qcow2"
+    if _fresh(base):
+        return base
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / "vm.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another test session may be building it right now
+        if _fresh(base):
+            return base
+        work = final.with_name(final.name + ".building")
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        try:
+            _build_into(work, key)
+        except BaseException:
+            # Keep the logs for a look; drop the big pieces.
+            shutil.rmtree(work / "rootfs", ignore_errors=True)
+            with contextlib.suppress(OSError):
+                (work / "disk.raw").unlink()
+            raise
+        # A stale image may still back running VMs: they keep its open file; new ones get this.
+        old = final.with_name(final.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        if final.exists():
+            final.rename(old)
+        work.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+    return base
+
+
+def _fresh(base: Path) -> bool:
+    max_age_days = float(os.environ.get("PROVISION_TESTHOST_VM_MAX_AGE_DAYS", "7"))
+    try:
+        age = time.time() - base.stat().st_mtime
+    except OSError:
+        return False
+    return max_age_days <= 0 or age < max_age_days * 86400
+
+
+def _build_into(work: Path, key: Path) -> None:
+    started = time.monotonic()
     rootfs = work / "rootfs"
-    log(f"building VM image {final.name} (mmdebstrap, mke2fs, one TCG boot for GRUB: ~5 min)")
+    log(f"building VM image {work.name} (mmdebstrap, mke2fs, one TCG boot for GRUB: ~3 min)")
     subprocess.run(
-        ["mmdebstrap", "--quiet", "--mode=root", "--variant=important",
-         "--components=main contrib non-free non-free-firmware",
-         f"--include={INCLUDE}", "bookworm", str(rootfs), MIRROR],
+        [
+            "mmdebstrap",
+            "--quiet",
+            "--mode=root",
+            "--variant=important",
+            f"--include={INCLUDE}",
+            "bookworm",
+            str(rootfs),
+            *SOURCES,
+        ],
         check=True,
-    )  # fmt: skip
+    )
     shutil.copy(key.with_suffix(".pub"), rootfs / "tmp" / "testhost.pub")
-    subprocess.run(["chroot", str(rootfs), "sh", "-c", CONFIGURE + VM_CONFIGURE], check=True)
-    keys = work / "hostkeys"
-    keys.mkdir()
+    subprocess.run(["chroot", str(rootfs), "sh", "-c", CONFIGURE], check=True)
+    hostkeys = work / "hostkeys"
+    hostkeys.mkdir()
     for pub in (rootfs / "etc/ssh").glob("ssh_host_*_key.pub"):
-        shutil.copy(pub, keys / pub.name)
+        shutil.copy(pub, hostkeys / pub.name)
     shutil.copy(sorted((rootfs / "boot").glob("vmlinuz-*"))[-1], work / "vmlinuz")
     shutil.copy(sorted((rootfs / "boot").glob("initrd.img-*"))[-1], work / "initrd.img")
+    t_rootfs = time.monotonic() - started
+
     raw = work / "disk.raw"
     with raw.open("wb") as f:
-        f.truncate(DISK_MB * 1024 * 1024)
+        f.truncate(DISK_GIB << 30)
     subprocess.run(
-        ["sfdisk", "-q", str(raw)], input="label: dos\nstart=2048, type=83, bootable\n",
-        text=True, check=True,
-    )  # fmt: skip
-    subprocess.run(
-        ["mke2fs", "-q", "-F", "-t", "ext4", "-d", str(rootfs), "-E", f"offset={2048 * 512}",
-         str(raw), f"{DISK_MB - 1}M"],
+        ["sfdisk", "-q", str(raw)],
+        input=f"label: dos\nstart={PART_START}, type=83, bootable\n",
+        text=True,
         check=True,
-    )  # fmt: skip
+    )
+    offset = PART_START * 512
+    part_mib = (DISK_GIB << 10) - offset // (1 << 20)
+    subprocess.run(
+        [
+            "mke2fs",
+            "-q",
+            "-F",
+            "-t",
+            "ext4",
+            "-L",
+            "testhost-root",
+            "-d",
+            str(rootfs),
+            "-E",
+            f"offset={offset}",
+            str(raw),
+            f"{part_mib}M",
+        ],
+        check=True,
+    )
     shutil.rmtree(rootfs)
-    log("installing GRUB with one short TCG boot (3-4 min)")
-    grub = subprocess.run(
-        [*QEMU, "-m", "2048", "-smp", "2", "-no-reboot",
-         "-drive", f"file={raw},format=raw,if=virtio",
-         "-kernel", str(work / "vmlinuz"), "-initrd", str(work / "initrd.img"),
-         "-append", "root=/dev/vda1 rw console=ttyS0 init=/usr/local/sbin/testhost-install-grub"],
-        capture_output=True, text=True, timeout=1200,
-    )  # fmt: skip
-    (work / "grub-install.log").write_text(grub.stdout + grub.stderr)
-    if "TESTHOST-GRUB-OK" not in grub.stdout:
-        raise RuntimeError(f"GRUB install boot failed; see {work / 'grub-install.log'}")
+    t_mkfs = time.monotonic() - started
+
+    log("installing GRUB with one short TCG boot (about 1 min)")
+    serial = work / "grub-install.log"
+    argv = [
+        *QEMU,
+        "-m",
+        "2048",
+        "-smp",
+        "2",
+        "-no-reboot",
+        "-serial",
+        f"file:{serial}",
+        *_disk_args(raw, "raw"),
+        "-kernel",
+        str(work / "vmlinuz"),
+        "-initrd",
+        str(work / "initrd.img"),
+        "-append",
+        "root=/dev/vda1 rw console=ttyS0 panic=1 init=/usr/local/sbin/testhost-install-grub",
+    ]
+    proc = subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        out, _ = proc.communicate(timeout=900)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise RuntimeError(f"GRUB install boot timed out; see {serial}") from None
+    text = serial.read_text(errors="replace") if serial.exists() else ""
+    if GRUB_MARK not in text:
+        raise RuntimeError(
+            f"GRUB install boot failed (qemu rc {proc.returncode}: {out.decode()[-500:]}); "
+            f"see {serial}"
+        )
+    fsck = subprocess.run(
+        ["e2fsck", "-f", "-n", f"{raw}?offset={offset}"], capture_output=True, text=True
+    )
+    if fsck.returncode != 0:
+        raise RuntimeError(f"the root fs is not clean after the GRUB boot:\n{fsck.stdout}")
+    t_grub = time.monotonic() - started
     subprocess.run(
         ["qemu-img", "convert", "-O", "qcow2", str(raw), str(work / "base.qcow2")], check=True
     )
-    raw.unlink()
-    work.rename(final)
-    return final / "base.qcow2"
+    for name in ("disk.raw", "vmlinuz", "initrd.img"):
+        (work / name).unlink()
+    (work / "base.qcow2").chmod(0o444)  # overlays read it; nothing may write it
+    total = time.monotonic() - started
+    summary = (
+        f"mmdebstrap+configure {t_rootfs:.0f}s, mke2fs {t_mkfs - t_rootfs:.0f}s, "
+        f"GRUB boot+fsck {t_grub - t_mkfs:.0f}s, convert {total - t_grub:.0f}s, "
+        f"total {total:.0f}s"
+    )
+    (work / "build.log").write_text(summary + "\n")
+    log(f"VM image built: {summary}")
+
+
+def _netns(name: str) -> tuple[str, str]:
+    """The namespace and tap names of VM `name` (an interface name has 15 characters at most)."""
+    return f"th-{name}", f"thtap{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+
+
+def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["ip", *args], capture_output=True, text=True, check=check)
+
+
+def _netns_exists(netns: str) -> bool:
+    return Path("/run/netns", netns).exists()
+
+
+def _is_our_qemu(pid: int | None, state: Path) -> bool:
+    """Is `pid` alive (not a zombie) and the qemu of this state dir (guards PID reuse)?"""
+    if not pid:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z" and str(state / "disk.qcow2") in cmdline
+
+
+def qmp(state: Path, command: str, timeout: float = 10) -> dict:
+    """Send one QMP command (no arguments) to the VM of `state`; return its reply."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(timeout)
+        sock.connect(str(state / "qmp.sock"))
+        reader = sock.makefile("r")
+        json.loads(reader.readline())  # the greeting
+        for cmd in ("qmp_capabilities", command):
+            sock.sendall(json.dumps({"execute": cmd}).encode() + b"\n")
+            while "event" in (reply := json.loads(reader.readline() or "{}")):
+                pass
+        return reply
 
 
 def up(
     name: str,
     extra_vars: dict[str, str] | None = None,
-    boot_timeout_s: float = 400,
+    boot_timeout_s: float = 300,
     memory_mb: int = 4096,
     cpus: int = 2,
+    nic2: str | None = None,
 ) -> TestHost:
-    """Boot a fresh overlay of the image; wait for SSH; write the inventory."""
+    """Boot a fresh overlay of the image; wait for SSH; write the inventory and host.json.
+
+    nic2="netns": a second NIC (ens4 in the guest, MAC 52:54:00:77:00:10, unconfigured
+    apart from the default DHCP attempt), a tap whose other end is 192.168.77.1/24 in the
+    namespace host.extras["netns"]; reach the guest from there with `ip netns exec NS ...`.
+    On failure the VM is stopped and the error carries the end of its console log.
+    """
+    if nic2 not in (None, "netns"):
+        raise ValueError(f"nic2 must be None or 'netns', not {nic2!r}")
     base = build()
     state = STATE / name
-    if state.exists():
-        down(name)
+    down(name, graceful=False)  # whatever an earlier host of this name left behind
     state.mkdir(parents=True)
     overlay = state / "disk.qcow2"
     subprocess.run(
@@ -144,30 +414,134 @@ def up(
     known = state / "known_hosts"
     known.write_text(known_hosts_lines(list((base.parent / "hostkeys").glob("*.pub")), port))
     host = TestHost(
-        name=name, kind="vm", addr="127.0.0.1", port=port, user=USER, key_file=ensure_key(),
-        known_hosts=known, inventory=state / "inventory.ini", state_dir=state,
-    )  # fmt: skip
+        name=name,
+        kind="vm",
+        addr="127.0.0.1",
+        port=port,
+        user=USER,
+        key_file=ensure_key(),
+        known_hosts=known,
+        inventory=state / "inventory.ini",
+        state_dir=state,
+        extras={"image": str(base), "qmp": str(state / "qmp.sock")},
+    )
     argv = [
-        *QEMU, "-m", str(memory_mb), "-smp", str(cpus),
-        "-drive", f"file={overlay},format=qcow2,if=virtio",
-        "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:22",
-        "-device", "virtio-net-pci,netdev=n0",
-        "-monitor", f"unix:{state / 'monitor.sock'},server,nowait",
-    ]  # fmt: skip
-    with open(state / "console.log", "ab") as console:
+        *QEMU,
+        "-name",
+        f"testhost-{name}",
+        "-m",
+        str(memory_mb),
+        "-smp",
+        str(cpus),
+        "-serial",
+        f"file:{state / 'console.log'}",
+        "-qmp",
+        f"unix:{state / 'qmp.sock'},server=on,wait=off",
+        *_disk_args(overlay, "qcow2"),
+        "-netdev",
+        f"user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:22",
+        "-device",
+        "virtio-net-pci,netdev=n0,addr=0x3,mac=52:54:00:12:34:56",
+    ]
+    if nic2:
+        netns, tap = _netns(name)
+        argv += [
+            "-netdev",
+            f"tap,id=n1,ifname={tap},script=no,downscript=no",
+            "-device",
+            "virtio-net-pci,netdev=n1,addr=0x4,mac=52:54:00:77:00:10",
+        ]
+        host.extras.update(netns=netns, tap=tap, nic2_host_addr=f"{NIC2_SUBNET}.1/24")
+    started = time.monotonic()
+    with open(state / "qemu.log", "ab") as qlog:
         proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=qlog,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
-        )  # fmt: skip
+        )
     host.pid = proc.pid
     save_host(host)
-    log(f"booting VM {name} (TCG; SSH forwarded to 127.0.0.1:{port}; ~1 min)")
-    wait_for_ssh(host, boot_timeout_s, is_alive=lambda: proc.poll() is None)
-    write_inventory(host, {"provision_reboot_timeout_s": "600", **(extra_vars or {})})
-    save_host(host)
+    try:
+        if nic2:
+            _move_tap(host, proc)
+        log(f"booting VM {name} (TCG; SSH on 127.0.0.1:{port}; about 1 min)")
+        wait_for_ssh(host, boot_timeout_s, is_alive=lambda: proc.poll() is None)
+        host.extras["boot_to_ssh_s"] = round(time.monotonic() - started, 1)
+        log(f"VM {name}: SSH after {host.extras['boot_to_ssh_s']}s")
+        write_inventory(host, {"provision_reboot_timeout_s": "600", **(extra_vars or {})})
+        save_host(host)
+    except BaseException as exc:
+        tail = _tail(state / "console.log") + _tail(state / "qemu.log")
+        down(name, graceful=False)
+        if isinstance(exc, Exception):
+            raise RuntimeError(f"VM {name} did not come up: {exc}\n{tail}") from exc
+        raise
     return host
 
 
-def down(name: str) -> None:
-    """Power the VM off (or kill the qemu we started) and delete its state."""
-    stop(name, grace_s=60)
+def _move_tap(host: TestHost, proc: subprocess.Popen) -> None:
+    """Move the tap qemu created (and holds open) into our namespace; address our end."""
+    netns, tap = host.extras["netns"], host.extras["tap"]
+    deadline = time.monotonic() + 30
+    while not Path(f"/sys/class/net/{tap}").exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"qemu did not create the tap {tap}")
+        time.sleep(0.1)
+    _ip("netns", "add", netns)
+    _ip("link", "set", tap, "netns", netns)
+    _ip("-n", netns, "link", "set", "lo", "up")
+    _ip("-n", netns, "addr", "add", f"{NIC2_SUBNET}.1/24", "dev", tap)
+    _ip("-n", netns, "link", "set", tap, "up")
+
+
+def _tail(path: Path, lines: int = 25) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return ""
+    return f"--- {path.name} (last {len(text)} lines) ---\n" + "\n".join(text) + "\n"
+
+
+def down(name: str, graceful: bool = True, timeout_s: float = 60) -> None:
+    """Stop VM `name` and delete its namespace and state; idempotent.
+
+    graceful: `systemctl poweroff` over SSH (else ACPI power-off through QMP), wait up to
+    timeout_s; then QMP `quit`; then SIGKILL to the process group of the qemu we started.
+    """
+    state = STATE / name
+    host = None
+    with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
+        host = load_host(name)
+    pid = host.pid if host else None
+    if _is_our_qemu(pid, state):
+        if graceful and host:
+            try:
+                ok = ssh(host, "systemctl poweroff", check=False, timeout=15).returncode == 0
+            except subprocess.TimeoutExpired:
+                ok = False
+            if not ok:
+                with contextlib.suppress(OSError, ValueError):
+                    qmp(state, "system_powerdown")
+            deadline = time.monotonic() + timeout_s
+            while _is_our_qemu(pid, state) and time.monotonic() < deadline:
+                time.sleep(0.5)
+        if _is_our_qemu(pid, state):
+            with contextlib.suppress(OSError, ValueError):
+                qmp(state, "quit", timeout=5)
+            deadline = time.monotonic() + 5
+            while _is_our_qemu(pid, state) and time.monotonic() < deadline:
+                time.sleep(0.2)
+        if _is_our_qemu(pid, state):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+            time.sleep(0.5)
+    if pid:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # reap it when it is this process's child
+    netns, tap = _netns(name)
+    if _netns_exists(netns):
+        _ip("-n", netns, "link", "del", tap, check=False)
+        _ip("netns", "del", netns, check=False)
+    shutil.rmtree(state, ignore_errors=True)
