@@ -374,6 +374,91 @@ def verify(
         sys.exit(1)
 
 
+@cli.command(name="ssh-config")
+@host_options
+@click.option("--write", is_flag=True, help="add/update the entries in the ssh config file")
+@click.option(
+    "--config-file",
+    type=click.Path(path_type=Path),
+    default=Path("~/.ssh/config"),
+    show_default=True,
+    help="the ssh config file for --write",
+)
+def ssh_config(
+    hosts,
+    inventory,
+    config_path,
+    overrides,
+    accept_new_host_key,
+    ask_sudo_pass,
+    verbose,
+    log_dir,
+    write,
+    config_file,
+) -> None:
+    """Print (or --write) `Host` entries so plain ssh/scp/rsync reach the hosts (no connection)."""
+    from provision import sshconfig
+
+    configs = load_configs(
+        hosts, inventory, config_path, overrides, accept_new_host_key, ask_sudo_pass
+    )
+    blocks = {hc.name: sshconfig.entry(hc) for hc in configs}
+    if not write:
+        click.echo("\n".join(blocks.values()), nl=False)
+        return
+    path = config_file.expanduser()
+    changed = sshconfig.write(path, blocks)
+    click.echo(f"{'updated' if changed else 'unchanged'}: {path} ({', '.join(blocks)})")
+
+
+@cli.command()
+@host_options
+@click.option("--mac", help="MAC address [default: the host's provision_mac]")
+@click.option(
+    "--broadcast",
+    default="255.255.255.255",
+    show_default=True,
+    help="broadcast address of the box's network",
+)
+@click.option("--port", type=click.IntRange(1, 65535), default=9, show_default=True)
+def wake(
+    hosts,
+    inventory,
+    config_path,
+    overrides,
+    accept_new_host_key,
+    ask_sudo_pass,
+    verbose,
+    log_dir,
+    mac,
+    broadcast,
+    port,
+) -> None:
+    """Send a wake-on-LAN magic packet to the hosts (from this machine, no SSH)."""
+    from provision import wol
+
+    configs = load_configs(
+        hosts, inventory, config_path, overrides, accept_new_host_key, ask_sudo_pass
+    )
+    for hc in configs:
+        address = mac or hc.mac
+        if not address:
+            raise ConfigError(
+                f"no MAC address for {hc.name}",
+                "pass --mac or set provision_mac=aa:bb:cc:dd:ee:ff in the inventory",
+                where="--mac",
+            )
+        try:
+            packet = wol.magic_packet(address)
+        except ValueError as exc:
+            raise ConfigError(str(exc), where="--mac") from None
+        wol.send(address, broadcast, port)
+        click.echo(
+            f"{hc.name}: magic packet for {address} sent to {broadcast}:{port} "
+            f"({len(packet)} bytes)"
+        )
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="provision")

@@ -36,6 +36,7 @@ HOST_VARS: dict[str, Any] = {
     "provision_allow_reboot": bool,
     "provision_reboot_timeout_s": int,
     "provision_connect_timeout_s": int,
+    "provision_mac": str,  # for `provision wake`
 }
 ADDR_RE = re.compile(r"^[A-Za-z0-9_.:-]+$")
 
@@ -50,6 +51,7 @@ class HostConfig:
     sources: dict[str, str]  # "step.field" or host var -> where the value came from
     allow_reboot: bool = True
     reboot_timeout_s: int = 900
+    mac: str | None = None  # wake-on-LAN address (provision_mac)
 
 
 def load_toml(path: Path) -> dict[str, dict[str, Value]]:
@@ -233,6 +235,12 @@ def _check_host_vars(values: dict[str, Any], sources: dict[str, str], host: str)
                     f"key file {path} not found",
                     "fix the path, or create the key with ssh-keygen -t ed25519",
                 )
+    if "provision_mac" in values:
+        from provision.wol import MAC_RE
+
+        if not MAC_RE.match(values["provision_mac"]):
+            fail("provision_mac", f"{values['provision_mac']!r} is not a MAC address",
+                 "write it as aa:bb:cc:dd:ee:ff")  # fmt: skip
     for key in ("provision_reboot_timeout_s", "provision_connect_timeout_s"):
         if key in values and values[key] <= 0:
             fail(key, f"{values[key]} must be greater than 0")
@@ -312,6 +320,7 @@ def load_hosts(
                 if allow_reboot is None
                 else allow_reboot,
                 reboot_timeout_s=hv.get("provision_reboot_timeout_s", 900),
+                mac=hv.get("provision_mac"),
             )
         )
     return configs

@@ -1,0 +1,66 @@
+"""`provision ssh-config`: a `Host` entry for ~/.ssh/config, so plain ssh, scp, rsync and
+editors' remote modes reach the box with the inventory's settings. Written between marker
+lines, idempotently, atomically, with the previous file kept as config.provision-bak.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from provision.config import HostConfig
+
+
+def markers(name: str) -> tuple[str, str]:
+    return f"# >>> provision {name} >>>", f"# <<< provision {name} <<<"
+
+
+def entry(hc: HostConfig, forwards: list[tuple[int, int]] = ()) -> str:
+    """The Host block for one host, marker lines included."""
+    c = hc.connection
+    start, end = markers(hc.name)
+    lines = [start, f"Host {hc.name}", f"    HostName {c.addr}"]
+    if c.user:
+        lines.append(f"    User {c.user}")
+    lines.append(f"    Port {c.port}")
+    if c.key_file:
+        lines += [f"    IdentityFile {c.key_file}", "    IdentitiesOnly yes"]
+    if c.known_hosts:
+        lines.append(f"    UserKnownHostsFile {c.known_hosts}")
+    for local, remote in forwards:
+        lines.append(f"    LocalForward {local} 127.0.0.1:{remote}")
+    lines.append(end)
+    return "\n".join(lines) + "\n"
+
+
+def merge(text: str, name: str, block: str) -> str:
+    """Replace the host's block in the config text, or append it."""
+    start, end = markers(name)
+    pattern = re.compile(rf"^{re.escape(start)}\n.*?^{re.escape(end)}\n?", re.S | re.M)
+    if pattern.search(text):
+        return pattern.sub(lambda _m: block, text, count=1)
+    sep = "" if not text or text.endswith("\n\n") else ("\n" if text.endswith("\n") else "\n\n")
+    return text + sep + block
+
+
+def write(path: Path, blocks: dict[str, str]) -> bool:
+    """Merge the blocks into the file; True when it changed."""
+    old = path.read_text() if path.exists() else ""
+    new = old
+    for name, block in blocks.items():
+        new = merge(new, name, block)
+    if new == old:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if path.exists():
+        backup = path.with_name(path.name + ".provision-bak")
+        backup.write_text(old)
+        os.chmod(backup, 0o600)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        f.write(new)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+    return True
