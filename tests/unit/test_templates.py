@@ -19,6 +19,8 @@ EXAMPLES = {
     "base/51provision-unattended-upgrades.j2": {"blocklist": ["nvidia-"]},
     "base/52provision-periodic.j2": {"enabled": True},
     "users/sudoers.j2": {"name": "alice"},
+    "autostart/logind.conf.j2": {},
+    "autostart/wol.link.j2": {"interface": "enp5s0", "mac": "52:54:00:12:34:56"},
     "ssh/00-provision.conf.j2": {
         "port": 22,
         "permit_root_login": "no",
