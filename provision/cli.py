@@ -459,6 +459,66 @@ def wake(
         )
 
 
+@cli.command()
+@host_options
+@click.option(
+    "--port",
+    "remote_port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="the port on the box [default: tensorboard.port]",
+)
+@click.option(
+    "--local-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="the port here [default: the same]",
+)
+def tunnel(
+    hosts,
+    inventory,
+    config_path,
+    overrides,
+    accept_new_host_key,
+    ask_sudo_pass,
+    verbose,
+    log_dir,
+    remote_port,
+    local_port,
+) -> None:
+    """Forward TensorBoard (or --port) on the box to 127.0.0.1 here, until Ctrl-C."""
+    import time
+
+    from provision.remote import connect
+
+    configs = load_configs(
+        hosts, inventory, config_path, overrides, accept_new_host_key, ask_sudo_pass
+    )
+    if len(configs) != 1:
+        raise ConfigError("tunnel takes one host", where="--host")
+    hc = configs[0]
+    if hc.connection.local:
+        raise ConfigError(
+            f"{hc.name} is local (ansible_connection=local): no tunnel needed", where="--host"
+        )
+    remote_port = remote_port or hc.settings["tensorboard"].port
+    local_port = local_port or remote_port
+    remote = connect(hc.connection)
+    try:
+        with remote.forward_local(local_port, remote_port):
+            click.echo(
+                f"{hc.name}: 127.0.0.1:{remote_port} is at http://127.0.0.1:{local_port}/ "
+                "(Ctrl-C closes it)",
+                err=True,
+            )
+            while True:
+                time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        remote.close()
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="provision")

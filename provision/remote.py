@@ -347,6 +347,26 @@ class SSHRemote(Remote):
             self.conn.close()
             self.conn = None
 
+    @contextlib.contextmanager
+    def forward_local(self, local_port: int, remote_port: int):
+        """127.0.0.1:local_port here is 127.0.0.1:remote_port there, inside the block.
+
+        Yields a list that, after the block, holds why connections through it failed
+        (typically: nothing listened on the box's port at the time).
+        """
+        import invoke
+
+        self.open()
+        failures: list[str] = []
+        forward = self.conn.forward_local(
+            local_port, remote_port=remote_port, remote_host="127.0.0.1", local_host="127.0.0.1"
+        )
+        try:
+            with forward:
+                yield failures
+        except invoke.ThreadException as exc:
+            failures += sorted({repr(w.value) for w in exc.exceptions})
+
     def host_keys(self) -> tuple[str, ...]:
         """The keys this endpoint is known by ("type base64"): the one it showed and the
         known_hosts entries that vouched for it."""

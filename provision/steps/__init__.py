@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from provision.errors import ConfigError
 from provision.step import Step
-from provision.steps import autostart, base, ssh, users
+from provision.steps import autostart, base, ssh, tensorboard, users
 
-STEPS: tuple[Step, ...] = (base.STEP, users.STEP, ssh.STEP, autostart.STEP)
+STEPS: tuple[Step, ...] = (base.STEP, users.STEP, ssh.STEP, autostart.STEP, tensorboard.STEP)
 
 
 def by_name(name: str) -> Step:

@@ -181,8 +181,10 @@ def up(name: str, extra_vars: dict[str, str] | None = None, boot_timeout_s: floa
         wait_for_ssh(host, boot_timeout_s, is_alive=lambda: proc.poll() is None)
         left = max(10.0, boot_timeout_s - (time.monotonic() - started))
         host.extras["system"] = wait_for_system(host, left)
-        # sshd listens on PORT (shared network): the ssh step must keep it there.
-        write_inventory(host, {"ssh.port": str(port), **(extra_vars or {})})
+        # Shared network: sshd listens on PORT and the ssh step must keep it there.
+        # TensorBoard too: a fixed 6006 would collide between containers.
+        defaults = {"ssh.port": str(port), "tensorboard.port": str(free_port())}
+        write_inventory(host, {**defaults, **(extra_vars or {})})
         host.extras["up_s"] = round(time.monotonic() - started, 1)
         save_host(host)
     except BaseException:

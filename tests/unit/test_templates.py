@@ -20,6 +20,14 @@ EXAMPLES = {
     "base/52provision-periodic.j2": {"enabled": True},
     "users/sudoers.j2": {"name": "alice"},
     "autostart/logind.conf.j2": {},
+    "tensorboard/provision-tensorboard.service.j2": {
+        "user": "alice",
+        "group": "alice",
+        "logdir": "/home/alice/runs",
+        "port": 6006,
+        "bind_all": False,
+        "tensorboard": "/opt/provision/tensorboard/bin/tensorboard",
+    },
     "autostart/wol.link.j2": {"interface": "enp5s0", "mac": "52:54:00:12:34:56"},
     "ssh/00-provision.conf.j2": {
         "port": 22,

@@ -1,0 +1,179 @@
+"""tensorboard: TensorBoard as a service, local-only unless the user opts in.
+
+Manages: a Python venv with TensorBoard (`/opt/provision/tensorboard`, unless
+`tensorboard.python` names an environment that has it), the log directory (owned by the
+user), and `/etc/systemd/system/provision-tensorboard.service` (bound to 127.0.0.1; `--bind_all`
+only with `tensorboard.bind_all = true`), enabled at boot and restarted on failure.
+`provision tunnel` forwards it to the laptop. Restarts the unit when it changes; never reboots.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from provision import shell
+from provision.changes import Change, Restart, Run
+from provision.errors import ProvisionError, Skip
+from provision.resources import packages, service, template_file
+from provision.settings import absolute_path, setting, unix_name, url
+from provision.step import Context, Step
+
+VENV = "/opt/provision/tensorboard"
+UNIT = "provision-tensorboard.service"
+SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"
+
+
+def port_number(value: int) -> None:
+    if not 1024 <= value < 65536:
+        raise ValueError(f"{value} is not an unprivileged TCP port (1024-65535)")
+
+
+def pip_version(value: str) -> None:
+    if value and not re.fullmatch(r"[0-9][0-9A-Za-z.]*", value):
+        raise ValueError(f"{value!r} is not a version (e.g. 2.18.0)")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Settings of the tensorboard step (inventory keys `tensorboard.<field>`)."""
+
+    enabled: bool = setting(True, "run TensorBoard as a service")
+    user: str = setting(
+        "", "the account it runs as (empty: the login user)", lambda v: v and unix_name(v)
+    )
+    logdir: str = setting("", "the log directory (empty: ~USER/runs)", absolute_path)
+    port: int = setting(6006, "the TCP port", port_number)
+    bind_all: bool = setting(False, "listen on every address (default: 127.0.0.1 only)")
+    python: str = setting(
+        "", "python of an environment that has tensorboard (empty: own venv)", absolute_path
+    )
+    version: str = setting("", "TensorBoard version for the own venv (empty: newest)", pip_version)
+    pip_index_url: str = setting("", "pip index mirror (empty: PyPI)", url)
+
+
+def account(ctx: Context, s: Settings) -> tuple[str, str, str]:
+    """(user, group, home) the service runs as."""
+    name = s.user or ctx.facts.user
+    fields = ctx.probe(f"getent passwd {shell.cmd(name)}").stdout.strip().split(":")
+    if len(fields) < 7:
+        raise ProvisionError(
+            f"{ctx.host}: no user {name!r} for TensorBoard",
+            "create it with the users step, or set tensorboard.user",
+        )
+    group = ctx.probe(f"id -gn {shell.cmd(name)}").stdout.strip() or name
+    return name, group, fields[5]
+
+
+def install_command(s: Settings) -> str:
+    spec = f"tensorboard=={s.version}" if s.version else "tensorboard"
+    pip = [f"{VENV}/bin/pip", "install", "-q", "--cert", SYSTEM_CA]
+    if s.pip_index_url:
+        pip += ["--index-url", s.pip_index_url]
+    # setuptools: TensorBoard still imports pkg_resources; 3.12 venvs no longer ship it.
+    return shell.and_(
+        shell.cmd("mkdir", "-p", "--", "/opt/provision"),
+        shell.cmd("python3", "-m", "venv", "--clear", VENV),
+        shell.cmd(*pip, "--upgrade", "pip"),
+        shell.cmd(*pip, spec, "setuptools"),
+    )
+
+
+def check(ctx: Context) -> list[Change]:
+    """What tensorboard would change on this host."""
+    s: Settings = ctx.settings(Settings)
+    if not s.enabled:
+        return []
+    user, group, home = account(ctx, s)
+    logdir = s.logdir or f"{home}/runs"
+    changes: list[Change] = []
+    if s.python:
+        tensorboard = f"{s.python} -m tensorboard.main"
+    else:
+        tensorboard = f"{VENV}/bin/tensorboard"
+        changes += packages(ctx, ["python3-venv"])
+        have = ctx.probe(
+            f"{VENV}/bin/python -c 'import tensorboard; print(tensorboard.__version__)'"
+        )
+        version = have.stdout.strip() if have.ok else ""
+        if not version or (s.version and version != s.version):
+            what = f"TensorBoard {s.version}" if s.version else "TensorBoard"
+            changes.append(
+                Change(
+                    f"install {what} into {VENV}",
+                    (
+                        Run(
+                            install_command(s),
+                            timeout_s=1800,
+                            description="pip install tensorboard",
+                        ),
+                        Restart(UNIT),
+                    ),
+                )
+            )
+    owner = ctx.probe(shell.cmd("stat", "-c", "%U %G", "--", logdir)).stdout.split()
+    if owner != [user, group]:
+        mkdir = shell.cmd("install", "-d", "-o", user, "-g", group, "-m", "0755", "--", logdir)
+        changes.append(Change(f"create {logdir} for {user}", (Run(mkdir),)))
+    variables = {
+        "user": user,
+        "group": group,
+        "logdir": logdir,
+        "port": s.port,
+        "bind_all": s.bind_all,
+        "tensorboard": tensorboard,
+    }
+    changes += template_file(
+        ctx,
+        "tensorboard/provision-tensorboard.service.j2",
+        f"/etc/systemd/system/{UNIT}",
+        variables,
+        restart=UNIT,
+    )
+    changes += service(ctx, UNIT)
+    return changes
+
+
+def verify_running(host, s: Settings) -> None:
+    """the TensorBoard service is enabled and running"""
+    if not s.enabled:
+        raise Skip("tensorboard.enabled is off")
+    svc = host.service(UNIT)
+    assert svc.is_enabled, f"{UNIT} is not enabled at boot"
+    assert svc.is_running, f"{UNIT} is not running"
+
+
+def verify_http(host, s: Settings) -> None:
+    """TensorBoard answers HTTP on 127.0.0.1"""
+    if not s.enabled:
+        raise Skip("tensorboard.enabled is off")
+    probe = (
+        "import time, urllib.request\n"
+        "for _ in range(60):\n"
+        "    try:\n"
+        f"        print(urllib.request.urlopen('http://127.0.0.1:{s.port}/', timeout=5).status)\n"
+        "        break\n"
+        "    except OSError:\n"
+        "        time.sleep(1)\n"
+    )
+    out = host.run(f"python3 -c {shell.cmd(probe)}")
+    assert out.stdout.strip() == "200", f"no HTTP answer on 127.0.0.1:{s.port}: {out.stderr[-300:]}"
+
+
+def verify_local_only(host, s: Settings) -> None:
+    """TensorBoard listens on loopback only (unless bind_all)"""
+    if not s.enabled or s.bind_all:
+        raise Skip("tensorboard.bind_all is on" if s.enabled else "tensorboard.enabled is off")
+    lines = host.check_output(f"ss -Htln 'sport = :{s.port}'").splitlines()
+    addresses = {line.split()[3].rsplit(":", 1)[0] for line in lines if len(line.split()) > 3}
+    assert addresses, f"nothing listens on port {s.port}"
+    assert addresses <= {"127.0.0.1", "[::1]"}, f"listens on {sorted(addresses)}"
+
+
+STEP = Step(
+    name="tensorboard",
+    summary="TensorBoard service on 127.0.0.1 (own venv or an existing environment)",
+    settings=Settings,
+    check=check,
+    verify=(verify_running, verify_http, verify_local_only),
+)
