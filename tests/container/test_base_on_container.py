@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 from common import SUDO_PASSWORD, ssh
@@ -120,3 +123,32 @@ def test_unknown_host_key_is_refused(container, provision, tmp_path):
 def test_reboot_waits_for_a_new_boot_id(container):
     before, after = reboot_boot_ids(container, timeout_s=120)
     assert before and after and before != after
+
+
+def test_verify_checks_also_run_under_plain_pytest(container, provision):
+    provision("all", "--host", container.name)
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-m",
+            "infra",
+            str(root / "tests" / "infra"),
+            f"--hosts=paramiko://tester@127.0.0.1:{container.port}",
+            f"--ssh-identity-file={container.key_file}",
+            "--sudo",
+            f"--provision-inventory={container.inventory}",
+            f"--provision-host={container.name}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=root,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert " passed" in proc.stdout and "failed" not in proc.stdout
