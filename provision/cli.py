@@ -6,9 +6,11 @@ sent to any host), 3 `--plan --detailed-exitcode` found changes.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -99,9 +101,41 @@ def host_options(func):
             help="where the per-host transcripts go",
         ),
     ]
+
+    @functools.wraps(func)
+    def wrapper(**kwargs):
+        target = Target(**{name: kwargs.pop(name) for name in Target.__dataclass_fields__})
+        return func(target, **kwargs)
+
     for option in reversed(options):
-        func = option(func)
-    return func
+        wrapper = option(wrapper)
+    return wrapper
+
+
+@dataclass
+class Target:
+    """The hosts a command works on, and how: the values of the shared options."""
+
+    hosts: tuple[str, ...]
+    inventory: Path | None
+    config_path: Path | None
+    overrides: tuple[str, ...]
+    accept_new_host_key: bool
+    ask_sudo_pass: bool
+    verbose: int
+    log_dir: Path
+
+    def configs(self, allow_reboot: bool | None = None):
+        """Validated HostConfigs (no connection yet)."""
+        return load_configs(
+            self.hosts,
+            self.inventory,
+            self.config_path,
+            self.overrides,
+            self.accept_new_host_key,
+            self.ask_sudo_pass,
+            allow_reboot,
+        )
 
 
 def load_configs(
@@ -171,14 +205,7 @@ def make_run_command(name: str, steps: tuple, help_text: str):
         help="hosts at a time",
     )
     def command(
-        hosts,
-        inventory,
-        config_path,
-        overrides,
-        accept_new_host_key,
-        ask_sudo_pass,
-        verbose,
-        log_dir,
+        target,
         plan,
         diff,
         detailed_exitcode,
@@ -189,19 +216,11 @@ def make_run_command(name: str, steps: tuple, help_text: str):
 
         if detailed_exitcode and not plan:
             raise ConfigError("--detailed-exitcode needs --plan", where="--detailed-exitcode")
-        configs = load_configs(
-            hosts,
-            inventory,
-            config_path,
-            overrides,
-            accept_new_host_key,
-            ask_sudo_pass,
-            allow_reboot,
-        )
+        configs = target.configs(allow_reboot)
         width = max(12, *(len(c.name) for c in configs))
-        reporter = Reporter(diff=diff, verbose=verbose, width=width)
+        reporter = Reporter(diff=diff, verbose=target.verbose, width=width)
         results = run_hosts(
-            configs, steps, plan=plan, reporter=reporter, parallel=parallel, log_dir=log_dir
+            configs, steps, plan=plan, reporter=reporter, parallel=parallel, log_dir=target.log_dir
         )
         click.echo("")
         click.echo(summary_table(results))
@@ -234,23 +253,14 @@ def list_steps() -> None:
 @host_options
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def facts(
-    hosts,
-    inventory,
-    config_path,
-    overrides,
-    accept_new_host_key,
-    ask_sudo_pass,
-    verbose,
-    log_dir,
+    target,
     as_json,
 ) -> None:
     """Show what provision sees on the host (one round trip, read-only)."""
     from provision.remote import connect
     from provision.runner import gather_facts
 
-    configs = load_configs(
-        hosts, inventory, config_path, overrides, accept_new_host_key, ask_sudo_pass
-    )
+    configs = target.configs()
     out = {}
     for hc in configs:
         remote = connect(hc.connection)
@@ -271,22 +281,13 @@ def facts(
 @host_options
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def show_config(
-    hosts,
-    inventory,
-    config_path,
-    overrides,
-    accept_new_host_key,
-    ask_sudo_pass,
-    verbose,
-    log_dir,
+    target,
     as_json,
 ) -> None:
     """Show the merged settings of each host and where each value came from (no connection)."""
     import dataclasses
 
-    configs = load_configs(
-        hosts, inventory, config_path, overrides, accept_new_host_key, ask_sudo_pass
-    )
+    configs = target.configs()
     out = {}
     for hc in configs:
         rows = {}
@@ -324,14 +325,7 @@ def show_config(
 @click.option("--junitxml", type=click.Path(path_type=Path), help="write JUnit XML here")
 @click.argument("step_names", nargs=-1, metavar="[STEP]...")
 def verify(
-    hosts,
-    inventory,
-    config_path,
-    overrides,
-    accept_new_host_key,
-    ask_sudo_pass,
-    verbose,
-    log_dir,
+    target,
     junitxml,
     step_names,
 ) -> None:
@@ -342,13 +336,11 @@ def verify(
     from provision.verify import run_checks, testinfra_host, write_junit
 
     steps = tuple(by_name(n) for n in step_names) if step_names else STEPS
-    configs = load_configs(
-        hosts, inventory, config_path, overrides, accept_new_host_key, ask_sudo_pass
-    )
+    configs = target.configs()
     results = []
     failed_hosts = []
     for hc in configs:
-        transcript = Transcript(log_dir, hc.name, [])
+        transcript = Transcript(target.log_dir, hc.name, [])
         try:
             remote = connect(hc.connection, log=transcript.write)
             try:
@@ -385,23 +377,14 @@ def verify(
     help="the ssh config file for --write",
 )
 def ssh_config(
-    hosts,
-    inventory,
-    config_path,
-    overrides,
-    accept_new_host_key,
-    ask_sudo_pass,
-    verbose,
-    log_dir,
+    target,
     write,
     config_file,
 ) -> None:
     """Print (or --write) `Host` entries so plain ssh/scp/rsync reach the hosts (no connection)."""
     from provision import sshconfig
 
-    configs = load_configs(
-        hosts, inventory, config_path, overrides, accept_new_host_key, ask_sudo_pass
-    )
+    configs = target.configs()
     blocks = {hc.name: sshconfig.entry(hc) for hc in configs}
     if not write:
         click.echo("\n".join(blocks.values()), nl=False)
@@ -422,14 +405,7 @@ def ssh_config(
 )
 @click.option("--port", type=click.IntRange(1, 65535), default=9, show_default=True)
 def wake(
-    hosts,
-    inventory,
-    config_path,
-    overrides,
-    accept_new_host_key,
-    ask_sudo_pass,
-    verbose,
-    log_dir,
+    target,
     mac,
     broadcast,
     port,
@@ -437,9 +413,7 @@ def wake(
     """Send a wake-on-LAN magic packet to the hosts (from this machine, no SSH)."""
     from provision import wol
 
-    configs = load_configs(
-        hosts, inventory, config_path, overrides, accept_new_host_key, ask_sudo_pass
-    )
+    configs = target.configs()
     for hc in configs:
         address = mac or hc.mac
         if not address:
@@ -475,14 +449,7 @@ def wake(
     help="the port here [default: the same]",
 )
 def tunnel(
-    hosts,
-    inventory,
-    config_path,
-    overrides,
-    accept_new_host_key,
-    ask_sudo_pass,
-    verbose,
-    log_dir,
+    target,
     remote_port,
     local_port,
 ) -> None:
@@ -491,9 +458,7 @@ def tunnel(
 
     from provision.remote import connect
 
-    configs = load_configs(
-        hosts, inventory, config_path, overrides, accept_new_host_key, ask_sudo_pass
-    )
+    configs = target.configs()
     if len(configs) != 1:
         raise ConfigError("tunnel takes one host", where="--host")
     hc = configs[0]
