@@ -17,8 +17,14 @@ def provision_runner(host, log_dir: Path):
         if "-i" not in args and "--inventory" not in args:
             cmd += ["-i", str(host.inventory)]
         cmd += ["--log-dir", str(log_dir)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=log_dir.parent,
-                              timeout=3600, env={**os.environ, **(env or {})})  # fmt: skip
+        proc = subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            cwd=log_dir.parent,
+            timeout=3600,
+            env={**os.environ, **(env or {})},
+        )
         if check_rc is not None:
             assert proc.returncode == check_rc, (
                 f"rc={proc.returncode}\n{proc.stdout}\n{proc.stderr}"
@@ -28,13 +34,25 @@ def provision_runner(host, log_dir: Path):
     return run
 
 
+def connection_to(host):
+    """A provision Connection to a test host as its sudo user, strict host keys."""
+    from provision.remote import Connection
+
+    return Connection(
+        host=host.name,
+        addr=host.addr,
+        port=host.port,
+        user=host.user,
+        key_file=str(host.key_file),
+        known_hosts=str(host.known_hosts),
+    )
+
+
 def reboot_boot_ids(host, timeout_s: int) -> tuple[str, str]:
     """Reboot a test host through provision's Remote; the boot ids before and after."""
-    from provision.remote import Connection, connect
+    from provision.remote import connect
 
-    conn = Connection(host=host.name, addr=host.addr, port=host.port, user=host.user,
-                      key_file=str(host.key_file), known_hosts=str(host.known_hosts))  # fmt: skip
-    remote = connect(conn)
+    remote = connect(connection_to(host))
     try:
         before = remote.boot_id()
         remote.reboot(timeout_s=timeout_s)

@@ -9,25 +9,14 @@ import time
 import pytest
 from common import free_port, ssh
 
+from hostrun import connection_to
 from provision.changes import Guarded, Upload
 from provision.errors import StepError
 from provision.guard import apply
-from provision.remote import Connection, connect
+from provision.remote import connect
 
 pytestmark = pytest.mark.container
 CONF = "/etc/ssh/sshd_config.d/00-provision.conf"
-
-
-def connection(container, **kw):
-    return Connection(
-        host=container.name,
-        addr="127.0.0.1",
-        port=container.port,
-        user="tester",
-        key_file=str(container.key_file),
-        known_hosts=str(container.known_hosts),
-        **kw,
-    )
 
 
 def test_ssh_hardening_applies_converges_and_verifies(container, provision):
@@ -54,7 +43,7 @@ def test_ssh_change_that_locks_us_out_is_rolled_back(container, provision):
 def test_ssh_host_rolls_back_by_itself_when_the_session_is_gone(container):
     before = ssh(container, f"cat {CONF}").stdout
     bad = before.replace("MaxAuthTries", "AllowUsers nobody\nMaxAuthTries")
-    remote = connect(connection(container))
+    remote = connect(connection_to(container))
     # The change ends every tester session (ours too), so only the host's timer can undo it.
     g = Guarded(
         uploads=(Upload(CONF, bad.encode()),),
@@ -78,7 +67,7 @@ def test_ssh_host_rolls_back_by_itself_when_the_session_is_gone(container):
 def test_ssh_port_change_is_confirmed_on_the_new_port(container, provision):
     port = free_port()
     provision("ssh", "--host", container.name, "--set", f"ssh.port={port}")
-    new = connect(dataclasses.replace(connection(container), port=port))
+    new = connect(dataclasses.replace(connection_to(container), port=port))
     try:
         assert new.run("true", sudo=False).ok
     finally:

@@ -8,6 +8,8 @@ import subprocess
 import pytest
 from common import ssh, ssh_argv
 
+from hostrun import connection_to
+
 pytestmark = pytest.mark.container
 
 
@@ -55,17 +57,9 @@ def test_users_broken_sudoers_never_lands(container, provision):
     # A sudoers file that visudo rejects must not replace the good one (atomic + validate).
     from provision.changes import Upload
     from provision.errors import CommandError
-    from provision.remote import Connection, connect
+    from provision.remote import connect
 
-    conn = Connection(
-        host=container.name,
-        addr="127.0.0.1",
-        port=container.port,
-        user="tester",
-        key_file=str(container.key_file),
-        known_hosts=str(container.known_hosts),
-    )
-    remote = connect(conn)
+    remote = connect(connection_to(container))
     try:
         with pytest.raises(CommandError) as info:
             remote.put_atomic(

@@ -20,6 +20,16 @@ EXAMPLES = {
     "base/52provision-periodic.j2": {"enabled": True},
     "users/sudoers.j2": {"name": "alice"},
     "autostart/logind.conf.j2": {},
+    "network/60-provision.yaml.j2": {
+        "id": "enp5s0",
+        "interface": "enp5s0",
+        "mac": "",
+        "address": "192.168.1.50/24",
+        "gateway": "192.168.1.1",
+        "dns": ["1.1.1.1"],
+        "search": ["lab"],
+        "wakeonlan": True,
+    },
     "tensorboard/provision-tensorboard.service.j2": {
         "user": "alice",
         "group": "alice",

@@ -2,30 +2,20 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import uuid
 
 import pytest
+from conftest_vm import missing
 
 from hostrun import provision_runner
-
-
-def _missing() -> str:
-    if os.geteuid() != 0:
-        return "needs root (mmdebstrap, chroot)"
-    for tool in ("mmdebstrap", "qemu-system-x86_64", "qemu-img", "sfdisk", "mke2fs", "ssh"):
-        if not shutil.which(tool):
-            return f"needs {tool} (apt-get install mmdebstrap qemu-system-x86 qemu-utils fdisk)"
-    return ""
 
 
 @pytest.fixture(scope="module")
 def vm(require_tier):
     """A fresh VM (qcow2 overlay of the cached image) for this module."""
-    missing = _missing()
-    if missing:
-        require_tier("vm", missing)
+    reason = missing()
+    if reason:
+        require_tier("vm", reason)
     import vm as harness
 
     name = f"v{uuid.uuid4().hex[:6]}"
