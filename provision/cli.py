@@ -385,7 +385,10 @@ def ssh_config(
     from provision import sshconfig
 
     configs = target.configs()
-    blocks = {hc.name: sshconfig.entry(hc) for hc in configs}
+    blocks = {}
+    for hc in configs:
+        tb = hc.settings["tensorboard"]
+        blocks[hc.name] = sshconfig.entry(hc, [(tb.port, tb.port)] if tb.enabled else [])
     if not write:
         click.echo("\n".join(blocks.values()), nl=False)
         return

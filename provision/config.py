@@ -171,9 +171,15 @@ def build_settings(layers: list[dict[str, Value]]) -> tuple[dict[str, Any], dict
         sources[key] = value.where
     result = {}
     for step in STEPS:
-        result[step.key] = step.settings(**per_step[step.key])
         for f in dataclasses.fields(step.settings):
             sources.setdefault(f"{step.key}.{f.name}", "default")
+        settings = step.settings(**per_step[step.key])
+        # Rules between fields (a gateway inside the subnet, say): the error points at the
+        # place that set the field it names.
+        for field_name, message in getattr(settings, "problems", lambda: [])():
+            key = f"{step.key}.{field_name}"
+            raise ConfigError(f"{key}: {message}", where=sources[key])
+        result[step.key] = settings
     return result, sources
 
 

@@ -8,7 +8,6 @@ address) must succeed; only then is the timer disarmed.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import time
 import uuid
@@ -96,12 +95,16 @@ def apply(
     try:
         for upload in g.uploads:
             remote.put_atomic(upload)
-        remote.run(g.activate, timeout_s=120)
+        remote.run(g.activate, timeout_s=60)
     except (CommandError, ConnectError) as exc:
-        _roll_back_now(remote, script, disarm)
-        raise StepError(
-            f"{host}: the change failed and was rolled back: {exc.message}", exc.hint
-        ) from None
+        if _roll_back_now(remote, script, disarm):
+            how = "the old configuration was restored"
+        else:
+            how = (
+                f"the session is gone; the host restores the old configuration within "
+                f"{g.rollback_after_s}s by itself"
+            )
+        raise StepError(f"{host}: the change failed ({how}): {exc.message}", exc.hint) from None
     target = dataclasses.replace(
         connection,
         port=g.confirm_port or connection.port,
@@ -110,16 +113,23 @@ def apply(
     )
     reason = fresh_login(factory, target, wait_s=30)
     if reason:
-        _roll_back_now(remote, script, disarm)
+        undone = _roll_back_now(remote, script, disarm)
+        how = (
+            "the old configuration was restored"
+            if undone
+            else (f"the host restores the old configuration within {g.rollback_after_s}s by itself")
+        )
         raise StepError(
-            f"{host}: after the change a fresh login to {target.target} failed ({reason}); "
-            "the old configuration was restored",
-            f"the host restores itself within {g.rollback_after_s}s even without this session",
+            f"{host}: after the change a fresh login to {target.target} failed ({reason}); {how}",
+            "check the settings of this step; nothing was left half-applied",
         )
     remote.run(disarm)
 
 
-def _roll_back_now(remote: Remote, script: str, disarm: str) -> None:
-    """Run the rollback through the open session; if that is gone, the timer does it."""
-    with contextlib.suppress(CommandError, ConnectError):
-        remote.run(shell.and_(shell.cmd("sh", script), disarm), timeout_s=120)
+def _roll_back_now(remote: Remote, script: str, disarm: str) -> bool:
+    """Run the rollback through the open session; False when that is gone (the timer will)."""
+    try:
+        remote.run(shell.and_(shell.cmd("sh", script), disarm), timeout_s=60)
+    except (CommandError, ConnectError):
+        return False
+    return True

@@ -204,7 +204,13 @@ def run_step(
     remote_factory: Callable[..., Remote] = connect,
 ) -> Facts:
     """Check one step, apply its changes unless planning, and require convergence."""
-    ctx = Context(hc.name, facts, hc.settings, lambda c, sudo: remote.probe(c, sudo=sudo))
+    ctx = Context(
+        hc.name,
+        facts,
+        hc.settings,
+        lambda c, sudo: remote.probe(c, sudo=sudo),
+        address=hc.connection.addr,
+    )
     changes = step.check(ctx)
     current.changes = changes
     if plan:
@@ -214,7 +220,7 @@ def run_step(
         return facts
     execute(remote, changes, reporter, hc, facts.boot_id, remote_factory)
     facts = gather_facts(remote)
-    leftover = step.check(Context(hc.name, facts, hc.settings, ctx.prober))
+    leftover = step.check(Context(hc.name, facts, hc.settings, ctx.prober, address=ctx.address))
     if leftover:
         raise StepError(
             f"{hc.name} {step.name}: did not converge; still to do after applying: "

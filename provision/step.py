@@ -37,6 +37,7 @@ class Context:
     settings_by_key: dict[str, Any]
     prober: Callable[[str, bool], Result]
     probes: list[str] = field(default_factory=list)
+    address: str = ""  # the address we reach the host at (ansible_host)
 
     def settings(self, cls: type) -> Any:
         """The merged settings of the step whose Settings class is `cls`."""

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from provision.errors import ConfigError
 from provision.step import Step
-from provision.steps import autostart, base, ssh, tensorboard, users
+from provision.steps import autostart, base, network, ssh, tensorboard, users
 
-STEPS: tuple[Step, ...] = (base.STEP, users.STEP, ssh.STEP, autostart.STEP, tensorboard.STEP)
+STEPS: tuple[Step, ...] = (
+    base.STEP,
+    users.STEP,
+    ssh.STEP,
+    network.STEP,
+    autostart.STEP,
+    tensorboard.STEP,
+)
 
 
 def by_name(name: str) -> Step:

@@ -23,6 +23,7 @@ def test_ssh_config_prints_a_host_entry(tmp_path):
     result = run(["ssh-config", "--host", "box"], tmp_path)
     assert result.exit_code == 0, result.output
     assert "Host box\n    HostName 10.0.0.5\n    User me\n    Port 2200\n" in result.output
+    assert "    LocalForward 6006 127.0.0.1:6006\n" in result.output
 
 
 def test_ssh_config_write_is_idempotent_and_keeps_other_entries(tmp_path):
