@@ -6,16 +6,19 @@ with `sshd -t` on the staged file and on the whole configuration before sshd res
 Handles socket activation (Ubuntu 24.04's ssh.socket owns the port: daemon-reload and a
 socket restart). Applied as a Guarded change: a fresh key-only login must work first, and a
 fresh login (on the new port) after the restart, or the host restores the old file by itself.
-Restarts ssh (existing sessions survive); never reboots.
+Optional: ufw with the SSH port allowed before it is enabled, and fail2ban's sshd jail
+(`/etc/fail2ban/jail.d/provision-sshd.conf`, journal backend); both refused in containers.
+Restarts ssh (existing sessions survive) and fail2ban; never reboots.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from provision.changes import Change, Guarded, Upload
-from provision.errors import Skip
-from provision.resources import template_file
+from provision import shell
+from provision.changes import Change, Guarded, Run, Upload
+from provision.errors import ProvisionError, Skip
+from provision.resources import packages, service, template_file
 from provision.settings import each, one_of, positive, setting, unix_name
 from provision.step import Context, Step
 
@@ -50,6 +53,10 @@ class Settings:
     allow_users: tuple[str, ...] = setting((), "only these users may log in", each(unix_name))
     allow_groups: tuple[str, ...] = setting((), "only these groups may log in", each(unix_name))
     rollback_after_s: int = setting(90, "undo an unconfirmed change after this long", positive)
+    ufw: bool = setting(False, "firewall: ufw on, allowing the SSH port (allowed before enabling)")
+    fail2ban: bool = setting(False, "ban addresses that keep failing to log in (fail2ban)")
+    fail2ban_max_retry: int = setting(5, "failed logins before a ban", positive)
+    fail2ban_ban_time_s: int = setting(600, "how long a ban lasts", positive)
 
 
 def variables(s: Settings) -> dict:
@@ -67,6 +74,51 @@ def variables(s: Settings) -> dict:
 def check(ctx: Context) -> list[Change]:
     """What ssh would change on this host."""
     s: Settings = ctx.settings(Settings)
+    return sshd_changes(ctx, s) + firewall_changes(ctx, s)
+
+
+def firewall_changes(ctx: Context, s: Settings) -> list[Change]:
+    """ufw (the SSH port allowed first, then enabled) and fail2ban's sshd jail."""
+    if not (s.ufw or s.fail2ban):
+        return []
+    f = ctx.facts
+    if f.in_container:
+        raise ProvisionError(
+            f"{ctx.host}: ssh.ufw and ssh.fail2ban do not run inside a container ({f.container})",
+            "their firewall rules would land on the machine the container shares its network "
+            "with; set them on the real box or a VM",
+        )
+    wanted = (["ufw"] if s.ufw else []) + (["fail2ban", "python3-systemd"] if s.fail2ban else [])
+    changes = packages(ctx, wanted)
+    if s.ufw:
+        status = ctx.probe("ufw status", sudo=True).stdout if f.installed("ufw") else ""
+        rule = f"{s.port}/tcp"
+        if not any(line.split()[:2] == [rule, "ALLOW"] for line in status.splitlines()):
+            changes.append(
+                Change(f"allow SSH ({rule}) in ufw", (Run(shell.cmd("ufw", "allow", rule)),))
+            )
+        if "Status: active" not in status:
+            changes.append(Change("enable ufw (SSH allowed first)", (Run("ufw --force enable"),)))
+    if s.fail2ban:
+        variables = {
+            "port": s.port,
+            "max_retry": s.fail2ban_max_retry,
+            "ban_time_s": s.fail2ban_ban_time_s,
+        }
+        changes += template_file(
+            ctx,
+            "ssh/fail2ban-sshd.conf.j2",
+            "/etc/fail2ban/jail.d/provision-sshd.conf",
+            variables,
+            restart="fail2ban",
+        )
+        if f.installed("fail2ban"):
+            changes += service(ctx, "fail2ban")
+    return changes
+
+
+def sshd_changes(ctx: Context, s: Settings) -> list[Change]:
+    """The drop-in, applied as a Guarded change."""
     changes = template_file(
         ctx,
         "ssh/00-provision.conf.j2",
@@ -124,6 +176,21 @@ def verify_hardened(host, s: Settings) -> None:
         assert set(v.get("allowusers", "").split()) == set(s.allow_users), v.get("allowusers")
 
 
+def verify_firewall(host, s: Settings) -> None:
+    """ufw is active and allows SSH; fail2ban watches sshd"""
+    if not (s.ufw or s.fail2ban):
+        raise Skip("ssh.ufw and ssh.fail2ban are off")
+    if s.ufw:
+        status = host.check_output("ufw status")
+        assert "Status: active" in status, "ufw is not active"
+        assert any(
+            line.split()[:2] == [f"{s.port}/tcp", "ALLOW"] for line in status.splitlines()
+        ), f"ufw does not allow {s.port}/tcp"
+    if s.fail2ban:
+        jail = host.run("fail2ban-client status sshd")
+        assert jail.rc == 0, f"fail2ban has no sshd jail: {jail.stderr.strip()}"
+
+
 def verify_listening(host, s: Settings) -> None:
     """sshd listens on the configured port"""
     ports = {
@@ -143,5 +210,5 @@ STEP = Step(
     summary="hardened sshd drop-in (00-provision.conf), sshd -t, socket activation, no lockout",
     settings=Settings,
     check=check,
-    verify=(verify_hardened, verify_listening),
+    verify=(verify_hardened, verify_listening, verify_firewall),
 )

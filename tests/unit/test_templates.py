@@ -20,6 +20,7 @@ EXAMPLES = {
     "base/52provision-periodic.j2": {"enabled": True},
     "users/sudoers.j2": {"name": "alice"},
     "autostart/logind.conf.j2": {},
+    "ssh/fail2ban-sshd.conf.j2": {"port": 22, "max_retry": 5, "ban_time_s": 600},
     "network/60-provision.yaml.j2": {
         "id": "enp5s0",
         "interface": "enp5s0",

@@ -1,5 +1,6 @@
-"""base on a real kernel (qemu VM): headers for the running kernel, time sync, idempotence,
-verify with nothing skipped for lack of a kernel, and a reboot through GRUB."""
+"""`provision all` on a real kernel (qemu VM): headers for the running kernel, time sync,
+the firewall, idempotence, verify with nothing skipped for lack of a kernel, and everything
+back after a reboot through GRUB."""
 
 from __future__ import annotations
 
@@ -8,24 +9,49 @@ from common import ssh
 
 from hostrun import reboot_boot_ids
 
-# Minutes under TCG (most of it apt): one VM for the module, both cases in CI.
+# Minutes under TCG (most of it apt): one VM for the module.
 pytestmark = pytest.mark.vm
+ARGS = [
+    "--set",
+    "ssh.ufw=true",
+    "--set",
+    "ssh.fail2ban=true",
+    "--set",
+    "autostart.services=ssh.service",
+]
 
 
-def test_base_on_vm_applies_converges_and_verifies(vm, provision):
-    first = provision("all", "--host", vm.name)
+def passed(verify_stdout: str, check: str) -> bool:
+    line = next(x for x in verify_stdout.splitlines() if check in x)
+    return " passed " in line
+
+
+def test_all_on_vm_applies_converges_and_verifies(vm, provision):
+    first = provision("all", "--host", vm.name, *ARGS)
     assert "changed" in first.stdout
     kernel = ssh(vm, "uname -r").stdout.strip()
     assert f"linux-headers-{kernel}" in first.stdout
-    provision("all", "--host", vm.name, "--plan", "--detailed-exitcode", check_rc=0)
-    verify = provision("verify", "--host", vm.name)
-    lines = verify.stdout.splitlines()
-    headers = next(x for x in lines if "headers for the running kernel" in x)
-    time_sync = next(x for x in lines if "clock is kept in sync" in x)
-    assert " passed " in headers and " passed " in time_sync, verify.stdout
+    assert "enable ufw (SSH allowed first)" in first.stdout
+    provision("all", "--host", vm.name, *ARGS, "--plan", "--detailed-exitcode", check_rc=0)
+    verify = provision("verify", "--host", vm.name, *ARGS)
+    for check in (
+        "headers for the running kernel",
+        "clock is kept in sync",
+        "ufw is active and allows SSH",
+        "TensorBoard answers HTTP",
+    ):
+        assert passed(verify.stdout, check), verify.stdout
     assert ssh(vm, f"test -e /lib/modules/{kernel}/build/Makefile").returncode == 0
 
 
-def test_vm_reboot_through_grub_changes_the_boot_id(vm):
+def test_everything_is_back_after_a_reboot_through_grub(vm, provision):
     before, after = reboot_boot_ids(vm, timeout_s=600)
     assert before and after and before != after
+    verify = provision("verify", "--host", vm.name, *ARGS)
+    for check in (
+        "never sleeps",
+        "services are enabled and running",
+        "TensorBoard answers HTTP",
+        "ufw is active",
+    ):
+        assert passed(verify.stdout, check), verify.stdout
