@@ -4,7 +4,8 @@ Manages: a Python venv with TensorBoard (`/opt/provision/tensorboard`, unless
 `tensorboard.python` names an environment that has it), the log directory (owned by the
 user), and `/etc/systemd/system/provision-tensorboard.service` (bound to 127.0.0.1; `--bind_all`
 only with `tensorboard.bind_all = true`), enabled at boot and restarted on failure.
-`provision tunnel` forwards it to the laptop. Restarts the unit when it changes; never reboots.
+With bind_all and ssh.ufw on, its port is opened in ufw. `provision tunnel` forwards it to the
+laptop. Restarts the unit when it changes; never reboots.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from provision.errors import ProvisionError, Skip
 from provision.resources import packages, service, template_file
 from provision.settings import absolute_path, setting, unix_name, url
 from provision.step import Context, Step
+from provision.steps import ssh
 
 VENV = "/opt/provision/tensorboard"
 UNIT = "provision-tensorboard.service"
@@ -131,6 +133,16 @@ def check(ctx: Context) -> list[Change]:
         restart=UNIT,
     )
     changes += service(ctx, UNIT)
+    if s.bind_all and ctx.settings(ssh.Settings).ufw:
+        status = ctx.probe("ufw status", sudo=True).stdout
+        rule = f"{s.port}/tcp"
+        if not any(line.split()[:2] == [rule, "ALLOW"] for line in status.splitlines()):
+            changes.append(
+                Change(
+                    f"allow TensorBoard ({rule}) in ufw (tensorboard.bind_all)",
+                    (Run(shell.cmd("ufw", "allow", rule)),),
+                )
+            )
     return changes
 
 
