@@ -198,6 +198,11 @@ def make_run_command(name: str, steps: tuple, help_text: str):
         help="reboot when a step needs it [default: yes, or provision_allow_reboot]",
     )
     @click.option(
+        "--update-inventory",
+        is_flag=True,
+        help="when a host's address or SSH port changed, write it into the inventory",
+    )
+    @click.option(
         "--parallel",
         type=click.IntRange(1, 256),
         default=8,
@@ -210,6 +215,7 @@ def make_run_command(name: str, steps: tuple, help_text: str):
         diff,
         detailed_exitcode,
         allow_reboot,
+        update_inventory,
         parallel,
     ):
         from provision.runner import run_hosts
@@ -228,12 +234,32 @@ def make_run_command(name: str, steps: tuple, help_text: str):
             if r.error:
                 click.echo(f"\n{r.host}: " + error_text(r.error), err=True)
                 click.echo(f"transcript: {r.log_path}", err=True)
+            if r.moved_to:
+                report_move(target, r.host, *r.moved_to, update_inventory)
         if any(r.failed for r in results):
             sys.exit(1)
         if detailed_exitcode and any(r.pending for r in results):
             sys.exit(3)
 
     return command
+
+
+def report_move(target: Target, host: str, addr: str, port: int, update: bool) -> None:
+    """A host now answers at another address or port: update the inventory or say how."""
+    from provision.inventory import load, set_host_vars
+
+    path = target.inventory or Path("inventory.ini")
+    values = {"ansible_host": addr, "ansible_port": str(port)}
+    line = " ".join(f"{k}={v}" for k, v in values.items())
+    if update and path.exists() and host in load(path).hosts:
+        where = set_host_vars(path, host, values)
+        click.echo(f"{host}: now at {addr}:{port}; updated {where} ({line})", err=True)
+    else:
+        click.echo(
+            f"{host}: now at {addr}:{port}; set {line} for {host} in the inventory "
+            "(or rerun with --update-inventory)",
+            err=True,
+        )
 
 
 make_run_command("all", STEPS, "Run every step, in order (idempotent).")

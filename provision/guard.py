@@ -123,6 +123,10 @@ def apply(
             f"{host}: after the change a fresh login to {target.target} failed ({reason}); {how}",
             "check the settings of this step; nothing was left half-applied",
         )
+    moved = (target.addr, target.port) != (connection.addr, connection.port)
+    if moved:
+        # The old address may be gone already: continue (and disarm) at the new one.
+        remote.retarget(dataclasses.replace(target, identities_only=connection.identities_only))
     remote.run(disarm)
 
 

@@ -311,3 +311,31 @@ def load(path: Path) -> Inventory:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read inventory {path}: {exc}", where="--inventory") from None
     return parse(text, path)
+
+
+def set_host_vars(path: Path, host: str, values: dict[str, str]) -> str:
+    """Write key=value pairs onto the host's line (replacing earlier values); returns file:line.
+
+    The rest of the file, comments included, is kept; the old file is saved as
+    `<name>.provision-bak` and the new one renamed into place.
+    """
+    inv = load(path)
+    if host not in inv.hosts:
+        raise ConfigError(f"host '{host}' is not in {path}", where="--update-inventory")
+    lineno = int(inv.hosts[host].where.rsplit(":", 1)[1])
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    line = lines[lineno - 1].rstrip("\n")
+    for key, value in values.items():
+        token = f"{key}={shlex.quote(value)}"
+        pattern = re.compile(rf"(?<=\s){re.escape(key)}=(\"[^\"]*\"|'[^']*'|\S+)")
+        line, count = pattern.subn(lambda _m, t=token: t, line)
+        if not count:
+            code, sep, comment = line.partition(" #")
+            line = f"{code.rstrip()} {token}" + (f" {sep.strip()}{comment}" if sep else "")
+    lines[lineno - 1] = line + "\n"
+    backup = path.with_name(path.name + ".provision-bak")
+    backup.write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
+    tmp = path.with_name(f".{path.name}.provision-new")
+    tmp.write_text("".join(lines), encoding="utf-8")
+    tmp.replace(path)
+    return f"{path}:{lineno}"

@@ -98,6 +98,11 @@ class Remote:
     def close(self) -> None:
         """Disconnect."""
 
+    def retarget(self, connection: Connection) -> None:
+        """Talk to the host at a new address or port from now on (after a confirmed move)."""
+        self.close()
+        self.connection = connection
+
     def _exec(self, command: str, timeout_s: int | None, stdin: str | None) -> Result:
         raise NotImplementedError
 

@@ -46,6 +46,7 @@ class HostResult:
     commands: int = 0
     seconds: float = 0.0
     log_path: Path | None = None
+    moved_to: tuple[str, int] | None = None  # (address, port) after a confirmed move
 
     @property
     def failed(self) -> bool:
@@ -186,6 +187,9 @@ def run_host(
     finally:
         if remote is not None:
             result.commands = remote.commands
+            now = (remote.connection.addr, remote.connection.port)
+            if now != (hc.connection.addr, hc.connection.port):
+                result.moved_to = now
             remote.close()
         result.seconds = time.monotonic() - started
         transcript.write(f"# {result.commands} commands, {result.seconds:.1f}s")

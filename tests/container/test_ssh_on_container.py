@@ -64,9 +64,34 @@ def test_ssh_host_rolls_back_by_itself_when_the_session_is_gone(container):
     assert ssh(container, f"cat {CONF}").stdout == before
 
 
-def test_ssh_port_change_is_confirmed_on_the_new_port(container, provision):
+def test_ssh_port_change_is_confirmed_on_the_new_port(container, provision, tmp_path):
     port = free_port()
-    provision("ssh", "--host", container.name, "--set", f"ssh.port={port}")
+    moved = tmp_path / "moved.ini"
+    moved.write_text(container.inventory.read_text())
+    proc = provision(
+        "ssh",
+        "-i",
+        str(moved),
+        "--host",
+        container.name,
+        "--set",
+        f"ssh.port={port}",
+        "--update-inventory",
+    )
+    assert f"now at 127.0.0.1:{port}; updated {moved}:3" in proc.stderr
+    assert f"ansible_port={port}" in moved.read_text()
+    # The next run reaches the box through the updated inventory, and nothing is left to do.
+    provision(
+        "ssh",
+        "-i",
+        str(moved),
+        "--host",
+        container.name,
+        "--set",
+        f"ssh.port={port}",
+        "--plan",
+        "--detailed-exitcode",
+    )
     new = connect(dataclasses.replace(connection_to(container), port=port))
     try:
         assert new.run("true", sudo=False).ok

@@ -88,3 +88,20 @@ def test_ad_hoc_host_forms():
     assert parse_ad_hoc("a@b;rm -rf /") is None
     with pytest.raises(ConfigError):
         parse_ad_hoc("u@h:70000")
+
+
+def test_set_host_vars_rewrites_only_the_host_line(tmp_path):
+    from provision.inventory import load, set_host_vars
+
+    path = tmp_path / "inventory.ini"
+    path.write_text(
+        "# lab\n[gpu]\nbox ansible_host=10.0.0.5 base.time_sync=false  # the big one\nother\n"
+    )
+    where = set_host_vars(path, "box", {"ansible_host": "10.0.0.9", "ansible_port": "2222"})
+    assert where == f"{path}:3"
+    assert path.read_text() == (
+        "# lab\n[gpu]\nbox ansible_host=10.0.0.9 base.time_sync=false ansible_port=2222 # the big one\nother\n"
+    )
+    inv = load(path)
+    assert inv.hosts["box"].vars["ansible_port"].text == "2222"
+    assert (tmp_path / "inventory.ini.provision-bak").read_text().startswith("# lab\n")
