@@ -216,11 +216,12 @@ class Remote:
         while time.monotonic() < deadline:
             try:
                 self.open()
-                if self.boot_id() != old:
+                # A timeout: a half-dead connection during shutdown must not hang us.
+                if self.run(BOOT_ID, sudo=False, timeout_s=30).stdout.strip() != old:
                     return
                 last_error = "still the old boot (reboot not started yet)"
                 self.close()
-            except ConnectError as exc:
+            except (ConnectError, CommandError) as exc:
                 last_error = exc.message
                 self.close()
             time.sleep(delay)
@@ -345,6 +346,8 @@ class SSHRemote(Remote):
                 f"{self.host}: cannot connect to {c.target}: {exc or type(exc).__name__}",
                 "check the address and port, that the host is up and sshd is running",
             ) from None
+        # Keepalives notice a dead peer (reboot, cut network) instead of waiting forever.
+        conn.client.get_transport().set_keepalive(15)
         self.conn = conn
 
     def close(self) -> None:
