@@ -1,4 +1,4 @@
-"""The only module that talks to hosts: Fabric/Paramiko over SSH, or subprocess when local.
+"""The only module that talks to hosts: Fabric/Paramiko over SSH (local.py runs on the box).
 
 `run` raises CommandError on a non-zero exit, `probe` returns it; transport failures are
 ConnectError. Every command is wrapped in `sh -c` (and sudo where needed) here and nowhere
@@ -12,7 +12,6 @@ import contextlib
 import io
 import os
 import shlex
-import subprocess
 import time
 import uuid
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from pathlib import Path, PurePosixPath
 from provision import shell
 from provision.changes import Result, Upload
 from provision.errors import CommandError, ConnectError, StepError
+from provision.hostkeys import AcceptNewPolicy, RejectPolicy, UnknownHostKey, known_name
 
 BACKUP_DIR = "/var/backups/provision"
 BOOT_ID = "cat /proc/sys/kernel/random/boot_id"
@@ -246,42 +246,6 @@ def _hint(result: Result) -> str:
     return ""
 
 
-class LocalRemote(Remote):
-    """Run on this machine (ansible_connection=local): subprocess, no SSH."""
-
-    def __init__(self, connection: Connection, **kwargs) -> None:
-        super().__init__(connection, **kwargs)
-        self.is_root = os.geteuid() == 0
-
-    def _exec(self, command: str, timeout_s: int | None, stdin: str | None) -> Result:
-        try:
-            proc = subprocess.Popen(  # the command was quoted by shell.py
-                command,
-                shell=True,
-                stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            out, err = proc.communicate(stdin, timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, err = proc.communicate()
-            return Result(124, out, err + f"\nprovision: timed out after {timeout_s}s")
-        return Result(proc.returncode, out, err)
-
-    def _put_bytes(self, data: bytes, path: str) -> None:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-
-    def reboot(self, timeout_s: int = 600, old_boot_id: str | None = None) -> None:
-        raise StepError(
-            f"{self.host}: a reboot is needed, and this run is on the box itself",
-            "reboot it by hand, then run provision again",
-        )
-
-
 class SSHRemote(Remote):
     """Fabric over SSH, with strict host-key checking."""
 
@@ -313,11 +277,11 @@ class SSHRemote(Remote):
             if path.is_file():
                 conn.client.load_system_host_keys(str(path))
         conn.client.set_missing_host_key_policy(
-            _AcceptNew(known) if c.accept_new_host_key else _Reject(known, c.trusted_keys)
+            AcceptNewPolicy(known) if c.accept_new_host_key else RejectPolicy(known, c.trusted_keys)
         )
         try:
             conn.open()
-        except _UnknownHostKey as exc:
+        except UnknownHostKey as exc:
             conn.close()
             port = f"-p {c.port} " if c.port != 22 else ""
             raise ConnectError(
@@ -330,7 +294,7 @@ class SSHRemote(Remote):
             raise ConnectError(
                 f"{self.host}: the host key of {c.target} does NOT match {known}",
                 "if the host was reinstalled, remove the old line with "
-                f"`ssh-keygen -R {shlex.quote(_known_name(c.addr, c.port))} -f {known}`; "
+                f"`ssh-keygen -R {shlex.quote(known_name(c.addr, c.port))} -f {known}`; "
                 "otherwise this may be an attack",
             ) from None
         except paramiko.AuthenticationException as exc:
@@ -386,7 +350,7 @@ class SSHRemote(Remote):
         c = self.connection
         known = Path(os.path.expanduser(c.known_hosts or "~/.ssh/known_hosts"))
         if known.is_file():
-            entry = paramiko.HostKeys(str(known)).lookup(_known_name(c.addr, c.port)) or {}
+            entry = paramiko.HostKeys(str(known)).lookup(known_name(c.addr, c.port)) or {}
             keys += [f"{k.get_name()} {k.get_base64()}" for k in entry.values()]
         return tuple(dict.fromkeys(keys))
 
@@ -432,46 +396,13 @@ class SSHRemote(Remote):
             raise ConnectError(f"{self.host}: upload to {path} failed: {exc}") from None
 
 
-def _known_name(addr: str, port: int) -> str:
-    return addr if port == 22 else f"[{addr}]:{port}"
-
-
-class _UnknownHostKey(Exception):
-    def __init__(self, key_type: str) -> None:
-        super().__init__(key_type)
-        self.key_type = key_type
-
-
-class _Reject:
-    """Paramiko policy: refuse hosts whose key is not in known_hosts (Fabric would add it),
-    except the one key already proven for this host at another port or address."""
-
-    def __init__(self, known_hosts: Path, trusted_keys: tuple[str, ...] = ()) -> None:
-        self.known_hosts = known_hosts
-        self.trusted_keys = trusted_keys
-
-    def missing_host_key(self, client, hostname, key) -> None:
-        if f"{key.get_name()} {key.get_base64()}" in self.trusted_keys:
-            _AcceptNew(self.known_hosts).missing_host_key(client, hostname, key)
-            return
-        raise _UnknownHostKey(key.get_name())
-
-
-class _AcceptNew:
-    """Paramiko policy like OpenSSH's accept-new: trust and record a key seen the first time."""
-
-    def __init__(self, known_hosts: Path) -> None:
-        self.known_hosts = known_hosts
-
-    def missing_host_key(self, client, hostname, key) -> None:
-        client.get_host_keys().add(hostname, key.get_name(), key)
-        self.known_hosts.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with self.known_hosts.open("a") as f:
-            f.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
-
-
 def connect(connection: Connection, **kwargs) -> Remote:
     """A Remote for the connection (local or SSH), opened."""
-    remote: Remote = (LocalRemote if connection.local else SSHRemote)(connection, **kwargs)
+    if connection.local:
+        from provision.local import LocalRemote
+
+        remote: Remote = LocalRemote(connection, **kwargs)
+    else:
+        remote = SSHRemote(connection, **kwargs)
     remote.open()
     return remote

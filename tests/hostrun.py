@@ -59,3 +59,39 @@ def reboot_boot_ids(host, timeout_s: int) -> tuple[str, str]:
         return before, remote.boot_id()
     finally:
         remote.close()
+
+
+def missing_tools(tools: tuple[str, ...], packages: str) -> str:
+    """Why a real-host tier cannot run here ('' when it can): root and the tools."""
+    import shutil
+
+    if os.geteuid() != 0:
+        return "needs root (mmdebstrap, chroot, nspawn/qemu, ip netns)"
+    for tool in tools:
+        if not shutil.which(tool):
+            return f"needs {tool} (apt-get install {packages})"
+    return ""
+
+
+def booted(kind: str, require_tier, **up_kwargs):
+    """Generator for a module fixture: a fresh test host of this kind, removed afterwards."""
+    import uuid
+
+    if kind == "container":
+        reason = missing_tools(
+            ("mmdebstrap", "systemd-nspawn", "ssh"), "mmdebstrap systemd-container openssh-client"
+        )
+    else:
+        reason = missing_tools(
+            ("mmdebstrap", "qemu-system-x86_64", "qemu-img", "sfdisk", "mke2fs", "ssh"),
+            "mmdebstrap qemu-system-x86 qemu-utils fdisk",
+        )
+    if reason:
+        require_tier(kind, reason)
+    harness = __import__(kind)
+    name = f"{kind[0]}{uuid.uuid4().hex[:6]}"
+    host = harness.up(name, **up_kwargs)
+    try:
+        yield host
+    finally:
+        harness.down(name)

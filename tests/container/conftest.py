@@ -6,38 +6,15 @@ CLI runs as a subprocess against it, exactly as a user would run it.
 
 from __future__ import annotations
 
-import os
-import shutil
-import uuid
-
 import pytest
 
-from hostrun import provision_runner
-
-
-def _missing() -> str:
-    if os.geteuid() != 0:
-        return "needs root (systemd-nspawn)"
-    for tool in ("mmdebstrap", "systemd-nspawn", "ssh"):
-        if not shutil.which(tool):
-            return f"needs {tool} (apt-get install mmdebstrap systemd-container openssh-client)"
-    return ""
+from hostrun import booted, provision_runner
 
 
 @pytest.fixture(scope="module")
 def container(require_tier):
     """A fresh container host for this module; removed afterwards."""
-    missing = _missing()
-    if missing:
-        require_tier("container", missing)
-    import container as harness
-
-    name = f"t{uuid.uuid4().hex[:6]}"
-    host = harness.up(name)
-    try:
-        yield host
-    finally:
-        harness.down(name)
+    yield from booted("container", require_tier)
 
 
 @pytest.fixture

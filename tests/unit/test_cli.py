@@ -3,7 +3,7 @@
 import pytest
 from click.testing import CliRunner
 
-from provision import remote
+from provision import local, remote
 from provision.cli import cli
 
 
@@ -17,7 +17,7 @@ def no_connections(monkeypatch):
         raise AssertionError(f"a connection was opened to {self.connection.host}")
 
     monkeypatch.setattr(remote.SSHRemote, "open", refuse)
-    monkeypatch.setattr(remote.LocalRemote, "open", refuse)
+    monkeypatch.setattr(local.LocalRemote, "open", refuse)
     return opened
 
 

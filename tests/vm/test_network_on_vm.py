@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import subprocess
 import time
-import uuid
 
 import pytest
 from common import ssh
 
-from hostrun import provision_runner, reboot_boot_ids
+from hostrun import booted, provision_runner, reboot_boot_ids
 
 pytestmark = pytest.mark.vm
 STATIC = ["--set", "network.interface=ens4", "--set", "network.address=192.168.77.10/24"]
@@ -19,19 +18,8 @@ STATIC = ["--set", "network.interface=ens4", "--set", "network.address=192.168.7
 
 @pytest.fixture(scope="module")
 def vm2(require_tier):
-    from conftest_vm import missing
-
-    reason = missing()
-    if reason:
-        require_tier("vm", reason)
-    import vm as harness
-
-    name = f"n{uuid.uuid4().hex[:6]}"
-    host = harness.up(name, nic2="netns")
-    try:
-        yield host
-    finally:
-        harness.down(name)
+    """A VM with a second NIC whose other end is in a namespace the harness made."""
+    yield from booted("vm", require_tier, nic2="netns")
 
 
 def ssh_from_netns(host, tmp_path) -> subprocess.CompletedProcess:
