@@ -35,7 +35,6 @@ class Restart:
     """Restart a unit once at the end of the step, however many changes asked for it."""
 
     unit: str
-    daemon_reload: bool = False
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,7 @@ class Reporter:
         line = f"{host:<{self.width}} {step:<12} {click.style(f'{status:<8}', fg=colour)}"
         self.echo(f"{line} {detail}".rstrip())
 
-    def changes(self, host: str, changes, plan: bool) -> None:
+    def changes(self, changes) -> None:
         """The changes of one step, one per line, with diffs when asked."""
         for change in changes:
             self.echo(f"{'':<{self.width}}   - {change.summary}")

@@ -103,7 +103,6 @@ def execute(
                 units_changed |= action.dest.startswith(("/etc/systemd/", "/lib/systemd/"))
             elif isinstance(action, Restart):
                 restarts.setdefault(action.unit, action)
-                units_changed |= action.daemon_reload
             elif isinstance(action, Reboot):
                 reboots.append(action)
             elif isinstance(action, Guarded):
@@ -178,7 +177,7 @@ def run_host(
             changed_before |= bool(current.changes)
             reporter.step_line(hc.name, step.name, current.status, detail)
             if plan or reporter.verbose:
-                reporter.changes(hc.name, current.changes, plan)
+                reporter.changes(current.changes)
     except ProvisionError as exc:
         result.error = exc
         transcript.write(f"# error: {exc.message}\n# hint: {exc.hint}")

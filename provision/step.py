@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from provision.changes import Change, Result
@@ -36,7 +36,6 @@ class Context:
     facts: Facts
     settings_by_key: dict[str, Any]
     prober: Callable[[str, bool], Result]
-    probes: list[str] = field(default_factory=list)
     address: str = ""  # the address we reach the host at (ansible_host)
 
     def settings(self, cls: type) -> Any:
@@ -48,5 +47,4 @@ class Context:
 
     def probe(self, command: str, sudo: bool = False) -> Result:
         """Run a read-only command; a non-zero exit is returned, not raised."""
-        self.probes.append(command)
         return self.prober(command, sudo)

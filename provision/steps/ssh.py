@@ -77,6 +77,11 @@ def check(ctx: Context) -> list[Change]:
     return sshd_changes(ctx, s) + firewall_changes(ctx, s)
 
 
+def ufw_allows(status: str, rule: str) -> bool:
+    """Whether `ufw status` output has an ALLOW line for the rule (e.g. 22/tcp)."""
+    return any(line.split()[:2] == [rule, "ALLOW"] for line in status.splitlines())
+
+
 def firewall_changes(ctx: Context, s: Settings) -> list[Change]:
     """ufw (the SSH port allowed first, then enabled) and fail2ban's sshd jail."""
     if not (s.ufw or s.fail2ban):
@@ -93,7 +98,7 @@ def firewall_changes(ctx: Context, s: Settings) -> list[Change]:
     if s.ufw:
         status = ctx.probe("ufw status", sudo=True).stdout if f.installed("ufw") else ""
         rule = f"{s.port}/tcp"
-        if not any(line.split()[:2] == [rule, "ALLOW"] for line in status.splitlines()):
+        if not ufw_allows(status, rule):
             changes.append(
                 Change(f"allow SSH ({rule}) in ufw", (Run(shell.cmd("ufw", "allow", rule)),))
             )
@@ -183,9 +188,7 @@ def verify_firewall(host, s: Settings) -> None:
     if s.ufw:
         status = host.check_output("ufw status")
         assert "Status: active" in status, "ufw is not active"
-        assert any(
-            line.split()[:2] == [f"{s.port}/tcp", "ALLOW"] for line in status.splitlines()
-        ), f"ufw does not allow {s.port}/tcp"
+        assert ufw_allows(status, f"{s.port}/tcp"), f"ufw does not allow {s.port}/tcp"
     if s.fail2ban:
         jail = host.run("fail2ban-client status sshd")
         assert jail.rc == 0, f"fail2ban has no sshd jail: {jail.stderr.strip()}"

@@ -136,7 +136,7 @@ def check(ctx: Context) -> list[Change]:
     if s.bind_all and ctx.settings(ssh.Settings).ufw:
         status = ctx.probe("ufw status", sudo=True).stdout
         rule = f"{s.port}/tcp"
-        if not any(line.split()[:2] == [rule, "ALLOW"] for line in status.splitlines()):
+        if not ssh.ufw_allows(status, rule):
             changes.append(
                 Change(
                     f"allow TensorBoard ({rule}) in ufw (tensorboard.bind_all)",
