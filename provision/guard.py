@@ -42,7 +42,11 @@ def fresh_login(factory: Callable[..., Remote], connection: Connection, wait_s: 
 
 def rollback_script(g: Guarded, folder: str) -> str:
     """The host-side script that puts the old files back and runs `restore`."""
-    lines = ["#!/bin/sh", "# Written by provision: undoes a change that was not confirmed."]
+    lines = [
+        "#!/bin/sh",
+        "# Written by provision: undoes a change that was not confirmed.",
+        shell.cmd("touch", "--", f"{folder}/fired"),  # tells disarm that the rollback ran
+    ]
     for i, upload in enumerate(g.uploads):
         saved = f"{folder}/{i}"
         lines.append(
@@ -89,8 +93,12 @@ def apply(
         )
     )
     remote.run(shell.and_(*save))
-    disarm = shell.and_(
-        shell.cmd("systemctl", "stop", "--", f"{unit}.timer"), shell.cmd("rm", "-rf", "--", folder)
+    # Exit 3: the rollback ran (the timer fired before we confirmed, or we ran it ourselves).
+    fired = shell.cmd(f"{folder}/fired")
+    disarm = (
+        f"{shell.cmd('systemctl', 'stop', '--', f'{unit}.timer')} 2>/dev/null; "
+        f"if [ -e {fired} ]; then rc=3; else rc=0; fi; "
+        f"{shell.cmd('rm', '-rf', '--', folder)}; exit $rc"
     )
     try:
         for upload in g.uploads:
@@ -127,13 +135,18 @@ def apply(
     if moved:
         # The old address may be gone already: continue (and disarm) at the new one.
         remote.retarget(dataclasses.replace(target, identities_only=connection.identities_only))
-    remote.run(disarm)
+    if remote.run(disarm, check=False).exit_code == 3:
+        raise StepError(
+            f"{host}: the change was not confirmed within {g.rollback_after_s}s, so the host "
+            "restored the old configuration",
+            "rerun; if the change is slow to apply here, raise the step's rollback_after_s",
+        )
 
 
 def _roll_back_now(remote: Remote, script: str, disarm: str) -> bool:
     """Run the rollback through the open session; False when that is gone (the timer will)."""
     try:
-        remote.run(shell.and_(shell.cmd("sh", script), disarm), timeout_s=60)
+        result = remote.run(f"{shell.cmd('sh', script)}; {disarm}", timeout_s=60, check=False)
     except (CommandError, ConnectError):
         return False
-    return True
+    return result.exit_code == 3  # the rollback ran and the timer is gone
