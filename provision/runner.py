@@ -158,6 +158,16 @@ def run_host(
         )
         facts = gather_facts(remote)
         preflight(hc, remote, facts)
+        ctx = Context(
+            hc.name,
+            facts,
+            hc.settings,
+            lambda c, sudo: remote.probe(c, sudo=sudo),
+            address=hc.connection.addr,
+        )
+        for step in steps:
+            if step.preflight is not None:
+                step.preflight(ctx)
         changed_before = False
         for step in steps:
             step_start = time.monotonic()

@@ -21,6 +21,9 @@ class Step:
     settings: type  # the step's Settings dataclass
     check: Callable[[Context], list[Change]]  # read-only; [] means the host is already right
     verify: tuple[Callable[[Any, Any], None], ...]  # testinfra checks: (host, settings) -> None
+    # Runs for every selected step before any step changes anything: refuse early what cannot
+    # work (an impossible driver/CUDA/wheel combination). Raises a ProvisionError.
+    preflight: Callable[[Context], None] | None = None
 
     @property
     def key(self) -> str:

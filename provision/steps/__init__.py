@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from provision.errors import ConfigError
 from provision.step import Step
-from provision.steps import autostart, base, network, ssh, tensorboard, users
+from provision.steps import (
+    autostart,
+    base,
+    conda,
+    cuda,
+    driver,
+    network,
+    pytorch,
+    ssh,
+    tensorboard,
+    users,
+)
 
 STEPS: tuple[Step, ...] = (
     base.STEP,
@@ -12,6 +23,10 @@ STEPS: tuple[Step, ...] = (
     ssh.STEP,
     network.STEP,
     autostart.STEP,
+    driver.STEP,
+    cuda.STEP,
+    conda.STEP,
+    pytorch.STEP,
     tensorboard.STEP,
 )
 

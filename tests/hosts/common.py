@@ -140,6 +140,15 @@ def ca_certificates() -> list[Path]:
     return sorted(Path("/usr/local/share/ca-certificates").glob("*.crt"))
 
 
+# Test hosts have no GPU: the GPU stack is off unless a test turns it on (extra_vars).
+GPU_STACK_OFF = {
+    "driver.enabled": "false",
+    "cuda.enabled": "false",
+    "conda.enabled": "false",
+    "pytorch.enabled": "false",
+}
+
+
 def write_inventory(host: TestHost, extra_vars: dict[str, str] | None = None) -> Path:
     """The inventory file for the host: connection variables and the tests' settings."""
     values = dict(extra_vars or {})

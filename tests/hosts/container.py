@@ -21,6 +21,7 @@ from pathlib import Path
 
 from common import (
     CACHE,
+    GPU_STACK_OFF,
     STATE,
     SUDO_PASSWORD,
     USER,
@@ -183,7 +184,11 @@ def up(name: str, extra_vars: dict[str, str] | None = None, boot_timeout_s: floa
         host.extras["system"] = wait_for_system(host, left)
         # Shared network: sshd listens on PORT and the ssh step must keep it there.
         # TensorBoard too: a fixed 6006 would collide between containers.
-        defaults = {"ssh.port": str(port), "tensorboard.port": str(free_port())}
+        defaults = {
+            "ssh.port": str(port),
+            "tensorboard.port": str(free_port()),
+            **GPU_STACK_OFF,
+        }
         write_inventory(host, {**defaults, **(extra_vars or {})})
         host.extras["up_s"] = round(time.monotonic() - started, 1)
         save_host(host)

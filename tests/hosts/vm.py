@@ -36,6 +36,7 @@ from pathlib import Path
 
 from common import (
     CACHE,
+    GPU_STACK_OFF,
     STATE,
     SUDO_PASSWORD,
     USER,
@@ -470,7 +471,8 @@ def up(
         wait_for_ssh(host, boot_timeout_s, is_alive=lambda: proc.poll() is None)
         host.extras["boot_to_ssh_s"] = round(time.monotonic() - started, 1)
         log(f"VM {name}: SSH after {host.extras['boot_to_ssh_s']}s")
-        write_inventory(host, {"provision_reboot_timeout_s": "600", **(extra_vars or {})})
+        defaults = {"provision_reboot_timeout_s": "600", **GPU_STACK_OFF}
+        write_inventory(host, {**defaults, **(extra_vars or {})})
         save_host(host)
     except BaseException as exc:
         tail = _tail(state / "console.log") + _tail(state / "qemu.log")

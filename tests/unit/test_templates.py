@@ -1,5 +1,8 @@
 """Every template renders with StrictUndefined; a missing variable is an error."""
 
+import importlib
+from pathlib import Path
+
 import pytest
 
 from provision.errors import TemplateError
@@ -50,6 +53,19 @@ EXAMPLES = {
         "allow_groups": [],
     },
 }
+
+
+def _step_examples() -> dict:
+    """Steps' own test modules may hold their templates' examples as TEMPLATE_EXAMPLES."""
+    found = {}
+    for path in sorted(Path(__file__).parent.glob("test_*.py")):
+        if path.name != Path(__file__).name and "TEMPLATE_EXAMPLES" in path.read_text():
+            module = importlib.import_module(path.stem)
+            found.update(getattr(module, "TEMPLATE_EXAMPLES", {}))
+    return found
+
+
+EXAMPLES.update(_step_examples())
 
 
 def test_every_template_has_an_example():
