@@ -12,7 +12,7 @@ def provision_runner(host, log_dir: Path):
     default); asserts the exit code unless check_rc=None."""
     import subprocess
 
-    def run(*args: str, env: dict | None = None, check_rc: int | None = 0):
+    def run(*args: str, env: dict | None = None, check_rc: int | None = 0, timeout_s: int = 3600):
         cmd = [sys.executable, "-m", "provision", *args]
         if "-i" not in args and "--inventory" not in args:
             cmd += ["-i", str(host.inventory)]
@@ -22,7 +22,7 @@ def provision_runner(host, log_dir: Path):
             capture_output=True,
             text=True,
             cwd=log_dir.parent,
-            timeout=3600,
+            timeout=timeout_s,
             env={**os.environ, **(env or {})},
         )
         if check_rc is not None:

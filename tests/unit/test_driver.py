@@ -1,0 +1,350 @@
+"""driver.check on recorded facts: Ubuntu 22.04/24.04 and Debian 12, with and without a GPU,
+Secure Boot on/off, a branch switch; exact commands for the package and repo paths."""
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from fakes import FakeRemote
+from provision import compat
+from provision.changes import Reboot, Run, Upload
+from provision.errors import ConfigError, StepError
+from provision.facts import Package, PciDevice, parse_facts
+from provision.step import Context
+from provision.steps import base, cuda, driver, pytorch
+from provision.templates import render, sha256
+
+DATA = Path(__file__).parent.parent / "data" / "facts"
+GTX_1080_TI = PciDevice("0000:01:00.0", "1b06", "0x030000")
+RTX_4090 = PciDevice("0000:01:00.0", "2684", "0x030000")
+TEMPLATE_EXAMPLES = {
+    "driver/blacklist-nouveau.conf.j2": {},
+    "driver/provision-nonfree.sources.j2": {
+        "mirror": "http://deb.debian.org/debian",
+        "security_mirror": "http://deb.debian.org/debian-security",
+        "suites": ["bookworm", "bookworm-updates"],
+        "security_suite": "bookworm-security",
+        "components": ["contrib", "non-free", "non-free-firmware"],
+        "keyring": "/usr/share/keyrings/debian-archive-keyring.gpg",
+    },
+}
+STAMP = sha256(render("driver/blacklist-nouveau.conf.j2"))[:16]
+BLACKLIST_HASH = sha256(render("driver/blacklist-nouveau.conf.j2"))
+
+
+def facts(name, *, gpus=None, packages=None, secure_boot=None, nvidia_driver=None):
+    f = parse_facts((DATA / f"{name}.txt").read_text())
+    changes = {}
+    if gpus is not None:
+        changes["nvidia_pci"] = tuple(gpus)
+    if packages is not None:
+        changes["packages"] = {**f.packages, **packages}
+    if secure_boot is not None:
+        changes["secure_boot"] = secure_boot
+    if nvidia_driver is not None:
+        changes["nvidia_driver"] = nvidia_driver
+    return dataclasses.replace(f, **changes)
+
+
+def ubuntu_gpu(**kw):
+    """The recorded Ubuntu 22.04 box: GTX 1080 Ti, driver 550-server held, Secure Boot on."""
+    return facts("ubuntu-22.04-gpu", **kw)
+
+
+def installed(*names, version="580.95.05-0ubuntu1", status="hi "):
+    return {n: Package(version, status) for n in names}
+
+
+def run_check(f, remote, **settings):
+    s = {
+        "driver": driver.Settings(**settings.pop("driver", {})),
+        "cuda": cuda.Settings(**settings.pop("cuda", {})),
+        "pytorch": pytorch.Settings(**settings.pop("pytorch", {})),
+        "base": base.Settings(**settings.pop("base", {})),
+    }
+    return driver.check(Context("box", f, s, lambda c, sudo: remote.probe(c, sudo=sudo)))
+
+
+def host(blacklist=True, stamp=True, modinfo="", nouveau=False, components="contrib non-free"):
+    r = FakeRemote().on(r"sha256sum -- /etc/apt/sources.list.d", (1, ""))
+    if blacklist:
+        r.on(r"sha256sum -- /etc/modprobe.d", f"644 root root\n{BLACKLIST_HASH}  x\n")
+    else:
+        r.on(r"sha256sum -- /etc/modprobe.d", (1, ""))
+    r.on(r"cat -- /var/lib/provision/initramfs", STAMP + "\n" if stamp else (1, ""))
+    r.on(r"/sys/module/nouveau", ("nouveau\n" if nouveau else "") + modinfo)
+    lines = "".join(f"bookworm {c}\n" for c in ["main", *components.split()])
+    r.on(r"apt-get indextargets", lines)
+    r.on(r"systemctl show", "UnitFileState=enabled\nActiveState=active\n")
+    return r
+
+
+def summaries(changes):
+    return [c.summary for c in changes]
+
+
+def commands(changes):
+    return [a.command for c in changes for a in c.actions if isinstance(a, Run)]
+
+
+# --- no GPU -----------------------------------------------------------------------------------
+
+
+def test_no_gpu_stops_with_the_setting_that_allows_it():
+    with pytest.raises(StepError) as info:
+        run_check(facts("debian-12-nspawn"), host())
+    assert "no NVIDIA GPU found" in info.value.message
+    assert "driver.require_gpu = false" in info.value.hint
+
+
+def test_disabled_step_does_nothing():
+    assert run_check(facts("debian-12-nspawn"), FakeRemote(), driver={"enabled": False}) == []
+
+
+# --- Ubuntu: Canonical's signed modules -------------------------------------------------------
+
+
+def test_ubuntu_branch_switch_purges_the_old_branch_first_and_names_it():
+    f = ubuntu_gpu(secure_boot="disabled")
+    changes = run_check(f, host())
+    text = summaries(changes)
+    purge = next(s for s in text if s.startswith("switch from driver branch 550 to 580"))
+    assert "libnvidia-compute-550-server" in purge and "nvidia-driver-550-server" in purge
+    assert text.index(purge) < next(i for i, s in enumerate(text) if "ubuntu-drivers" in s)
+    cmds = commands(changes)
+    assert any(
+        "apt-get" in c and "purge" in c and "--allow-change-held-packages" in c for c in cmds
+    )
+    assert (
+        "env DEBIAN_FRONTEND=noninteractive ubuntu-drivers install --gpgpu nvidia:580-server"
+        in cmds
+    )
+
+
+def test_ubuntu_secure_boot_is_fine_with_signed_modules():
+    changes = run_check(ubuntu_gpu(secure_boot="enabled"), host())
+    assert any("signed NVIDIA driver nvidia:580-server" in s for s in summaries(changes))
+
+
+def test_ubuntu_turing_gets_open_modules():
+    f = facts("ubuntu-24.04-fresh", gpus=[RTX_4090])
+    cmds = commands(run_check(f, host()))
+    assert any(c.endswith("ubuntu-drivers install --gpgpu nvidia:580-server-open") for c in cmds)
+
+
+def test_ubuntu_desktop_flavour():
+    f = facts("ubuntu-24.04-fresh", gpus=[RTX_4090])
+    cmds = commands(run_check(f, host(), driver={"desktop": True}))
+    assert any(c.endswith("ubuntu-drivers install nvidia:580-open") for c in cmds)
+
+
+def test_ubuntu_installed_and_held_driver_needs_nothing():
+    pkgs = installed("nvidia-headless-no-dkms-580-server", "nvidia-utils-580-server")
+    f = ubuntu_gpu(
+        packages={**pkgs, **{n: Package("", "un ") for n in ubuntu_gpu().packages if "550" in n}},
+        nvidia_driver="NVRM version: NVIDIA UNIX x86_64 Kernel Module  580.95.05  Sun Sep 1\n",
+    )
+    changes = run_check(f, host(modinfo="580.95.05\n"))
+    assert summaries(changes) == []
+
+
+def test_ubuntu_unheld_driver_gets_held():
+    pkgs = installed("nvidia-headless-no-dkms-580-server", "nvidia-utils-580-server", status="ii ")
+    f = ubuntu_gpu(
+        packages={
+            **pkgs,
+            **{
+                n: Package("", "un ")
+                for n in ("nvidia-driver-550-server", "libnvidia-compute-550-server")
+            },
+        }
+    )
+    changes = run_check(f, host())
+    assert "apt-mark hold nvidia-headless-no-dkms-580-server nvidia-utils-580-server" in commands(
+        changes
+    )
+
+
+# --- reboot decisions -------------------------------------------------------------------------
+
+
+def _converged_ubuntu(loaded):
+    pkgs = installed("nvidia-headless-no-dkms-580-server", "nvidia-utils-580-server")
+    gone = {
+        n: Package("", "un ") for n in ("nvidia-driver-550-server", "libnvidia-compute-550-server")
+    }
+    text = (
+        f"NVRM version: NVIDIA UNIX x86_64 Kernel Module  {loaded}  Sun Sep 1\n" if loaded else ""
+    )
+    return ubuntu_gpu(packages={**pkgs, **gone}, nvidia_driver=text)
+
+
+def test_module_not_loaded_after_install_asks_for_a_reboot():
+    changes = run_check(_converged_ubuntu(""), host(modinfo="580.95.05\n"))
+    reboot = [a for c in changes for a in c.actions if isinstance(a, Reboot)]
+    assert reboot and "load the NVIDIA module 580.95.05" in reboot[0].reason
+
+
+def test_version_mismatch_asks_for_a_reboot_not_a_cryptic_error():
+    changes = run_check(_converged_ubuntu("580.82.07"), host(modinfo="580.95.05\n"))
+    assert summaries(changes) == [
+        "reboot: the loaded module 580.82.07 is older than the installed 580.95.05"
+    ]
+
+
+def test_nouveau_loaded_asks_for_a_reboot():
+    changes = run_check(_converged_ubuntu(""), host(nouveau=True))
+    assert summaries(changes)[-1] == "reboot: nouveau holds the GPU"
+
+
+def test_blacklist_then_initramfs_rebuild():
+    changes = run_check(
+        _converged_ubuntu("580.95.05"), host(blacklist=False, stamp=False, modinfo="580.95.05\n")
+    )
+    assert summaries(changes)[:2] == [
+        f"write {driver.BLACKLIST}",
+        "rebuild the initramfs without nouveau (update-initramfs -u)",
+    ]
+    upload = changes[0].actions[0]
+    assert isinstance(upload, Upload) and b"blacklist nouveau" in upload.content
+    assert commands(changes)[0].startswith("update-initramfs -u && mkdir -p -- /var/lib/provision")
+
+
+def test_interrupted_initramfs_rebuild_is_redone():
+    changes = run_check(_converged_ubuntu("580.95.05"), host(stamp=False, modinfo="580.95.05\n"))
+    assert summaries(changes) == ["rebuild the initramfs without nouveau (update-initramfs -u)"]
+
+
+# --- Debian 12 --------------------------------------------------------------------------------
+
+
+def test_debian_nonfree_path_exact_packages_and_components():
+    f = facts("debian-12-nspawn", gpus=[GTX_1080_TI])
+    f = dataclasses.replace(f, container="none")
+    changes = run_check(f, host(components=""), driver={"source": "debian"})
+    text = summaries(changes)
+    index = next(i for i, t in enumerate(text) if t.startswith("enable Debian's contrib"))
+    assert text[index].startswith("enable Debian's contrib, non-free, non-free-firmware")
+    sources = changes[index].actions[0]
+    assert sources.dest == driver.COMPONENTS_FILE
+    assert b"Components: contrib non-free non-free-firmware" in sources.content
+    install = [c for c in commands(changes) if "install" in c and "nvidia-kernel-dkms" in c]
+    assert install, commands(changes)
+    for name in ("nvidia-kernel-dkms", "nvidia-smi", "libcuda1", "nvidia-persistenced"):
+        assert name in install[0]
+    assert " update --error-on=any" in commands(changes)[commands(changes).index(install[0]) - 1]
+    assert "apt-mark hold nvidia-kernel-dkms nvidia-smi libcuda1 nvidia-persistenced" in " ".join(
+        commands(changes)
+    )
+
+
+def test_debian_secure_boot_stops_with_mok_instructions():
+    f = facts("debian-12-nspawn", gpus=[GTX_1080_TI], secure_boot="enabled")
+    f = dataclasses.replace(f, container="none")
+    with pytest.raises(StepError) as info:
+        run_check(f, host(), driver={"source": "debian"})
+    assert "Secure Boot is on" in info.value.message
+    assert "mokutil --import" in info.value.hint and "driver.mok_enrolled = true" in info.value.hint
+
+
+def test_debian_secure_boot_with_enrolled_key_goes_on():
+    f = facts("debian-12-nspawn", gpus=[GTX_1080_TI], secure_boot="enabled")
+    f = dataclasses.replace(f, container="none")
+    changes = run_check(f, host(), driver={"source": "debian", "mok_enrolled": True})
+    assert any("nvidia-kernel-dkms" in c for c in commands(changes))
+
+
+def test_debian_in_a_container_skips_the_kernel_parts():
+    f = facts("debian-12-nspawn")  # no GPU, in systemd-nspawn
+    changes = run_check(f, host(blacklist=False), driver={"source": "debian", "require_gpu": False})
+    text = " | ".join(summaries(changes))
+    assert "initramfs" not in text and "reboot" not in text
+    assert "linux-headers" not in " ".join(commands(changes))
+
+
+def test_debian_default_is_nvidias_repo_for_580():
+    f = facts("debian-12-nspawn", gpus=[RTX_4090])
+    f = dataclasses.replace(f, container="none")
+    r = host()
+    calls = []
+
+    def fake_repo(ctx, url):
+        calls.append(url)
+        return []
+
+    original = cuda.repo_changes
+    cuda.repo_changes = fake_repo
+    try:
+        changes = run_check(f, r, cuda={"repo_url": "http://mirror.example/cuda/repos"})
+    finally:
+        cuda.repo_changes = original
+    assert calls == ["http://mirror.example/cuda/repos"]
+    assert any("nvidia-open-580" in c for c in commands(changes))
+
+
+def test_impossible_request_is_refused_by_preflight():
+    f = facts("debian-12-nspawn", gpus=[GTX_1080_TI])
+    s = {
+        "driver": driver.Settings(branch=590),
+        "cuda": cuda.Settings(),
+        "pytorch": pytorch.Settings(),
+        "base": base.Settings(),
+    }
+    with pytest.raises(ConfigError):
+        driver.preflight(Context("box", f, s, FakeRemote().probe))
+
+
+# --- pure helpers -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name, version, branch",
+    [
+        ("nvidia-utils-580-server", "580.95.05-0ubuntu1", 580),
+        ("libnvidia-compute-550-server", "550.127.08-0ubuntu0.22.04.1", 550),
+        ("nvidia-smi", "535.309.01-0+deb12u1", 535),
+        ("nvidia-open", "595.45.04-1", 595),
+        ("nvidia-driver-pinning-595", "595-1", 595),
+        ("linux-modules-nvidia-580-server-open-6.8.0-49-generic", "6.8.0-49.49", 580),
+        ("nvidia-container-toolkit", "1.17.0-1", None),
+        ("nvidia-persistenced", "535.171.04-1~deb12u1", 535),
+        ("cuda-keyring", "1.1-1", None),
+        ("firmware-misc-nonfree", "20230210-5", None),
+    ],
+)
+def test_branch_of(name, version, branch):
+    assert driver.branch_of(name, version) == branch
+
+
+@pytest.mark.parametrize(
+    "source, branch, flavour, packages",
+    [
+        ("nvidia", 580, "open", ["nvidia-open-580"]),
+        ("nvidia", 580, "proprietary", ["cuda-drivers-580"]),
+        ("nvidia", 595, "open", ["nvidia-driver-pinning-595", "nvidia-open"]),
+        ("nvidia", 595, "proprietary", ["nvidia-driver-pinning-595", "cuda-drivers"]),
+        (
+            "ubuntu",
+            580,
+            "open",
+            ["nvidia-headless-no-dkms-580-server-open", "nvidia-utils-580-server"],
+        ),
+    ],
+)
+def test_driver_packages_per_path(source, branch, flavour, packages):
+    choice = compat.Choice(
+        os_key="ubuntu-24.04",
+        gpus=(),
+        arch="",
+        driver_branch=branch,
+        flavour=flavour,
+        source=source,
+        cuda="",
+        torch_index="",
+        torch_max="",
+        torch_version="",
+        reasons=(),
+    )
+    f = facts("ubuntu-24.04-fresh")
+    assert driver.driver_packages(choice, f, driver.Settings()) == packages
