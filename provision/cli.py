@@ -303,6 +303,105 @@ def facts(
             click.echo(f"  {key:<20} {value}")
 
 
+@cli.command(name="compat")
+@click.option(
+    "--gpu",
+    "gpu_names",
+    multiple=True,
+    metavar="CARD",
+    help='card name or PCI id, e.g. "GeForce GTX 1080 Ti" or 10de:1b06 (repeatable)',
+)
+@click.option("--os", "os_key", metavar="OS", help="ubuntu-22.04, ubuntu-24.04 or debian-12")
+@click.option("--arch", default="", help="for an unknown card: architecture or compute capability")
+@click.option("--branch", type=int, default=0, help="driver branch you want, e.g. 580")
+@click.option("--source", type=click.Choice(["ubuntu", "nvidia", "debian"]), help="install path")
+@click.option("--flavour", type=click.Choice(["open", "proprietary"]), help="kernel modules")
+@click.option("--cuda", "cuda_version", default="", help="CUDA toolkit X.Y you want")
+@click.option("--index", "torch_index", default="", help="PyTorch wheel index tag, e.g. cu126")
+@click.option("--torch", "torch_version", default="", help="torch version you want")
+@click.option("--host", "-H", "hosts", multiple=True, help="use this host's GPUs, OS and settings")
+@click.option("--inventory", "-i", type=click.Path(path_type=Path), default=None)
+@click.option("--set", "overrides", multiple=True, metavar="STEP.FIELD=VALUE")
+@click.option("--accept-new-host-key", is_flag=True, help="trust a host key seen the first time")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def compat_command(
+    gpu_names,
+    os_key,
+    arch,
+    branch,
+    source,
+    flavour,
+    cuda_version,
+    torch_index,
+    torch_version,
+    hosts,
+    inventory,
+    overrides,
+    accept_new_host_key,
+    as_json,
+) -> None:
+    """Which driver, CUDA and PyTorch for this card on this OS, and why.
+
+    \b
+    provision compat --gpu "GeForce GTX 1080 Ti" --os ubuntu-24.04
+    provision compat --gpu 10de:2684 --os debian-12 --json
+    provision compat --host mybox
+    """
+    import dataclasses
+
+    from provision import compat
+    from provision.errors import ConfigError
+
+    flags = {
+        "branch": branch,
+        "source": source,
+        "flavour": flavour,
+        "cuda": cuda_version,
+        "torch_index": torch_index,
+        "torch_version": torch_version,
+    }
+    wanted = {k: v for k, v in flags.items() if v}
+    answers: dict[str, compat.Choice] = {}
+    if hosts:
+        from provision.remote import connect
+        from provision.runner import gather_facts
+        from provision.step import Context
+        from provision.steps import driver
+
+        configs = load_configs(hosts, inventory, None, overrides, accept_new_host_key, False)
+        for hc in configs:
+            remote = connect(hc.connection)
+            try:
+                f = gather_facts(remote)
+            finally:
+                remote.close()
+            ctx = Context(hc.name, f, hc.settings, lambda c, sudo: None)
+            request = dataclasses.replace(driver.request(ctx), **wanted)
+            gpus, unknown = compat.gpus_from_facts(f)
+            if unknown and not gpus and not arch:
+                raise ConfigError(
+                    f"{hc.name}: unknown NVIDIA card(s) {', '.join(unknown)}",
+                    "give --arch (e.g. ampere) or the compute capability (e.g. 8.6)",
+                )
+            if unknown:
+                click.echo(f"{hc.name}: not in the card table: {', '.join(unknown)}", err=True)
+            answers[hc.name] = compat.choose(gpus, os_key or f.os_key, request, arch=arch)
+    else:
+        if not os_key:
+            raise ConfigError("--os is missing", "e.g. --os ubuntu-24.04, or use --host mybox")
+        gpus = [compat.parse_gpu(name, arch) for name in gpu_names]
+        request = compat.Request(**wanted)
+        answers["-"] = compat.choose([g for g in gpus if g], os_key, request, arch=arch)
+    if as_json:
+        out = {name: compat.to_json(choice) for name, choice in answers.items()}
+        click.echo(json.dumps(out["-"] if list(out) == ["-"] else out, indent=2))
+        return
+    for name, choice in answers.items():
+        if name != "-":
+            click.echo(click.style(name, bold=True))
+        click.echo(compat.describe(choice))
+
+
 @cli.command(name="config")
 @host_options
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")

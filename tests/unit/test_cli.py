@@ -77,3 +77,58 @@ def test_cli_error_has_a_hint_and_no_traceback(tmp_path):
     result = invoke(["all", "--host", "box"], "[g]\nbox base.time_sync=maybe\n", tmp_path)
     assert "error: inventory.ini:2: base.time_sync" in result.output
     assert "Traceback" not in result.output
+
+
+# --- provision compat -------------------------------------------------------------------------
+
+
+def test_compat_answers_for_a_card_and_an_os():
+    from click.testing import CliRunner
+
+    from provision.cli import cli
+
+    result = CliRunner().invoke(
+        cli, ["compat", "--gpu", "GeForce GTX 1080 Ti", "--os", "ubuntu-24.04"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "580, proprietary" in result.output and "cu126" in result.output
+    assert "torch <= 2.14" in result.output
+
+
+def test_compat_json_by_pci_id():
+    import json
+
+    from click.testing import CliRunner
+
+    from provision.cli import cli
+
+    result = CliRunner().invoke(
+        cli, ["compat", "--gpu", "10de:2684", "--os", "debian-12", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["driver"]["branch"] == 580 and data["pytorch"]["index"] == "cu130"
+
+
+def test_compat_refuses_an_impossible_request_with_exit_2():
+    from click.testing import CliRunner
+
+    from provision.cli import cli
+
+    args = ["compat", "--gpu", "1b06", "--os", "ubuntu-24.04", "--index", "cu130"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2
+    assert "cu126" in result.output  # the hint names the index that works
+
+
+def test_compat_unknown_card_asks_for_the_architecture():
+    from click.testing import CliRunner
+
+    from provision.cli import cli
+
+    result = CliRunner().invoke(cli, ["compat", "--gpu", "10de:ffff", "--os", "debian-12"])
+    assert result.exit_code == 2 and "--arch" in result.output
+    ok = CliRunner().invoke(
+        cli, ["compat", "--gpu", "10de:ffff", "--os", "debian-12", "--arch", "6.1"]
+    )
+    assert ok.exit_code == 0 and "cu126" in ok.output
