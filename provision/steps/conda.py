@@ -1,14 +1,74 @@
 """conda: a shared Miniforge (or Miniconda/Anaconda) installation for the box's users.
 
-(Being written: see issue 5.)
+Manages: the installer, downloaded once to `/var/cache/provision/` and checked against its
+pinned sha256 (a mismatch deletes it and stops), a batch-mode install to `conda.prefix`
+(default `/opt/conda`) owned by `conda.group` (group-writable, setgid directories) with the
+users in that group, `PREFIX/.condarc` (channels, mirror, `auto_activate_base: false`),
+`/etc/profile.d/provision-conda.sh` and a marked line in each user's `~/.bashrc`. Anaconda's
+Terms of Service are accepted only with `conda.accept_tos = true`, visibly, per channel.
+Restarts nothing; never reboots.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
+from provision import shell
+from provision.changes import Change, Run
+from provision.errors import ProvisionError, Skip
+from provision.resources import packages, template_file
 from provision.settings import absolute_path, each, one_of, setting, unix_name, url
 from provision.step import Context, Step
+from provision.steps import users as users_step
+
+# The pinned Miniforge release: conda-forge only, no Terms of Service. The sha256 values are
+# those of the release's published assets (Miniforge3-26.3.2-3-Linux-<arch>.sh); to move to a
+# new release, take the hashes from its `.sha256` files and change the three lines together.
+MINIFORGE_VERSION = "26.3.2-3"
+MINIFORGE_SHA256 = {
+    "x86_64": "848194851a98903134187fbb4ab50efe87b003e0c0f808f97644b7524a62bf2c",
+    "aarch64": "2c113a69297e612b01ca0f320c22a3107a11f2ab9b573d79ac868a175945ce29",
+}
+MINIFORGE_URL = (
+    "https://github.com/conda-forge/miniforge/releases/download/"
+    "{version}/Miniforge3-{version}-Linux-{arch}.sh"
+)
+CACHE_DIR = "/var/cache/provision"
+# Anaconda's `defaults` channels on Linux: using them needs the ToS accepted (since 2025-07-15).
+TOS_CHANNELS = ("https://repo.anaconda.com/pkgs/main", "https://repo.anaconda.com/pkgs/r")
+TOS_RECORD = "conda-meta/provision-tos-accepted"
+PROFILE = "/etc/profile.d/provision-conda.sh"
+BASHRC_MARKER = "# provision: conda"
+DPKG_TO_UNAME = {"amd64": "x86_64", "arm64": "aarch64"}
+
+# Checks the download; on a mismatch the file is deleted and both hashes are printed.
+VERIFY_SCRIPT = """\
+file=$1 expected=$2
+if printf '%s  %s\\n' "$expected" "$file" | sha256sum -c --quiet -; then exit 0; fi
+actual=$(sha256sum -- "$file" | cut -d' ' -f1)
+rm -f -- "$file"
+echo "checksum mismatch for $file: expected sha256 $expected, got $actual; deleted it" >&2
+exit 1
+"""
+# Adds the marked line to a user's ~/.bashrc (replacing an older marked line), keeping owner.
+BASHRC_SCRIPT = """\
+file=$1 line=$2 user=$3 marker=$4
+if [ ! -e "$file" ]; then
+  install -m 0644 -o "$user" -g "$(id -gn -- "$user")" /dev/null "$file"
+fi
+grep -vF -- "$marker" "$file" > "$file.provision-tmp" || true
+printf '%s\\n' "$line" >> "$file.provision-tmp"
+chown --reference="$file" -- "$file.provision-tmp"
+chmod --reference="$file" -- "$file.provision-tmp"
+mv -f -- "$file.provision-tmp" "$file"
+"""
+
+
+def sha256_hex(value: str) -> None:
+    """64 hex digits (empty: unset)."""
+    if value and not re.fullmatch(r"[0-9a-fA-F]{64}", value):
+        raise ValueError(f"{value!r} is not a sha256 (64 hex digits)")
 
 
 @dataclass(frozen=True)
@@ -22,7 +82,9 @@ class Settings:
         one_of("miniforge", "miniconda", "anaconda"),
     )
     installer_url: str = setting("", "installer URL (empty: the pinned Miniforge release)", url)
-    installer_sha256: str = setting("", "sha256 of the installer (required with installer_url)")
+    installer_sha256: str = setting(
+        "", "sha256 of the installer (required with installer_url)", sha256_hex
+    )
     prefix: str = setting("/opt/conda", "where conda is installed", absolute_path)
     group: str = setting("conda", "group that owns the prefix; the users join it", unix_name)
     users: tuple[str, ...] = setting(
@@ -32,9 +94,291 @@ class Settings:
     channel_alias: str = setting("", "channel mirror base URL (empty: conda.anaconda.org)", url)
     accept_tos: bool = setting(False, "accept Anaconda's Terms of Service (miniconda/anaconda)")
 
+    def problems(self) -> list[tuple[str, str]]:
+        """Rules between fields, as (field, message)."""
+        if not self.enabled:
+            return []
+        if self.installer_url and not self.installer_sha256:
+            return [
+                (
+                    "installer_url",
+                    "needs conda.installer_sha256 too (the installer's sha256, e.g. from the "
+                    "release's .sha256 file): nothing is installed unchecked",
+                )
+            ]
+        if self.distribution != "miniforge":
+            if not self.accept_tos:
+                return [
+                    (
+                        "distribution",
+                        f"{self.distribution} uses Anaconda's defaults channels, whose Terms of "
+                        "Service must be accepted: set conda.accept_tos = true once you have "
+                        "read https://www.anaconda.com/legal, or use conda.distribution = "
+                        "miniforge (conda-forge, no ToS)",
+                    )
+                ]
+            if not self.installer_url:
+                return [
+                    (
+                        "distribution",
+                        f"only Miniforge is pinned: set conda.installer_url and "
+                        f"conda.installer_sha256 to the {self.distribution} installer",
+                    )
+                ]
+        return []
 
-def check(ctx: Context) -> list:
-    return []
+
+def installer(ctx: Context, s: Settings) -> tuple[str, str]:
+    """(URL, sha256) of the installer: the user's, or the pinned Miniforge for this arch."""
+    if s.installer_url:
+        return s.installer_url, s.installer_sha256.lower()
+    arch = DPKG_TO_UNAME.get(ctx.facts.arch, ctx.facts.arch)
+    if arch not in MINIFORGE_SHA256:
+        raise ProvisionError(
+            f"{ctx.host}: no pinned Miniforge installer for {ctx.facts.arch}",
+            "set conda.installer_url and conda.installer_sha256",
+        )
+    return MINIFORGE_URL.format(version=MINIFORGE_VERSION, arch=arch), MINIFORGE_SHA256[arch]
+
+
+def cached_path(url_: str) -> str:
+    """Where the installer is kept on the host."""
+    name = url_.rstrip("/").rsplit("/", 1)[-1] or "conda-installer.sh"
+    return f"{CACHE_DIR}/{name}"
+
+
+def download_command(url_: str, path: str) -> str:
+    """Download once (kept in the cache) through a .part file, then rename."""
+    return shell.and_(
+        shell.cmd("mkdir", "-p", "--", CACHE_DIR),
+        f"{{ {shell.cmd('test', '-s', path)} || "
+        f"{{ {shell.cmd('curl', '-fsSL', '--retry', '3', '-o', path + '.part', url_)}"
+        f" && {shell.cmd('mv', '-f', '--', path + '.part', path)}; }}; }}",
+    )
+
+
+def verify_command(path: str, sha: str) -> str:
+    """`sha256sum -c` of the download; a mismatch deletes it and names both hashes."""
+    return shell.cmd("sh", "-c", VERIFY_SCRIPT, "verify-installer", path, sha)
+
+
+def install_command(path: str, prefix: str) -> str:
+    """The installer in batch mode (no prompts, no shell init of root's files)."""
+    return shell.cmd("bash", path, "-b", "-p", prefix)
+
+
+def tos_command(prefix: str) -> str:
+    """Accept the ToS of each default channel for the whole installation, and record it."""
+    conda = f"{prefix}/bin/conda"
+    accepts = [
+        shell.cmd(conda, "tos", "accept", "--override-channels", "--channel", ch, "--system")
+        for ch in TOS_CHANNELS
+    ]
+    record = shell.cmd(
+        "sh", "-c", 'f=$1; shift; printf "%s\\n" "$@" > "$f"', "tos", f"{prefix}/{TOS_RECORD}",
+        *TOS_CHANNELS,
+    )  # fmt: skip
+    return shell.and_(*accepts, record)
+
+
+def share_command(prefix: str, group: str) -> str:
+    """The prefix owned by the group, group-writable, directories setgid."""
+    return shell.and_(
+        shell.cmd("chgrp", "-R", "-h", group, "--", prefix),
+        shell.cmd("chmod", "-R", "g+rwX", "--", prefix),
+        shell.cmd("find", prefix, "-type", "d", "-exec", "chmod", "g+s", "{}", "+"),
+    )
+
+
+def unshared_probe(prefix: str, group: str) -> str:
+    """Print the first path under the prefix that is not shared with the group (if any).
+
+    Environments under envs/ belong to whoever made them (pytorch shares its own), and
+    __pycache__ is regenerated by whoever imports: neither is the installation's business.
+    """
+    return shell.cmd(
+        "find", prefix,
+        "(", "-path", f"{prefix}/envs/*", "-o", "-name", "__pycache__", ")", "-prune",
+        "-o", "!", "-type", "l",
+        "(", "!", "-group", group, "-o", "!", "-perm", "-g+w",
+        "-o", "-type", "d", "!", "-perm", "-g+s", ")",
+        "-print", "-quit",
+    )  # fmt: skip
+
+
+def accounts(ctx: Context, s: Settings) -> list[str]:
+    """The users who get conda: conda.users, else users.accounts and the login user."""
+    if s.users:
+        return list(dict.fromkeys(s.users))
+    return list(dict.fromkeys([*ctx.settings(users_step.Settings).accounts, ctx.facts.user]))
+
+
+def bashrc_line(prefix: str) -> str:
+    """The marked ~/.bashrc line: the conda function in interactive non-login bash."""
+    conda_sh = shell.cmd(f"{prefix}/etc/profile.d/conda.sh")
+    return f"if [ -f {conda_sh} ]; then . {conda_sh}; fi  {BASHRC_MARKER}"
+
+
+def check(ctx: Context) -> list[Change]:
+    """What conda would change on this host."""
+    s: Settings = ctx.settings(Settings)
+    if not s.enabled:
+        return []
+    prefix = s.prefix.rstrip("/") or "/"
+    changes: list[Change] = []
+    conda = ctx.probe(shell.cmd(f"{prefix}/bin/conda", "--version"))
+    installed = conda.ok
+    if not installed:
+        url_, sha = installer(ctx, s)
+        if ctx.probe(shell.cmd("test", "-e", prefix)).ok:
+            raise ProvisionError(
+                f"{ctx.host}: {prefix} exists but holds no working conda "
+                f"({(conda.stderr or conda.stdout).strip()[:200]})",
+                "move it away (or remove it) and rerun, or set conda.prefix to another path",
+            )
+        changes += packages(ctx, ["curl", "ca-certificates"])
+        path = cached_path(url_)
+        name = {"miniforge": "Miniforge", "miniconda": "Miniconda", "anaconda": "Anaconda"}
+        actions = [
+            Run(download_command(url_, path), timeout_s=1800, description=f"download {url_}"),
+            Run(verify_command(path, sha), description="sha256sum -c"),
+            Run(
+                install_command(path, prefix),
+                timeout_s=1800,
+                description=f"install {name[s.distribution]}",
+            ),
+        ]
+        changes.append(
+            Change(
+                f"install {name[s.distribution]} to {prefix} from {url_} (sha256 {sha[:12]}…)",
+                tuple(actions),
+            )
+        )
+    if s.distribution != "miniforge" and s.accept_tos:
+        record = ctx.probe(shell.cmd("cat", "--", f"{prefix}/{TOS_RECORD}"))
+        if not installed or record.stdout.split() != list(TOS_CHANNELS):
+            changes.append(
+                Change(
+                    "accept Anaconda's Terms of Service for "
+                    + ", ".join(TOS_CHANNELS)
+                    + " (conda.accept_tos = true)",
+                    (Run(tos_command(prefix), timeout_s=300, description="conda tos accept"),),
+                )
+            )
+    members = group_members(ctx, s.group)
+    if members is None:
+        changes.append(
+            Change(
+                f"create group {s.group}",
+                (Run(shell.cmd("groupadd", "--system", "--", s.group)),),
+            )
+        )
+        members = []
+    for user in accounts(ctx, s):
+        if user not in members:
+            changes.append(
+                Change(
+                    f"add {user} to group {s.group}",
+                    (Run(shell.cmd("usermod", "-aG", s.group, "--", user)),),
+                )
+            )
+    if not installed or ctx.probe(unshared_probe(prefix, s.group), sudo=True).stdout.strip():
+        changes.append(
+            Change(
+                f"share {prefix} with group {s.group} (group-writable, setgid directories)",
+                (Run(share_command(prefix, s.group), timeout_s=900),),
+            )
+        )
+    condarc = {
+        "channels": list(s.channels),
+        "channel_alias": s.channel_alias,
+        "distribution": s.distribution,
+    }
+    changes += template_file(
+        ctx, "conda/condarc.j2", f"{prefix}/.condarc", condarc, group=s.group, mode="0664"
+    )
+    conda_sh = shell.cmd(f"{prefix}/etc/profile.d/conda.sh")
+    changes += template_file(ctx, "conda/provision-conda.sh.j2", PROFILE, {"conda_sh": conda_sh})
+    changes += bashrc_changes(ctx, s, prefix)
+    return changes
+
+
+def group_members(ctx: Context, group: str) -> list[str] | None:
+    """The members of a group (None when it does not exist)."""
+    out = ctx.probe(shell.cmd("getent", "group", group))
+    fields = out.stdout.strip().split(":")
+    if not out.ok or len(fields) < 4:
+        return None
+    return [m for m in fields[3].split(",") if m]
+
+
+def bashrc_changes(ctx: Context, s: Settings, prefix: str) -> list[Change]:
+    """The marked line in each user's ~/.bashrc."""
+    line = bashrc_line(prefix)
+    changes = []
+    for user in accounts(ctx, s):
+        fields = ctx.probe(shell.cmd("getent", "passwd", user)).stdout.strip().split(":")
+        if len(fields) < 7:
+            continue  # usermod above fails with a clear message for a missing account
+        bashrc = f"{fields[5]}/.bashrc"
+        have = ctx.probe(shell.cmd("grep", "-F", "--", BASHRC_MARKER, bashrc), sudo=True)
+        if have.stdout.strip().splitlines() != [line]:
+            script = shell.cmd(
+                "sh", "-c", BASHRC_SCRIPT, "bashrc", bashrc, line, user, BASHRC_MARKER
+            )
+            changes.append(Change(f"add conda to {bashrc} ({BASHRC_MARKER})", (Run(script),)))
+    return changes
+
+
+# --- verify ---------------------------------------------------------------------------------
+
+
+def _enabled(s: Settings) -> None:
+    if not s.enabled:
+        raise Skip("conda.enabled is off")
+
+
+def verify_conda_runs(host, s: Settings) -> None:
+    """conda --version runs from the prefix"""
+    _enabled(s)
+    out = host.run(shell.cmd(f"{s.prefix}/bin/conda", "--version"))
+    assert out.rc == 0, f"{s.prefix}/bin/conda --version failed: {out.stderr.strip()[-300:]}"
+    assert out.stdout.startswith("conda "), f"unexpected version line: {out.stdout!r}"
+
+
+def verify_prefix_shared(host, s: Settings) -> None:
+    """the prefix belongs to the conda group, group-writable with setgid directories"""
+    _enabled(s)
+    prefix = host.file(s.prefix)
+    assert prefix.is_directory, f"{s.prefix} is not a directory"
+    assert prefix.group == s.group, f"{s.prefix} belongs to group {prefix.group}, not {s.group}"
+    assert prefix.mode & 0o2070 == 0o2070, f"{s.prefix} has mode {prefix.mode:o}, want g+rwxs"
+    stray = host.run(unshared_probe(s.prefix, s.group)).stdout.strip()
+    assert not stray, f"{stray} is not shared with group {s.group}"
+
+
+def verify_condarc(host, s: Settings) -> None:
+    """.condarc lists the channels and keeps base inactive"""
+    _enabled(s)
+    text = host.file(f"{s.prefix}/.condarc").content_string
+    assert "auto_activate_base: false" in text, ".condarc lacks auto_activate_base: false"
+    for channel in s.channels:
+        assert f"  - {channel}\n" in text, f".condarc does not list channel {channel}"
+
+
+def verify_login_shell_function(host, s: Settings) -> None:
+    """a configured user's login shell has the `conda` shell function"""
+    _enabled(s)
+    names = list(s.users)
+    if not names:
+        line = host.run(shell.cmd("getent", "group", s.group)).stdout.strip()
+        names = [m for m in line.split(":")[3].split(",") if m] if line.count(":") >= 3 else []
+    assert names, f"no user is in group {s.group}"
+    for name in names:
+        out = host.run(shell.cmd("su", "-l", name, "-s", "/bin/bash", "-c", "type -t conda"))
+        assert out.stdout.strip() == "function", (
+            f"{name}'s login shell has no conda function: {(out.stdout + out.stderr)[-300:]}"
+        )
 
 
 STEP = Step(
@@ -42,5 +386,5 @@ STEP = Step(
     summary="Miniforge (default) or Miniconda/Anaconda in a shared prefix, checksum-verified",
     settings=Settings,
     check=check,
-    verify=(),
+    verify=(verify_conda_runs, verify_prefix_shared, verify_condarc, verify_login_shell_function),
 )

@@ -1,0 +1,114 @@
+"""conda + pytorch over real SSH on a fresh container, from local sources on loopback.
+
+The conda installer is a FIXTURE (tests/hosts/condafixture.py: a stand-in that behaves like
+Miniforge's installer for what the steps use; no GitHub/Anaconda host is reachable here),
+served with its sha256 over HTTP on 127.0.0.1. torch is the REAL wheel
+(torch-2.13.0+cpu, /opt/wheels) served as a find-links page; its dependencies come from
+PyPI. Proves: a wrong checksum is refused (file deleted, nothing installed); `provision all`
+from nothing; verify green with the GPU checks skipped with their reason; torch imports in
+the env; the second run changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from common import ssh
+from condafixture import build as build_installer
+from pkgindex import make_wheelhouse, serve
+
+from hostrun import booted, provision_runner
+from provision.steps.pytorch import NO_GPU
+
+pytestmark = pytest.mark.container
+
+WRONG_SHA = "0" * 64
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory):
+    """The FIXTURE installer and the real torch wheel, each served on 127.0.0.1."""
+    root = tmp_path_factory.mktemp("conda-sources")
+    installer, sha = build_installer(root / "installer")
+    installer_server, installer_base = serve(installer.parent)
+    wheel_server, wheels = serve(make_wheelhouse(root / "wheels"))
+    try:
+        yield {"url": installer_base + installer.name, "sha256": sha, "wheels": wheels}
+    finally:
+        for server in (installer_server, wheel_server):
+            server.shutdown()
+            server.server_close()
+
+
+@pytest.fixture(scope="module")
+def host(require_tier, sources):
+    extra = {
+        "conda.enabled": "true",
+        "conda.installer_url": sources["url"],
+        "conda.installer_sha256": sources["sha256"],
+        "pytorch.enabled": "true",
+        "pytorch.index": "cpu",
+        "pytorch.version": "2.13.0",
+        "pytorch.packages": "torch",
+        "pytorch.find_links": sources["wheels"],
+        "pytorch.index_url": "https://pypi.org/simple",
+        "pytorch.python": "3.11",
+    }
+    yield from booted("container", require_tier, extra_vars=extra)
+
+
+@pytest.fixture
+def provision(host, tmp_path):
+    return provision_runner(host, tmp_path / "logs")
+
+
+def test_wrong_checksum_is_refused_and_the_download_deleted(host, provision, sources):
+    run = provision(
+        "conda",
+        "--host",
+        host.name,
+        "--set",
+        f"conda.installer_sha256={WRONG_SHA}",
+        check_rc=1,
+    )
+    out = run.stdout + run.stderr
+    assert "checksum mismatch" in out, out
+    assert f"expected sha256 {WRONG_SHA}" in out and f"got {sources['sha256']}" in out, out
+    left = ssh(host, "ls /var/cache/provision/ /opt/conda 2>&1; true").stdout
+    assert "Miniforge3-FIXTURE" not in left, left
+    assert "No such file" in left and "'/opt/conda'" in left, left
+
+
+def test_all_from_nothing_then_verify_with_gpu_checks_skipped(host, provision):
+    first = provision("all", "--host", host.name)
+    assert "install Miniforge to /opt/conda" in first.stdout, first.stdout
+    assert "create conda env /opt/conda/envs/dl with Python 3.11" in first.stdout, first.stdout
+    verify = provision("verify", "--host", host.name, "conda", "pytorch")
+    out = verify.stdout + verify.stderr
+    assert "6 passed, 0 failed, 0 error, 2 skipped" in out, out
+    skipped = [line for line in out.splitlines() if " skipped " in line]
+    assert len(skipped) == 2 and all(line.endswith(NO_GPU) for line in skipped), out
+
+
+def test_torch_imports_in_the_env_as_a_user(host):
+    for python in ("/opt/conda/envs/dl/bin/python", "/opt/provision/envs/dl/bin/python"):
+        out = ssh(host, f"{python} -c 'import torch; print(torch.__version__)'", user="tester")
+        assert out.stdout.strip() == "2.13.0+cpu", out
+    marker = json.loads(ssh(host, "cat /opt/conda/envs/dl/provision-pytorch.json").stdout)
+    assert marker["index"] == "cpu" and marker["requirements"] == ["torch==2.13.0"]
+    shared = ssh(host, "stat -c '%G %A' /opt/conda /opt/conda/envs/dl").stdout.split("\n")
+    assert shared[0].startswith("conda drwxrwsr-x") and shared[1].startswith("conda drwxrwsr"), (
+        shared
+    )
+    # A login shell of the user has the conda function and reaches the env through it.
+    login = ssh(
+        host,
+        "bash -lc 'conda activate dl && python -c \"import torch\" && type -t conda'",
+        user="tester",
+    )
+    assert login.stdout.strip().endswith("function"), login
+
+
+def test_second_run_changes_nothing(host, provision):
+    provision("all", "--host", host.name, "--plan", "--detailed-exitcode", check_rc=0)
