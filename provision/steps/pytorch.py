@@ -29,6 +29,7 @@ MARKER = "provision-pytorch.json"
 PYTORCH_INDEX = "https://download.pytorch.org/whl/{tag}"
 CONDA_PYTHON = "3.12"
 REQUIREMENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-\[\],]*([<>=!~]=?[A-Za-z0-9.*+!,<>=~]+)?")
+SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"
 NO_GPU = "no NVIDIA GPU on this host (nvidia-smi not found)"
 
 # One probe of an environment: its Python, the versions of the packages (importlib.metadata),
@@ -191,9 +192,8 @@ def pip_options(s: Settings, index: str) -> list[str]:
         options += ["--extra-index-url", s.extra_index_url]
     if s.find_links:
         options += ["--find-links", s.find_links]
-    if s.ca_bundle:
-        options += ["--cert", s.ca_bundle]
-    return options
+    # The system bundle by default: pip's own (certifi) lacks the CAs base.ca_certificates adds.
+    return [*options, "--cert", s.ca_bundle or SYSTEM_CA]
 
 
 def install_command(

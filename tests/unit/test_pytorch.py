@@ -15,6 +15,7 @@ from provision.facts import parse_facts
 from provision.step import Context
 from provision.steps import conda, cuda, driver, pytorch, users
 
+CERT = "--cert /etc/ssl/certs/ca-certificates.crt"
 DATA = Path(__file__).parent.parent / "data" / "facts"
 CONDA_ENV = "/opt/conda/envs/dl"
 QUIET = "--disable-pip-version-check --no-input --progress-bar off"
@@ -80,7 +81,7 @@ def test_gpu_host_gets_a_conda_env_with_the_cu126_wheels_compat_chose():
     assert install.command.startswith("umask 0002 && ")
     assert (
         f"{CONDA_ENV}/bin/python -m pip install {QUIET} --index-url "
-        "https://download.pytorch.org/whl/cu126 'torch<2.15' torchvision torchaudio"
+        f"https://download.pytorch.org/whl/cu126 {CERT} 'torch<2.15' torchvision torchaudio"
     ) in install.command
     assert install.command.endswith(
         f"chgrp -R -h conda -- {CONDA_ENV} && chmod -R g+rwX -- {CONDA_ENV}"
@@ -139,7 +140,7 @@ def test_venv_without_conda_uses_the_system_python():
     install = changes[1].actions[0].command
     assert install == (
         f"/opt/provision/envs/dl/bin/python -m pip install {QUIET} --index-url "
-        "https://download.pytorch.org/whl/cpu torch torchvision torchaudio"
+        f"https://download.pytorch.org/whl/cpu {CERT} torch torchvision torchaudio"
     )
     assert changes[1].actions[1].group == "root"
 
@@ -205,7 +206,7 @@ def test_index_change_uninstalls_the_old_build_first():
         f"umask 0002 && {CONDA_ENV}/bin/python -m pip uninstall -y --disable-pip-version-check "
         "--no-input torch && "
     ) in command
-    assert "--index-url https://download.pytorch.org/whl/cu126 torch==2.13.0" in command
+    assert f"--index-url https://download.pytorch.org/whl/cu126 {CERT} torch==2.13.0" in command
 
 
 def test_no_marker_or_missing_package_or_broken_torch_reinstalls():
