@@ -36,8 +36,6 @@ from provision.steps import base, cuda, pytorch
 
 BLACKLIST = "/etc/modprobe.d/provision-blacklist-nouveau.conf"
 INITRAMFS_STAMP = "/var/lib/provision/initramfs-nouveau-stamp"
-COMPONENTS_FILE = "/etc/apt/sources.list.d/provision-nonfree.sources"
-DEBIAN_COMPONENTS = ("contrib", "non-free", "non-free-firmware")
 PERSISTENCED = "nvidia-persistenced.service"
 # Package name prefixes that belong to a driver branch (the purge on a branch switch).
 DRIVER_PREFIXES = (
@@ -160,38 +158,10 @@ def ubuntu_drivers_target(choice: compat.Choice, s: Settings) -> str:
     return f"nvidia:{choice.driver_branch}{flavour}"
 
 
-def missing_components(ctx: Context, codename: str) -> list[str]:
-    """Debian components the driver needs that no configured apt source has for `codename`."""
-    probe = ctx.probe("apt-get indextargets --no-release-info --format '$(RELEASE) $(COMPONENT)'")
-    have = {
-        line.split()[1]
-        for line in probe.stdout.splitlines()
-        if len(line.split()) == 2 and line.split()[0] == codename
-    }
-    return [c for c in DEBIAN_COMPONENTS if c not in have]
-
-
 def debian_sources_changes(ctx: Context) -> list[Change]:
-    """contrib, non-free and non-free-firmware for the Debian suites (a deb822 file)."""
-    f = ctx.facts
-    b: base.Settings = ctx.settings(base.Settings)
-    if not missing_components(ctx, f.codename):
-        return []
-    variables = {
-        "mirror": b.apt_mirror or "http://deb.debian.org/debian",
-        "security_mirror": b.apt_security_mirror or "http://deb.debian.org/debian-security",
-        "suites": [f.codename, f"{f.codename}-updates"],
-        "security_suite": f"{f.codename}-security",
-        "components": list(DEBIAN_COMPONENTS),
-        "keyring": "/usr/share/keyrings/debian-archive-keyring.gpg",
-    }
-    return template_file(
-        ctx,
-        "driver/provision-nonfree.sources.j2",
-        COMPONENTS_FILE,
-        variables,
-        summary=f"enable Debian's {', '.join(DEBIAN_COMPONENTS)} components ({COMPONENTS_FILE})",
-    )
+    """contrib, non-free and non-free-firmware for the Debian suites (the cuda step's one
+    components file, shared by every GPU step)."""
+    return cuda.components_changes(ctx, cuda.wanted_components(ctx))
 
 
 def nouveau_changes(ctx: Context) -> list[Change]:
@@ -385,12 +355,15 @@ def preflight(ctx: Context) -> None:
 # --- verify: behaviour, through testinfra ----------------------------------------------------
 
 
-def _has_gpu(host) -> bool:
-    out = host.run("grep -l 0x10de /sys/bus/pci/devices/*/vendor 2>/dev/null | head -n1")
-    if not out.stdout.strip():
-        return False
-    path = out.stdout.strip().rsplit("/", 1)[0]
-    return host.file(f"{path}/class").content_string.startswith("0x03")
+GPU_PROBE = (
+    'for d in /sys/bus/pci/devices/*; do [ "$(cat $d/vendor)" = 0x10de ] && '
+    'case "$(cat $d/class)" in 0x03*) echo gpu;; esac; done; true'
+)
+
+
+def has_gpu(host) -> bool:
+    """Whether the host has an NVIDIA display-class PCI device (a GPU, not its audio)."""
+    return "gpu" in host.run(GPU_PROBE).stdout.split()
 
 
 def verify_nouveau_off(host, s: Settings) -> None:
@@ -428,7 +401,7 @@ def verify_module_loaded(host, s: Settings) -> None:
     """the NVIDIA module is loaded and matches nvidia-smi"""
     if not s.enabled:
         raise Skip("driver.enabled is off")
-    if not _has_gpu(host):
+    if not has_gpu(host):
         raise Skip("no NVIDIA GPU on this host: the module has nothing to drive")
     proc = host.file("/proc/driver/nvidia/version")
     assert proc.exists, "the NVIDIA module is not loaded: reboot needed"
@@ -463,7 +436,7 @@ def verify_persistenced(host, s: Settings) -> None:
         raise Skip("driver.persistenced is off" if s.enabled else "driver.enabled is off")
     svc = host.service(PERSISTENCED)
     assert svc.is_enabled, f"{PERSISTENCED} is not enabled at boot"
-    if _has_gpu(host) and host.file("/proc/driver/nvidia/version").exists:
+    if has_gpu(host) and host.file("/proc/driver/nvidia/version").exists:
         assert svc.is_running, f"{PERSISTENCED} is not running"
 
 

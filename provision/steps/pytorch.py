@@ -30,7 +30,7 @@ PYTORCH_INDEX = "https://download.pytorch.org/whl/{tag}"
 CONDA_PYTHON = "3.12"
 REQUIREMENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-\[\],]*([<>=!~]=?[A-Za-z0-9.*+!,<>=~]+)?")
 SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"
-NO_GPU = "no NVIDIA GPU on this host (nvidia-smi not found)"
+NO_GPU = "no NVIDIA GPU on this host (no PCI display device of vendor 10de)"
 
 # One probe of an environment: its Python, the versions of the packages (importlib.metadata),
 # torch's CUDA build and the marker the last install wrote. Prints one JSON object.
@@ -402,7 +402,7 @@ def _marker(host, s: Settings) -> dict:
 
 def _gpu(host) -> None:
     """Skip without a GPU; fail when nvidia-smi is there but cannot list the GPUs."""
-    if host.run("command -v nvidia-smi").rc != 0:
+    if not driver.has_gpu(host):
         raise Skip(NO_GPU)
     out = host.run("nvidia-smi -L")
     assert out.rc == 0 and "GPU" in out.stdout, (

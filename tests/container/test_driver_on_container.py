@@ -33,7 +33,8 @@ def test_plan_names_the_path_without_touching_the_host(host, provision):
     plan = provision("driver", "--host", host.name, "--plan", "--diff", check_rc=None)
     assert plan.returncode == 0, plan.stdout + plan.stderr
     out = plan.stdout
-    assert "enable Debian's contrib, non-free, non-free-firmware components" in out
+    assert "write /etc/apt/sources.list.d/provision-components.sources" in out
+    assert "Components: contrib non-free non-free-firmware" in out  # --diff shows the file
     assert "nvidia-kernel-dkms" in out and "nvidia-smi" in out and "libcuda1" in out
     assert "blacklist nouveau" in out  # --diff shows the file
     gone = ssh(host, "test -e /etc/modprobe.d/provision-blacklist-nouveau.conf", check=False)

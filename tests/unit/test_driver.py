@@ -20,14 +20,6 @@ GTX_1080_TI = PciDevice("0000:01:00.0", "1b06", "0x030000")
 RTX_4090 = PciDevice("0000:01:00.0", "2684", "0x030000")
 TEMPLATE_EXAMPLES = {
     "driver/blacklist-nouveau.conf.j2": {},
-    "driver/provision-nonfree.sources.j2": {
-        "mirror": "http://deb.debian.org/debian",
-        "security_mirror": "http://deb.debian.org/debian-security",
-        "suites": ["bookworm", "bookworm-updates"],
-        "security_suite": "bookworm-security",
-        "components": ["contrib", "non-free", "non-free-firmware"],
-        "keyring": "/usr/share/keyrings/debian-archive-keyring.gpg",
-    },
 }
 STAMP = sha256(render("driver/blacklist-nouveau.conf.j2"))[:16]
 BLACKLIST_HASH = sha256(render("driver/blacklist-nouveau.conf.j2"))
@@ -74,8 +66,14 @@ def host(blacklist=True, stamp=True, modinfo="", nouveau=False, components="cont
         r.on(r"sha256sum -- /etc/modprobe.d", (1, ""))
     r.on(r"cat -- /var/lib/provision/initramfs", STAMP + "\n" if stamp else (1, ""))
     r.on(r"/sys/module/nouveau", ("nouveau\n" if nouveau else "") + modinfo)
-    lines = "".join(f"bookworm {c}\n" for c in ["main", *components.split()])
-    r.on(r"apt-get indextargets", lines)
+    mirror = "http://deb.debian.org/debian/"
+    lines = "".join(
+        f"{mirror}\tbookworm\t{c}\t/etc/apt/sources.list:1\n" for c in ["main", *components.split()]
+    )
+    r.on(
+        r"apt-get indextargets",
+        f"@@targets\n{lines}@@fetched\n{mirror}\n@@keyring\n@@apt-key\n@@end\n",
+    )
     r.on(r"systemctl show", "UnitFileState=enabled\nActiveState=active\n")
     return r
 
@@ -224,11 +222,10 @@ def test_debian_nonfree_path_exact_packages_and_components():
     f = dataclasses.replace(f, container="none")
     changes = run_check(f, host(components=""), driver={"source": "debian"})
     text = summaries(changes)
-    index = next(i for i, t in enumerate(text) if t.startswith("enable Debian's contrib"))
-    assert text[index].startswith("enable Debian's contrib, non-free, non-free-firmware")
+    index = text.index(f"write {cuda.COMPONENTS_SOURCES}")
     sources = changes[index].actions[0]
-    assert sources.dest == driver.COMPONENTS_FILE
     assert b"Components: contrib non-free non-free-firmware" in sources.content
+    assert b"URIs: http://deb.debian.org/debian/" in sources.content  # the host's own mirror
     install = [c for c in commands(changes) if "install" in c and "nvidia-kernel-dkms" in c]
     assert install, commands(changes)
     for name in ("nvidia-kernel-dkms", "nvidia-smi", "libcuda1", "nvidia-persistenced"):

@@ -278,13 +278,12 @@ class FakeHost:
 
 def test_gpu_checks_skip_without_a_gpu_and_fail_with_a_broken_driver():
     s = pytorch.Settings()
-    no_gpu = FakeHost({"command -v nvidia-smi": (1, "")})
+    # nvidia-smi installed (a box prepared before the card) but no GPU on the PCI bus: skipped
+    no_gpu = FakeHost({"/sys/bus/pci/devices": (0, "")})
     for check_ in (pytorch.verify_cuda_available, pytorch.verify_gpu_matmul):
-        with pytest.raises(Skip, match=r"no NVIDIA GPU on this host \(nvidia-smi not found\)"):
+        with pytest.raises(Skip, match=r"no NVIDIA GPU on this host \(no PCI display device"):
             check_(no_gpu, s)
-    broken = FakeHost(
-        {"command -v nvidia-smi": (0, "/usr/bin/nvidia-smi"), "nvidia-smi -L": (9, "")}
-    )
+    broken = FakeHost({"/sys/bus/pci/devices": (0, "gpu\n"), "nvidia-smi -L": (9, "")})
     with pytest.raises(AssertionError, match="nvidia-smi -L failed"):
         pytorch.verify_cuda_available(broken, s)
 
