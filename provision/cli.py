@@ -412,6 +412,8 @@ def show_config(
     """Show the merged settings of each host and where each value came from (no connection)."""
     import dataclasses
 
+    from provision.config import setting_groups
+
     configs = target.configs()
     out = {}
     for hc in configs:
@@ -424,7 +426,7 @@ def show_config(
             ("ansible_connection", "local" if c.local else "ssh"),
         ):
             rows[key] = (value, hc.sources.get(key, "default"))
-        for step in STEPS:
+        for step in setting_groups():
             for f in dataclasses.fields(step.settings):
                 key = f"{step.key}.{f.name}"
                 value = getattr(hc.settings[step.key], f.name)

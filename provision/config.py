@@ -24,6 +24,14 @@ from provision.remote import Connection
 from provision.shell import Secret
 from provision.steps import STEPS
 
+
+def setting_groups() -> tuple:
+    """Every settings prefix: the steps, then commands with settings (`doctor.psu_watts`)."""
+    from provision import doctor
+
+    return (*STEPS, doctor.SETTINGS)
+
+
 # Connection and run variables a host or group may set, with their types.
 HOST_VARS: dict[str, Any] = {
     "ansible_host": str,
@@ -127,7 +135,7 @@ def group_values(inv: Inventory, host: str) -> dict[str, Value]:
 
 def _step_for(key: str, where: str):
     step_key, _, field_name = key.partition(".")
-    by_key = {s.key: s for s in STEPS}
+    by_key = {s.key: s for s in setting_groups()}
     step = by_key.get(step_key.replace("-", "_"))
     if step is None:
         close = difflib.get_close_matches(step_key, list(by_key), n=1)
@@ -147,7 +155,7 @@ def build_settings(layers: list[dict[str, Value]]) -> tuple[dict[str, Any], dict
         for key, value in layer.items():
             if "." in key:
                 chosen[key] = value
-    per_step: dict[str, dict[str, Any]] = {s.key: {} for s in STEPS}
+    per_step: dict[str, dict[str, Any]] = {s.key: {} for s in setting_groups()}
     sources: dict[str, str] = {}
     for key, value in chosen.items():
         step, field_name = _step_for(key, value.where)
@@ -170,7 +178,7 @@ def build_settings(layers: list[dict[str, Value]]) -> tuple[dict[str, Any], dict
         per_step[step.key][field_name] = coerced
         sources[key] = value.where
     result = {}
-    for step in STEPS:
+    for step in setting_groups():
         for f in dataclasses.fields(step.settings):
             sources.setdefault(f"{step.key}.{f.name}", "default")
         settings = step.settings(**per_step[step.key])
