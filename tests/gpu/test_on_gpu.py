@@ -14,12 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from provision import compat
+from provision import compat, verify
 from provision.local import LocalRemote
 from provision.remote import Connection
 from provision.runner import gather_facts
 from provision.steps import driver, pytorch
-from provision import verify
 
 pytestmark = pytest.mark.gpu
 ENV = "gpucheck"
