@@ -345,3 +345,35 @@ def test_driver_packages_per_path(source, branch, flavour, packages):
     )
     f = facts("ubuntu-24.04-fresh")
     assert driver.driver_packages(choice, f, driver.Settings()) == packages
+
+
+def test_ubuntu_branch_from_nvidias_repo_exact_commands():
+    f = facts("ubuntu-24.04-fresh", gpus=[RTX_4090], secure_boot="disabled")
+    mirror = "http://archive.ubuntu.com/ubuntu/"
+    lines = f"{mirror}\tnoble\tmain\t/etc/apt/sources.list.d/ubuntu.sources:1\n"
+    r = host()
+    r.on(
+        r"apt-get indextargets",
+        f"@@targets\n{lines}@@fetched\n{mirror}\n@@keyring\n@@apt-key\n@@end\n",
+    )
+    r.on(r"sha256sum -- /etc/apt/", (1, ""))
+    r.on(r"sha256sum -- /etc/profile.d", (1, ""))
+    changes = run_check(f, r, driver={"source": "nvidia", "branch": 595})
+    cmds = commands(changes)
+    repo = "https://developer.download.nvidia.com/compute/cuda/repos/ubuntu2404/x86_64/"
+    assert any(f"{repo}cuda-keyring_1.1-1_all.deb" in c and "curl -fsSL" in c for c in cmds), cmds
+    lists = [
+        a for c in changes for a in c.actions if isinstance(a, Upload) and a.dest.endswith(".list")
+    ]
+    assert lists and lists[0].dest == "/etc/apt/sources.list.d/cuda-ubuntu2404-x86_64.list"
+    assert (
+        f"deb [signed-by=/usr/share/keyrings/cuda-archive-keyring.gpg] {repo} /".encode()
+        in lists[0].content
+    )
+    install = next(c for c in cmds if "install --no-install-recommends" in c)
+    assert install.endswith(
+        "install --no-install-recommends nvidia-driver-pinning-595 nvidia-open "
+        f"linux-headers-{f.kernel} linux-headers-generic"
+    ), install
+    assert "apt-key" not in " ".join(cmds)
+    assert "apt-mark hold nvidia-driver-pinning-595 nvidia-open" in cmds
