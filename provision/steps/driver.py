@@ -164,26 +164,31 @@ def debian_sources_changes(ctx: Context) -> list[Change]:
     return cuda.components_changes(ctx, cuda.wanted_components(ctx))
 
 
-def nouveau_changes(ctx: Context) -> list[Change]:
-    """The blacklist file, and an initramfs that carries it (stamped with the file's hash)."""
-    changes = template_file(ctx, "driver/blacklist-nouveau.conf.j2", BLACKLIST, {})
+def blacklist_changes(ctx: Context) -> list[Change]:
+    """The blacklist file, written before the packages (their initramfs trigger picks it up)."""
+    return template_file(ctx, "driver/blacklist-nouveau.conf.j2", BLACKLIST, {})
+
+
+def initramfs_changes(ctx: Context, blacklist: list[Change]) -> list[Change]:
+    """An initramfs that carries the blacklist, rebuilt after the packages are in (stamped with
+    the file's hash, so an interrupted rebuild is redone and a done one is not)."""
     if ctx.facts.in_container:
-        return changes  # the host's kernel and initramfs
+        return []  # the host's kernel and initramfs
     stamp = ctx.probe(shell.cmd("cat", "--", INITRAMFS_STAMP)).stdout.strip()
     wanted = _blacklist_hash()
-    if changes or stamp != wanted:
-        rebuild = shell.and_(
-            shell.cmd("update-initramfs", "-u"),
-            shell.cmd("mkdir", "-p", "--", "/var/lib/provision"),
-            f"echo {wanted} > {INITRAMFS_STAMP}",
+    if not blacklist and stamp == wanted:
+        return []
+    rebuild = shell.and_(
+        shell.cmd("update-initramfs", "-u"),
+        shell.cmd("mkdir", "-p", "--", "/var/lib/provision"),
+        f"echo {wanted} > {INITRAMFS_STAMP}",
+    )
+    return [
+        Change(
+            "rebuild the initramfs without nouveau (update-initramfs -u)",
+            (Run(rebuild, timeout_s=3600, description="update-initramfs -u"),),
         )
-        changes.append(
-            Change(
-                "rebuild the initramfs without nouveau (update-initramfs -u)",
-                (Run(rebuild, timeout_s=3600, description="update-initramfs -u"),),
-            )
-        )
-    return changes
+    ]
 
 
 def _blacklist_hash() -> str:
@@ -324,7 +329,8 @@ def check(ctx: Context) -> list[Change]:
     wanted = driver_packages(choice, f, s)
     installing = any(not f.installed(n) for n in wanted)
     secure_boot_gate(ctx, choice, s, installing)
-    changes = nouveau_changes(ctx)
+    blacklist = blacklist_changes(ctx)
+    changes = list(blacklist)
     sources: list[Change] = []
     if installing and choice.source == "debian":
         sources = debian_sources_changes(ctx)
@@ -336,6 +342,7 @@ def check(ctx: Context) -> list[Change]:
     if choice.source != "ubuntu" and not f.in_container:  # DKMS builds against the headers
         wanted_all += base.headers_packages(f.kernel, f.os_id, f.os_version)
     changes += install_changes(ctx, choice, s, wanted_all, bool(sources))
+    changes += initramfs_changes(ctx, blacklist)
     changes += hold_changes(f, wanted)
     has_unit = f.installed("nvidia-persistenced") or any(
         n.startswith("nvidia-compute-utils-") and f.installed(n) for n in f.packages
