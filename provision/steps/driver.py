@@ -319,12 +319,7 @@ def check(ctx: Context) -> list[Change]:
     if not s.enabled:
         return []
     f = ctx.facts
-    if not f.gpus and s.require_gpu:
-        raise StepError(
-            f"{ctx.host}: no NVIDIA GPU found (no PCI device of vendor 10de)",
-            "check that the card is seated and powered (`lspci -nn -d 10de:`); to prepare the "
-            "box before the card arrives, set driver.require_gpu = false",
-        )
+    require_gpu(ctx, s)
     choice = choice_for(ctx)
     wanted = driver_packages(choice, f, s)
     installing = any(not f.installed(n) for n in wanted)
@@ -353,9 +348,22 @@ def check(ctx: Context) -> list[Change]:
     return changes
 
 
+def require_gpu(ctx: Context, s: Settings) -> None:
+    """No NVIDIA GPU: stop, unless the box is being prepared before the card arrives."""
+    if not ctx.facts.gpus and s.require_gpu:
+        raise StepError(
+            f"{ctx.host}: no NVIDIA GPU found (no PCI device of vendor 10de)",
+            "check that the card is seated and powered (`lspci -nn -d 10de:`); to prepare the "
+            "box before the card arrives, set driver.require_gpu = false",
+        )
+
+
 def preflight(ctx: Context) -> None:
-    """Refuse an impossible driver/CUDA/wheel combination before any step installs anything."""
-    if ctx.settings(Settings).enabled:
+    """Before any step changes anything: a GPU is there (or not required), and the
+    driver/CUDA/wheel combination can work."""
+    s: Settings = ctx.settings(Settings)
+    if s.enabled:
+        require_gpu(ctx, s)
         choice_for(ctx)
 
 

@@ -377,3 +377,14 @@ def test_ubuntu_branch_from_nvidias_repo_exact_commands():
     ), install
     assert "apt-key" not in " ".join(cmds)
     assert "apt-mark hold nvidia-driver-pinning-595 nvidia-open" in cmds
+
+
+def test_no_gpu_is_refused_by_preflight_before_any_step_runs():
+    s = {
+        "driver": driver.Settings(),
+        "cuda": cuda.Settings(),
+        "pytorch": pytorch.Settings(),
+        "base": base.Settings(),
+    }
+    with pytest.raises(StepError, match="no NVIDIA GPU found"):
+        driver.preflight(Context("box", facts("debian-12-nspawn"), s, FakeRemote().probe))
