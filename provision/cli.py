@@ -801,6 +801,59 @@ def pull(
         sys.exit(1)
 
 
+@cli.command()
+@host_options
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def doctor(
+    target,
+    as_json,
+) -> None:
+    """Check the box's hardware and boot safety, read-only: ok / warn / fail with the fix.
+
+    \b
+    GPUs and what compat would install, PCIe links, RAM vs VRAM, swap, power vs the PSU
+    (doctor.psu_watts), root disk and free space, Secure Boot, nouveau, headers, pending
+    reboot, held driver packages, driver/library mismatch, static address, sshd, TensorBoard.
+    Exit 1 when any finding fails.
+    """
+    from provision import doctor as doctor_mod
+    from provision.remote import connect
+    from provision.runner import gather_facts
+    from provision.steps import tensorboard
+
+    configs = target.configs()
+    out = {}
+    unreachable = []
+    for hc in configs:
+        try:
+            remote = connect(hc.connection)
+            try:
+                host_facts = gather_facts(remote)
+                data = doctor_mod.parse(doctor_mod.gather(remote, host_facts))
+            finally:
+                remote.close()
+        except ProvisionError as exc:
+            click.echo(f"{hc.name}: " + error_text(exc), err=True)
+            unreachable.append(hc.name)
+            continue
+        tb: tensorboard.Settings = hc.settings["tensorboard"]
+        out[hc.name] = doctor_mod.findings(
+            data,
+            hc.settings["doctor"],
+            host_facts,
+            request=doctor_mod.request_of(hc.settings),
+            tensorboard_port=tb.port,
+            tensorboard_bind_all=tb.bind_all,
+        )
+    if as_json:
+        data_out = {name: doctor_mod.to_json(items) for name, items in out.items()}
+        click.echo(json.dumps(data_out, indent=2))
+    else:
+        click.echo("\n\n".join(doctor_mod.render(name, items) for name, items in out.items()))
+    if unreachable or any(doctor_mod.failed(items) for items in out.values()):
+        sys.exit(1)
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="provision")
