@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check: run provision's GPU-only checks on a machine with an NVIDIA GPU, through a
 # local connection (no SSH), and `provision doctor` / `compat` / `facts` there. Results go to
-# $OUT (default ./gpu-out): output.txt, junit.xml, compat.txt, facts.json, doctor.txt.
+# $OUT (default ./gpu-out): output.txt, junit.xml, compat.txt, facts.json, doctor.txt/json,
+# status.txt.
 # See ../shared/docs/GPU-CHECK.md. On a machine without a GPU it fails, saying so.
 #
 #   OUT=/tmp/out bash tests/gpu/run-on-gpu.sh
@@ -22,9 +23,9 @@ printf '[gpu]\nlocal ansible_connection=local\n' > "$inv"
 } > "$out/summary.txt"
 python3 -m provision facts -i "$inv" --host local --json > "$out/facts.json" 2>&1
 python3 -m provision compat -i "$inv" --host local > "$out/compat.txt" 2>&1
-if python3 -m provision --help | grep -q "^  doctor"; then
-  python3 -m provision doctor -i "$inv" --host local > "$out/doctor.txt" 2>&1
-fi
+python3 -m provision doctor -i "$inv" --host local > "$out/doctor.txt" 2>&1
+python3 -m provision doctor -i "$inv" --host local --json > "$out/doctor.json" 2>&1
+python3 -m provision status -i "$inv" --host local > "$out/status.txt" 2>&1
 python3 -m pytest -p no:cacheprovider -m gpu tests/gpu -rA -s \
   --junitxml "$out/junit.xml" 2>&1 | tee "$out/output.txt"
 rc=${PIPESTATUS[0]}
