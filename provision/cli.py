@@ -156,6 +156,7 @@ def load_configs(
     elif Path("provision.toml").exists():
         toml = config.load_toml(Path("provision.toml"))
     password = os.environ.get("PROVISION_SUDO_PASSWORD") or None
+    _let_expose_find_relays(inv, toml, overrides)
     configs = config.load_hosts(
         inv,
         list(hosts),
@@ -169,6 +170,19 @@ def load_configs(
         password = click.prompt("sudo password", hide_input=True, err=True)
         configs = [_with_password(c, password) for c in configs]
     return configs
+
+
+def _let_expose_find_relays(inv, toml, overrides) -> None:
+    """expose.relay may name an inventory host: give the step a way to look it up."""
+    from provision import config
+    from provision.steps import expose
+
+    def lookup(name: str):
+        if name not in inv.hosts:
+            return None
+        return config.load_hosts(inv, [name], toml=toml, overrides=list(overrides))[0]
+
+    expose.use_inventory(lookup)
 
 
 def _with_password(hc, password: str):
@@ -522,6 +536,26 @@ def ssh_config(
     path = config_file.expanduser()
     changed = sshconfig.write(path, blocks)
     click.echo(f"{'updated' if changed else 'unchanged'}: {path} ({', '.join(blocks)})")
+
+
+@cli.command(name="expose-relay")
+@host_options
+def expose_relay(target) -> None:
+    """Install each box's tunnel key on its relay (expose.method = reverse-tunnel), allowed
+    to forward its one port and nothing else; the relay must be in the inventory too."""
+    from provision.steps import expose
+
+    for hc in target.configs():
+        s = hc.settings["expose"]
+        relay = expose.inventory_relay(s)
+        if relay is None:
+            raise ConfigError(
+                f"{hc.name}: expose.relay {s.relay!r} is not a host in the inventory",
+                "add the relay to the inventory, or put the line from "
+                f"`provision verify --host {hc.name} expose` into its authorized_keys",
+            )
+        changed, line = expose.authorize_on_relay(hc, relay)
+        click.echo(f"{hc.name}: {'installed on' if changed else 'already on'} {relay.name}: {line}")
 
 
 @cli.command()

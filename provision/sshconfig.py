@@ -31,8 +31,33 @@ def entry(hc: HostConfig, forwards: list[tuple[int, int]] = ()) -> str:
         lines.append(f"    UserKnownHostsFile {c.known_hosts}")
     for local, remote in forwards:
         lines.append(f"    LocalForward {local} 127.0.0.1:{remote}")
+    lines += via_relay(hc)
     lines.append(end)
     return "\n".join(lines) + "\n"
+
+
+def via_relay(hc: HostConfig) -> list[str]:
+    """`Host NAME-via-relay` for a box exposed through a reverse tunnel: ProxyJump to the relay
+    (its own inventory entry when it has one), then the relay's loopback port; HostKeyAlias
+    keeps checking the box's usual host key. Empty for other boxes."""
+    from provision.hostkeys import known_name
+
+    s = hc.settings.get("expose")
+    if s is None or s.method != "reverse-tunnel" or not s.relay:
+        return []
+    jump = s.relay  # the laptop's own login on the relay, not the tunnel's restricted key
+    if s.relay_port and ":" not in jump.rsplit("]", 1)[-1]:
+        jump = f"{jump}:{s.relay_port}"
+    c = hc.connection
+    lines = [f"Host {hc.name}-via-relay", "    HostName 127.0.0.1", f"    Port {s.remote_port}"]
+    lines += [f"    ProxyJump {jump}", f"    HostKeyAlias {known_name(c.addr, c.port)}"]
+    if c.user:
+        lines.append(f"    User {c.user}")
+    if c.key_file:
+        lines += [f"    IdentityFile {c.key_file}", "    IdentitiesOnly yes"]
+    if c.known_hosts:
+        lines.append(f"    UserKnownHostsFile {c.known_hosts}")
+    return lines
 
 
 def merge(text: str, name: str, block: str) -> str:

@@ -10,6 +10,7 @@ from provision.steps import (
     conda,
     cuda,
     driver,
+    expose,
     network,
     pytorch,
     ssh,
@@ -28,6 +29,7 @@ STEPS: tuple[Step, ...] = (
     conda.STEP,
     pytorch.STEP,
     tensorboard.STEP,
+    expose.STEP,
 )
 
 

@@ -132,3 +132,18 @@ def test_compat_unknown_card_asks_for_the_architecture():
         cli, ["compat", "--gpu", "10de:ffff", "--os", "debian-12", "--arch", "6.1"]
     )
     assert ok.exit_code == 0 and "cu126" in ok.output
+
+
+def test_expose_relay_needs_the_relay_in_the_inventory(tmp_path):
+    from click.testing import CliRunner
+
+    from provision.cli import cli
+
+    inventory = tmp_path / "inventory.ini"
+    inventory.write_text(
+        "[gpu]\nbox ansible_host=192.0.2.10 expose.method=reverse-tunnel "
+        "expose.relay=relay@198.51.100.7\n"
+    )
+    result = CliRunner().invoke(cli, ["expose-relay", "-i", str(inventory), "--host", "box"])
+    assert result.exit_code == 2, result.output
+    assert "is not a host in the inventory" in result.output

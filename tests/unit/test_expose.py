@@ -1,0 +1,409 @@
+"""expose.check on recorded facts with canned probes: the tunnel key made on the box, the unit
+file, the relay's authorized_keys line, the relay host key, WireGuard's config and keys, and
+the settings that are refused (exit 2) before any host is contacted."""
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from fakes import FakeRemote
+from provision.changes import Restart, Run, Upload
+from provision.config import build_settings
+from provision.errors import ConfigError, ProvisionError
+from provision.facts import parse_facts
+from provision.inventory import Value
+from provision.remote import Connection
+from provision.step import Context
+from provision.steps import expose, ssh
+from provision.templates import render, sha256
+
+DATA = Path(__file__).parent.parent / "data" / "facts"
+PUBLIC = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOv7Y0hQ1wq4c3i2G3r9bR0lJ9qv0w3bH0Yt0cX1dE2f provision-expose@box"
+RELAY_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKq0pT7z3Y6l8m9n0o1p2q3r4s5t6u7v8w9x0y1z2A3B"
+WG_PEER = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="
+UNIT_VARS = {
+    "relay_target": "tunnel@relay.example.org",
+    "relay_port": 22,
+    "remote_port": 2222,
+    "listen": "127.0.0.1",
+    "local_port": 22,
+    "bind_public": False,
+    "known_hosts": expose.KNOWN_HOSTS,
+    "key": expose.KEY,
+}
+WG_VARS = {
+    "address": "10.8.0.2/24",
+    "listen_port": 0,
+    "private_key": expose.WG_PRIVATE,
+    "peer_public_key": WG_PEER,
+    "peer_endpoint": "vpn.example.org:51820",
+    "peer_allowed_ips": ["10.8.0.0/24"],
+    "persistent_keepalive": 25,
+}
+TEMPLATE_EXAMPLES = {
+    "expose/provision-expose.service.j2": UNIT_VARS,
+    "expose/wg0.conf.j2": WG_VARS,
+}
+TUNNEL = expose.Settings(
+    method="reverse-tunnel",
+    relay="tunnel@relay.example.org",
+    relay_host_key=RELAY_KEY,
+)
+WIREGUARD = expose.Settings(
+    method="wireguard",
+    address="10.8.0.2/24",
+    peer_public_key=WG_PEER,
+    peer_endpoint="vpn.example.org:51820",
+    peer_allowed_ips=("10.8.0.0/24",),
+)
+
+
+def check(remote, s, facts="debian-12-nspawn.txt"):
+    f = parse_facts((DATA / facts).read_text())
+    settings = {"expose": s, "ssh": ssh.Settings()}
+    return expose.check(Context("box", f, settings, lambda c, sudo: remote.probe(c, sudo=sudo)))
+
+
+def file_is(remote, path, content: bytes, mode="644"):
+    return remote.on(rf"sha256sum -- {path}", f"{mode} root root\n{sha256(content)}  x\n")
+
+
+def tunnel_host(unit_vars=UNIT_VARS, key_mode="600"):
+    """A box where the tunnel is set up as the settings ask (the key exists)."""
+    r = FakeRemote().on(r"%a %U'\S* -- /etc/provision/expose", f"{key_mode} root\n644 root\n")
+    r.on(r"cat -- /etc/provision/expose/id_ed25519.pub", PUBLIC + "\n")
+    known = f"relay.example.org {RELAY_KEY}\n".encode()
+    file_is(r, expose.KNOWN_HOSTS, known)
+    file_is(r, "/etc/systemd/system/provision-expose.service", unit(unit_vars))
+    return r.on(r"systemctl show", "UnitFileState=enabled\nActiveState=active\n")
+
+
+def unit(variables=UNIT_VARS) -> bytes:
+    return render("expose/provision-expose.service.j2", **variables)
+
+
+def test_expose_method_none_changes_nothing():
+    assert check(FakeRemote(), expose.Settings()) == []
+
+
+def test_expose_fresh_box_generates_the_key_on_the_box_and_writes_the_unit():
+    r = FakeRemote().on(r"%a %U'\S* -- /etc/provision/expose", (1, ""))
+    r.on(r"sha256sum --", (1, "")).on(r"systemctl show", "UnitFileState=\nActiveState=inactive\n")
+    changes = check(r, TUNNEL)
+    assert [c.summary.split(" (")[0] for c in changes] == [
+        f"generate the tunnel key {expose.KEY} on the box",
+        f"write {expose.KNOWN_HOSTS}",
+        "write /etc/systemd/system/provision-expose.service",
+        "enable provision-expose.service at boot",
+        "start provision-expose.service",
+    ]
+    generate = changes[0].actions[0]
+    assert isinstance(generate, Run)
+    assert (
+        "ssh-keygen -q -t ed25519 -N '' -f /etc/provision/expose/id_ed25519 "
+        "-C provision-expose@box" in generate.command
+    )
+    assert "install -d -m 0700 -o root -g root /etc/provision/expose" in generate.command
+    assert "chmod 0600 -- /etc/provision/expose/id_ed25519" in generate.command
+    assert changes[0].actions[1] == Restart(expose.UNIT)
+    # The private key is made on the box: nothing uploads it.
+    uploads = [a for c in changes for a in c.actions if isinstance(a, Upload)]
+    assert [u.dest for u in uploads] == [expose.KNOWN_HOSTS, expose.UNIT_PATH]
+    assert all(b"PRIVATE KEY" not in u.content for u in uploads)
+
+
+def test_expose_unit_file_runs_ssh_with_the_reverse_forward_on_loopback():
+    text = unit().decode()
+    exec_start = next(x for x in text.splitlines() if x.startswith("ExecStart="))
+    assert exec_start == (
+        "ExecStart=/usr/bin/ssh -N -o BatchMode=yes -o IdentitiesOnly=yes "
+        "-o ServerAliveInterval=15 -o ServerAliveCountMax=3 -o ExitOnForwardFailure=yes "
+        "-o StrictHostKeyChecking=yes -o UserKnownHostsFile=/etc/provision/expose/known_hosts "
+        "-i /etc/provision/expose/id_ed25519 -p 22 -R 127.0.0.1:2222:127.0.0.1:22 "
+        "tunnel@relay.example.org"
+    )
+    for line in ("Restart=always", "RestartSec=5", "After=network-online.target"):
+        assert line in text.splitlines()
+    assert "WantedBy=multi-user.target" in text
+    assert "StartLimitIntervalSec=0" in text
+
+
+def test_expose_converged_box_has_no_changes():
+    assert check(tunnel_host(), TUNNEL) == []
+
+
+def test_expose_key_with_loose_mode_is_fixed():
+    (change,) = check(tunnel_host(key_mode="644"), TUNNEL)
+    assert change.summary == f"make {expose.KEY} 0600 root"
+    assert "chmod 0600" in change.actions[0].command
+
+
+def test_expose_bind_public_and_ports_reach_the_unit():
+    s = dataclasses.replace(
+        TUNNEL, bind_public=True, remote_port=40022, relay_port=2200, local_port=2022
+    )
+    wanted = {
+        **UNIT_VARS,
+        "listen": "0.0.0.0",
+        "remote_port": 40022,
+        "relay_port": 2200,
+        "local_port": 2022,
+        "bind_public": True,
+    }
+    r = tunnel_host(wanted)
+    file_is(r, expose.KNOWN_HOSTS, f"[relay.example.org]:2200 {RELAY_KEY}\n".encode())
+    assert check(r, s) == []
+    assert "-R 0.0.0.0:40022:127.0.0.1:2022" in unit(wanted).decode()
+
+
+def test_expose_unit_change_names_the_authorized_keys_line_for_the_relay():
+    r = tunnel_host()
+    r.on(r"sha256sum -- /etc/systemd/system/provision-expose.service", (1, ""))
+    (write, *_) = check(r, TUNNEL)
+    assert write.summary.startswith("write /etc/systemd/system/provision-expose.service")
+    assert expose.authorized_line(PUBLIC, TUNNEL) in write.summary
+
+
+def test_expose_authorized_keys_line_is_restricted_to_the_one_forward():
+    assert expose.authorized_line(PUBLIC + "\n", TUNNEL) == (
+        'restrict,port-forwarding,permitlisten="127.0.0.1:2222",permitopen="127.0.0.1:2222",'
+        'command="/bin/false" ' + PUBLIC
+    )
+    public = dataclasses.replace(TUNNEL, bind_public=True, remote_port=40022)
+    assert expose.authorized_line(PUBLIC, public).startswith(
+        'restrict,port-forwarding,permitlisten="0.0.0.0:40022",permitopen="127.0.0.1:40022",'
+        'command="/bin/false" ssh-ed25519 '
+    )
+
+
+def test_expose_without_a_pinned_key_uses_keyscan_and_says_it_trusts_the_first_key():
+    s = dataclasses.replace(TUNNEL, relay="tunnel@203.0.113.7:2200", relay_host_key="")
+    r = tunnel_host({**UNIT_VARS, "relay_target": "tunnel@203.0.113.7", "relay_port": 2200})
+    r.on(r"ssh-keygen -F \S*\[203.0.113.7\]:2200\S* -f /etc/provision/expose/known_hosts", (1, ""))
+    (scan,) = check(r, s)
+    assert "trusts the first key seen" in scan.summary
+    assert "ssh-keyscan -T 10 -p 2200 -- 203.0.113.7 > /etc/provision/expose/known_hosts.scan" in (
+        scan.actions[0].command
+    )
+    r.on(r"ssh-keygen -F", f"[203.0.113.7]:2200 {RELAY_KEY}\n")
+    assert check(r, s) == []
+
+
+def test_expose_inventory_relay_takes_address_port_account_and_host_key_from_the_laptop(
+    tmp_path, monkeypatch
+):
+    known = tmp_path / "known_hosts"
+    known.write_text(f"[198.51.100.9]:2201 {RELAY_KEY}\nother.example ssh-ed25519 AAAAx\n")
+    relay = type("HC", (), {})()
+    relay.name = "vps"
+    relay.connection = Connection(
+        host="vps", addr="198.51.100.9", port=2201, user="admin", known_hosts=str(known)
+    )
+    monkeypatch.setattr(expose, "_inventory_lookup", {"vps": relay}.get)
+    s = expose.Settings(method="reverse-tunnel", relay="vps", relay_user="tunnel")
+    assert expose.resolve_relay(s) == expose.Relay(
+        "198.51.100.9", 2201, "tunnel", "vps", str(known)
+    )
+    wanted = {**UNIT_VARS, "relay_target": "tunnel@198.51.100.9", "relay_port": 2201}
+    r = tunnel_host(wanted)
+    file_is(r, expose.KNOWN_HOSTS, f"[198.51.100.9]:2201 {RELAY_KEY}\n".encode())
+    assert check(r, s) == []
+
+
+def test_expose_relay_without_an_account_is_refused():
+    s = expose.Settings(method="reverse-tunnel", relay="relay.example.org")
+    with pytest.raises(ConfigError, match="names no account"):
+        expose.resolve_relay(s, "box")
+
+
+# --- settings refused before any connection ------------------------------------------------
+
+
+def settings_from(**values):
+    layer = {
+        f"expose.{k}": Value(v, f"inventory.ini:{i}") for i, (k, v) in enumerate(values.items())
+    }
+    return build_settings([layer])[0]["expose"]
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"method": "reverse-tunnel"}, "expose.method: reverse-tunnel needs expose.relay"),
+        ({"method": "tunnel"}, "is not one of: none, reverse-tunnel, wireguard"),
+        ({"remote_port": "70000"}, "expose.remote_port: 70000 is not an unprivileged TCP port"),
+        ({"remote_port": "80"}, "80 is not an unprivileged TCP port"),
+        ({"relay_port": "0x16"}, "is not an integer"),
+        ({"relay": "a b@c"}, "is not an inventory host or user@host[:port]"),
+        ({"relay": "u@relay:99999"}, "99999 is out of range 1-65535"),
+        ({"relay": "-oProxyCommand=x"}, "is not an inventory host or user@host[:port]"),
+        ({"relay_host_key": "ssh-ed25519 not;base64"}, "is not a host key"),
+        ({"address": "10.8.0.2"}, "needs a prefix length"),
+        ({"address": "10.8.0.300/24"}, "is not an address/prefix"),
+        ({"peer_public_key": "abc"}, "is not a WireGuard key"),
+        ({"peer_endpoint": "vpn.example.org"}, "is not host:port"),
+        ({"peer_allowed_ips": "10.8.0.0/33"}, "is not an address or network"),
+        ({"method": "wireguard", "peer_public_key": WG_PEER}, "wireguard needs expose.address"),
+        (
+            {"method": "reverse-tunnel", "relay": "u@relay:2200", "relay_port": "22"},
+            "expose.relay_port: 22 contradicts the port in u@relay:2200",
+        ),
+    ],
+)
+def test_expose_bad_settings_are_refused_with_exit_2(values, message):
+    with pytest.raises(ConfigError, match=r"inventory\.ini:") as caught:
+        settings_from(**values)
+    assert message in caught.value.message
+    assert caught.value.exit_code == 2
+
+
+def test_expose_good_settings_are_accepted():
+    s = settings_from(
+        method="reverse-tunnel", relay="tunnel@[2001:db8::1]:2200", remote_port="40022"
+    )
+    assert expose.resolve_relay(s) == expose.Relay("2001:db8::1", 2200, "tunnel")
+    assert settings_from(
+        method="wireguard",
+        address="10.8.0.2/24",
+        peer_public_key=WG_PEER,
+        peer_allowed_ips="10.8.0.0/24,192.168.50.0/24",
+    ).peer_allowed_ips == ("10.8.0.0/24", "192.168.50.0/24")
+
+
+# --- WireGuard ---------------------------------------------------------------------------------
+
+
+def wireguard_box(**extra):
+    r = FakeRemote().on(r"%a %U'\S* -- /etc/wireguard", (1, ""))
+    r.on(r"sha256sum --", (1, "")).on(r"systemctl show", "UnitFileState=\nActiveState=inactive\n")
+    return r
+
+
+def test_expose_wireguard_generates_keys_on_the_box_and_writes_a_0600_config_without_them():
+    changes = check(wireguard_box(), WIREGUARD, facts="ubuntu-24.04-fresh.txt")
+    summaries = [c.summary.split(" (")[0] for c in changes]
+    assert summaries == [
+        "install 1 package: wireguard-tools",
+        "generate the WireGuard key pair in /etc/wireguard on the box",
+        "write /etc/wireguard/wg0.conf",
+        "enable wg-quick@wg0.service at boot",
+        "start wg-quick@wg0.service",
+    ]
+    generate = changes[1].actions[0].command
+    assert "umask 077 && wg genkey > /etc/wireguard/private.key.new" in generate
+    assert "wg pubkey < /etc/wireguard/private.key > /etc/wireguard/public.key" in generate
+    (upload,) = [a for a in changes[2].actions if isinstance(a, Upload)]
+    assert (upload.dest, upload.mode, upload.owner) == (expose.WG_CONF, "0600", "root")
+    text = upload.content.decode()
+    assert "PrivateKey" not in text
+    assert "PostUp = wg set %i private-key /etc/wireguard/private.key" in text
+    for line in (
+        "Address = 10.8.0.2/24",
+        f"PublicKey = {WG_PEER}",
+        "Endpoint = vpn.example.org:51820",
+        "AllowedIPs = 10.8.0.0/24",
+        "PersistentKeepalive = 25",
+    ):
+        assert line in text.splitlines()
+    assert "ListenPort" not in text
+    assert Restart(expose.WG_UNIT) in changes[2].actions
+
+
+def test_expose_wireguard_converged_and_shows_the_public_key_when_the_config_changes():
+    r = FakeRemote().on(r"%a %U'\S* -- /etc/wireguard", "600 root\n644 root\n")
+    r.on(r"cat -- /etc/wireguard/public.key", "Pub1Key=\n")
+    r.on(r"systemctl show", "UnitFileState=enabled\nActiveState=active\n")
+    file_is(r, expose.WG_CONF, render("expose/wg0.conf.j2", **WG_VARS), mode="600")
+    r.on(
+        r"head -c \d+ -- /etc/wireguard/wg0.conf", render("expose/wg0.conf.j2", **WG_VARS).decode()
+    )
+    facts = "ubuntu-24.04-fresh.txt"
+    installed = dataclasses.replace(WIREGUARD)
+    changes = [c for c in check(r, installed, facts) if "wireguard-tools" not in c.summary]
+    assert changes == []
+    moved = dataclasses.replace(WIREGUARD, listen_port=51820)
+    (conf,) = [c for c in check(r, moved, facts) if "wireguard-tools" not in c.summary]
+    assert (
+        conf.summary
+        == "update /etc/wireguard/wg0.conf (this box's public key for the peer: Pub1Key=)"
+    )
+    assert "+ListenPort = 51820" in conf.diff
+
+
+def test_expose_wireguard_private_key_with_loose_mode_is_fixed():
+    r = FakeRemote().on(r"%a %U'\S* -- /etc/wireguard", "644 root\n644 root\n")
+    r.on(r"cat -- /etc/wireguard/public.key", "Pub1Key=\n")
+    r.on(r"systemctl show", "UnitFileState=enabled\nActiveState=active\n")
+    file_is(r, expose.WG_CONF, render("expose/wg0.conf.j2", **WG_VARS), mode="600")
+    changes = check(r, WIREGUARD, "ubuntu-24.04-fresh.txt")
+    assert f"make {expose.WG_PRIVATE} 0600 root" in [c.summary for c in changes]
+
+
+def test_expose_wireguard_is_refused_in_a_container():
+    with pytest.raises(ProvisionError, match="does not run inside a container"):
+        check(wireguard_box(), WIREGUARD)
+
+
+# --- the relay side ----------------------------------------------------------------------------
+
+
+class HC:
+    def __init__(self, name, settings=None):
+        self.name = name
+        self.settings = {"expose": settings or TUNNEL}
+        self.connection = Connection(host=name, addr="192.0.2.1", user="admin")
+
+
+def test_expose_authorize_on_relay_installs_the_restricted_line_once(tmp_path):
+    box = FakeRemote(host="box").on(r"cat -- /etc/provision/expose/id_ed25519.pub", PUBLIC + "\n")
+    relay = FakeRemote(host="relay")
+    relay.on(r"getent passwd tunnel", "tunnel:x:1001:1001::/home/tunnel:/bin/sh\n")
+    relay.on(r"id -gn tunnel", "tunnel\n").on(r"test -d", "")
+    relay.on(r"cat -- /home/tunnel/.ssh/authorized_keys", f"ssh-ed25519 AAAAother me\n{PUBLIC}\n")
+    remotes = {"box": box, "vps": relay}
+    changed, line = expose.authorize_on_relay(
+        HC("box"), HC("vps"), connect=lambda c: remotes[c.host]
+    )
+    assert changed
+    (upload,) = relay.uploads
+    assert upload.dest == "/home/tunnel/.ssh/authorized_keys"
+    assert (upload.mode, upload.owner, upload.group) == ("0600", "tunnel", "tunnel")
+    # The old unrestricted line for the same key is replaced, other keys are kept.
+    assert upload.content.decode() == f"ssh-ed25519 AAAAother me\n{line}\n"
+    relay.on(r"cat -- /home/tunnel/.ssh/authorized_keys", upload.content.decode())
+    assert expose.authorize_on_relay(HC("box"), HC("vps"), connect=lambda c: remotes[c.host]) == (
+        False,
+        line,
+    )
+    assert len(relay.uploads) == 1
+
+
+def test_expose_authorize_on_relay_needs_the_key_on_the_box_first():
+    box = FakeRemote(host="box").on(r"cat --", (1, ""))
+    with pytest.raises(ProvisionError, match="no tunnel key") as caught:
+        expose.authorize_on_relay(HC("box"), HC("vps"), connect=lambda c: box)
+    assert "provision expose --host box" in caught.value.hint
+
+
+def test_expose_ssh_config_gets_a_proxyjump_entry_for_a_tunnelled_box():
+    from provision.config import HostConfig
+    from provision.sshconfig import entry
+
+    conn = Connection(host="box", addr="192.168.1.50", port=2022, user="alice", key_file="/k")
+    s = dataclasses.replace(TUNNEL, relay="vps", relay_port=2200, remote_port=40022)
+    hc = HostConfig("box", conn, {"expose": s}, {})
+    block = entry(hc)
+    assert (
+        "Host box-via-relay\n"
+        "    HostName 127.0.0.1\n"
+        "    Port 40022\n"
+        "    ProxyJump vps:2200\n"
+        "    HostKeyAlias [192.168.1.50]:2022\n"
+        "    User alice\n"
+        "    IdentityFile /k\n"
+        "    IdentitiesOnly yes\n"
+    ) in block
+    assert block.startswith("# >>> provision box >>>\nHost box\n")
+    plain = HostConfig("box", conn, {"expose": expose.Settings()}, {})
+    assert "via-relay" not in entry(plain)
