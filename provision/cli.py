@@ -427,6 +427,7 @@ def show_config(
     import dataclasses
 
     from provision.config import setting_groups
+    from provision.shell import redact
 
     configs = target.configs()
     out = {}
@@ -451,14 +452,14 @@ def show_config(
             h: {k: {"value": v, "source": s} for k, (v, s) in rows.items()}
             for h, rows in out.items()
         }
-        click.echo(json.dumps(data, indent=2))
+        click.echo(redact(json.dumps(data, indent=2)))
         return
     for name, rows in out.items():
         click.echo(click.style(name, bold=True))
         width = max(len(k) for k in rows)
         for key, (value, source) in rows.items():
-            shown = ",".join(map(str, value)) if isinstance(value, list) else value
-            click.echo(f"  {key:<{width}}  {shown!s:<40}  {click.style(source, dim=True)}")
+            shown = redact(",".join(map(str, value)) if isinstance(value, list) else str(value))
+            click.echo(f"  {key:<{width}}  {shown:<40}  {click.style(source, dim=True)}")
 
 
 @cli.command()

@@ -13,6 +13,9 @@ class ProvisionError(Exception):
     exit_code = 1
 
     def __init__(self, message: str, hint: str = "") -> None:
+        from provision.shell import redact  # a token in a URL never reaches a message
+
+        message, hint = redact(message), redact(hint)
         super().__init__(message)
         self.message = message
         self.hint = hint

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from provision.shell import mask
+from provision.shell import mask, redact
 
 STATUS_COLOURS = {"ok": "green", "changed": "yellow", "planned": "cyan", "failed": "red"}
 
@@ -34,7 +34,7 @@ class Transcript:
 
     def write(self, text: str) -> None:
         with self.lock:
-            self.file.write(mask(text, self.secrets) + "\n")
+            self.file.write(redact(mask(text, self.secrets)) + "\n")
             self.file.flush()
 
     def close(self) -> None:
@@ -55,7 +55,7 @@ class Reporter:
     def echo(self, text: str = "", err: bool = False) -> None:
         with self.lock:
             self._clear_progress()
-            click.echo(text, err=err)
+            click.echo(redact(text), err=err)
 
     def step_line(self, host: str, step: str, status: str, detail: str = "") -> None:
         colour = STATUS_COLOURS.get(status)
@@ -129,7 +129,7 @@ def summary_table(results) -> str:
 
 def error_text(exc) -> str:
     """A ProvisionError as the user sees it: message, then the hint."""
-    text = click.style("error: ", fg="red", bold=True) + exc.message
+    text = click.style("error: ", fg="red", bold=True) + redact(exc.message)
     if exc.hint:
-        text += "\n" + click.style("hint: ", fg="cyan") + exc.hint
+        text += "\n" + click.style("hint: ", fg="cyan") + redact(exc.hint)
     return text

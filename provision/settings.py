@@ -33,8 +33,16 @@ def field_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
+# Newlines and other control characters (tab allowed) are never part of a setting: refused for
+# every field, so no value can add a line to a file or a command (a --set or TOML value could).
+CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
 def coerce(text: str | Any, kind: Any) -> Any:
     """Turn inventory text (or a TOML value) into the field's type; ValueError if it cannot."""
+    items = text if isinstance(text, (list, tuple)) else [text]
+    if any(isinstance(x, str) and CONTROL_RE.search(x) for x in items):
+        raise ValueError(f"{text!r} contains a newline or another control character")
     if kind is bool:
         if isinstance(text, bool):
             return text

@@ -7,8 +7,12 @@ values are masked in every line a person or a log file sees.
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Iterable
+
+# The password of a URL's user:password@ (a token in a private mirror's URL).
+URL_PASSWORD_RE = re.compile(r"(?<=://)([^/\s:@'\"]+):[^/\s@'\"]+@")
 
 
 class Secret(str):
@@ -51,6 +55,11 @@ def mask(text: str, secrets: Iterable[str]) -> str:
         if secret:
             text = text.replace(secret, "***")
     return text
+
+
+def redact(text: str) -> str:
+    """Hide the password of every `scheme://user:password@` in text (`user:***@`)."""
+    return URL_PASSWORD_RE.sub(r"\1:***@", text)
 
 
 def apt_get(*args: str, lock_timeout_s: int = 600) -> str:

@@ -30,7 +30,7 @@ def require_tier():
     return require
 
 
-TIERS = ("unit", "integration", "container", "vm")
+TIERS = ("unit", "integration", "reliability", "container", "vm")
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -65,6 +65,14 @@ mv -f -- "$file.provision-tmp" "$file"
 """
 
 
+def channel(value: str) -> None:
+    """A conda channel: a name (conda-forge, nvidia/label/cuda-12.4) or an http(s) URL."""
+    if value.startswith(("http://", "https://")):
+        url(value)
+    elif not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9_.-]+)*", value):
+        raise ValueError(f"{value!r} is not a conda channel name or URL")
+
+
 def sha256_hex(value: str) -> None:
     """64 hex digits (empty: unset)."""
     if value and not re.fullmatch(r"[0-9a-fA-F]{64}", value):
@@ -90,7 +98,9 @@ class Settings:
     users: tuple[str, ...] = setting(
         (), "accounts that get conda (empty: users.accounts and the login user)", each(unix_name)
     )
-    channels: tuple[str, ...] = setting(("conda-forge",), "channels in .condarc")
+    channels: tuple[str, ...] = setting(
+        ("conda-forge",), "channels in .condarc (names or URLs)", each(channel)
+    )
     channel_alias: str = setting("", "channel mirror base URL (empty: conda.anaconda.org)", url)
     accept_tos: bool = setting(False, "accept Anaconda's Terms of Service (miniconda/anaconda)")
 

@@ -61,6 +61,12 @@ MOK_HINT = (
 )
 
 
+def driver_branch(value: int) -> None:
+    """0 (compat chooses) or a three-digit branch number."""
+    if value != 0 and not 300 <= value <= 999:
+        raise ValueError(f"{value} is not a driver branch (e.g. 580; 0 lets compat choose)")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Settings of the driver step (inventory keys `driver.<field>`)."""
@@ -69,7 +75,7 @@ class Settings:
     require_gpu: bool = setting(
         True, "stop when the host has no NVIDIA GPU (false: prepare a box before the card)"
     )
-    branch: int = setting(0, "driver branch, e.g. 580 (0: compat's choice)")
+    branch: int = setting(0, "driver branch, e.g. 580 (0: compat's choice)", driver_branch)
     flavour: str = setting(
         "",
         "open or proprietary kernel modules (empty: compat's choice)",

@@ -137,6 +137,7 @@ def verify_address(host, s: Settings) -> None:
         assert f"via {s.gateway}" in route, f"default route: {route or 'none'}"
     f = host.file(NETPLAN)
     assert f.mode == 0o600, f"{NETPLAN} has mode {oct(f.mode)}, netplan wants 0600"
+    assert f.user == "root", f"{NETPLAN} belongs to {f.user}, not root"
 
 
 STEP = Step(

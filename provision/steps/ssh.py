@@ -13,6 +13,7 @@ Restarts ssh (existing sessions survive) and fail2ban; never reboots.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 from provision import shell
@@ -37,6 +38,11 @@ def port_number(value: int) -> None:
         raise ValueError(f"{value} is not a TCP port (1-65535)")
 
 
+def port_text(value: str) -> None:
+    if not (value.isdigit() and 0 < int(value) < 65536):
+        raise ValueError(f"{value!r} is not a TCP port (1-65535)")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Settings of the ssh step (inventory keys `ssh.<field>`)."""
@@ -57,6 +63,12 @@ class Settings:
     fail2ban: bool = setting(False, "ban addresses that keep failing to log in (fail2ban)")
     fail2ban_max_retry: int = setting(5, "failed logins before a ban", positive)
     fail2ban_ban_time_s: int = setting(600, "how long a ban lasts", positive)
+    open_ports: tuple[str, ...] = setting(
+        (),
+        "TCP ports besides sshd's that may listen on non-loopback addresses (checked by "
+        "verify), e.g. 6006 with tensorboard.bind_all",
+        each(port_text),
+    )
 
 
 def variables(s: Settings) -> dict:
@@ -208,10 +220,53 @@ def verify_listening(host, s: Settings) -> None:
     assert listening.stdout.strip(), f"nothing listens on TCP port {s.port}"
 
 
+def is_loopback(address: str) -> bool:
+    """`127.0.0.53%lo`, `[::1]`, `[::ffff:127.0.0.1]` yes; `0.0.0.0`, `*`, `[::]` no."""
+    address = address.strip("[]").split("%")[0]
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return ip.is_loopback or bool(mapped and mapped.is_loopback)
+
+
+def exposed_listeners(ss_output: str, s: Settings) -> tuple[list[str], list[str]]:
+    """From `ss -Htlnp`: listeners on non-loopback addresses that are neither sshd (by
+    process or by ssh.port) nor in ssh.open_ports, split into (with a process, without one)."""
+    allowed = {str(s.port), *s.open_ports}
+    owned, unowned = [], []
+    for line in ss_output.splitlines():
+        fields = line.split()
+        if len(fields) < 4:
+            continue
+        address, _, port = fields[3].rpartition(":")
+        process = line[line.index("users:") :] if "users:" in line else ""
+        if is_loopback(address) or port in allowed or '"sshd"' in process:
+            continue
+        (owned if process else unowned).append(f"{fields[3]} {process}".strip())
+    return owned, unowned
+
+
+def verify_exposure(host, s: Settings) -> None:
+    """nothing but sshd (and ssh.open_ports) listens on a non-loopback TCP address"""
+    listening = host.run("ss -Htlnp")
+    if listening.rc != 0:
+        raise Skip("ss (iproute2) is not available")
+    owned, unowned = exposed_listeners(listening.stdout, s)
+    assert not owned, f"listening beyond loopback: {'; '.join(owned)} (or add to ssh.open_ports)"
+    if unowned and host.run("systemd-detect-virt --container").rc == 0:
+        raise Skip(
+            "a container sharing its host's network: listeners of processes outside it "
+            f"({', '.join(unowned)}) are the host's, not this box's"
+        )
+    assert not unowned, f"listening beyond loopback (no process shown): {', '.join(unowned)}"
+
+
 STEP = Step(
     name="ssh",
     summary="hardened sshd drop-in (00-provision.conf), sshd -t, socket activation, no lockout",
     settings=Settings,
     check=check,
-    verify=(verify_hardened, verify_listening, verify_firewall),
+    verify=(verify_hardened, verify_listening, verify_exposure, verify_firewall),
 )

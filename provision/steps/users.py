@@ -206,10 +206,21 @@ def verify_sudo(host, s: Settings) -> None:
         assert r.rc == 0, f"sudo -n fails for {name}: {r.stderr.strip()}"
 
 
+def verify_sudoers_files(host, s: Settings) -> None:
+    """the sudoers drop-ins are root:root 0440"""
+    if not s.passwordless_sudo or not s.accounts:
+        raise Skip("users.passwordless_sudo is off")
+    for name in s.accounts:
+        f = host.file(f"/etc/sudoers.d/provision-{name}")
+        assert f.exists, f"{f.path} is missing"
+        owner = f"{f.user}:{f.group} {oct(f.mode)}"
+        assert (f.user, f.group, f.mode) == ("root", "root", 0o440), f"{f.path} is {owner}"
+
+
 STEP = Step(
     name="users",
     summary="accounts, authorized_keys, GPU groups (video, render, docker), passwordless sudo",
     settings=Settings,
     check=check,
-    verify=(verify_accounts, verify_keys, verify_sudo),
+    verify=(verify_accounts, verify_keys, verify_sudo, verify_sudoers_files),
 )
