@@ -7,6 +7,14 @@ import sys
 from pathlib import Path
 
 
+def _repo_path() -> str:
+    """PYTHONPATH with this checkout first: the CLI under test is this tree's, whatever copy
+    `pip install -e` points at."""
+    repo = str(Path(__file__).resolve().parent.parent)
+    rest = os.environ.get("PYTHONPATH", "")
+    return repo + (os.pathsep + rest if rest else "")
+
+
 def provision_runner(host, log_dir: Path):
     """Run the real `provision` CLI as a subprocess against a test host (its inventory by
     default); asserts the exit code unless check_rc=None."""
@@ -23,7 +31,7 @@ def provision_runner(host, log_dir: Path):
             text=True,
             cwd=log_dir.parent,
             timeout=timeout_s,
-            env={**os.environ, **(env or {})},
+            env={**os.environ, "PYTHONPATH": _repo_path(), **(env or {})},
         )
         if check_rc is not None:
             assert proc.returncode == check_rc, (
