@@ -44,6 +44,10 @@ echo @@cloud-init; if command -v cloud-init >/dev/null 2>&1; then
 echo @@dpkg-audit; dpkg --audit 2>/dev/null | head -n 20
 echo @@apt-stamp; stat -c %Y /var/lib/provision/apt-update-stamp \
   /var/lib/apt/periodic/update-success-stamp 2>/dev/null
+echo @@rollbacks; for d in /var/lib/provision/rollback/*/; do [ -d "$d" ] || continue
+  t=${d%/}; t=${t##*/}; f=no; [ -e "$d/fired" ] && f=yes
+  a=$(systemctl is-active "provision-rollback-$t.timer" 2>/dev/null); echo "$t $f ${a:-unknown}"
+  done
 echo @@now; date +%s
 echo @@end
 """
@@ -128,6 +132,8 @@ class Facts:
     dpkg_audit: str
     apt_stamp: int | None  # newest successful apt-get update (epoch s), if known
     now: int
+    # Guarded changes of an interrupted run, not confirmed: (token, fired, timer state)
+    rollbacks: tuple[tuple[str, bool, str], ...] = ()
 
     def installed(self, name: str) -> bool:
         """Whether the package is installed."""
@@ -322,7 +328,18 @@ def parse_facts(text: str) -> Facts:
         dpkg_audit=s.get("dpkg-audit", ""),
         apt_stamp=max(stamps) if stamps else None,
         now=int(now_text) if now_text.isdigit() else 0,
+        rollbacks=parse_rollbacks(s.get("rollbacks", "")),
     )
+
+
+def parse_rollbacks(text: str) -> tuple[tuple[str, bool, str], ...]:
+    """`<token> yes|no <timer state>` lines: the guard's folders left by an interrupted run."""
+    found = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) == 3 and fields[0].isalnum():
+            found.append((fields[0], fields[1] == "yes", fields[2]))
+    return tuple(found)
 
 
 def check_supported(host: str, facts: Facts) -> None:

@@ -150,3 +150,47 @@ def _roll_back_now(remote: Remote, script: str, disarm: str) -> bool:
     except (CommandError, ConnectError):
         return False
     return result.exit_code == 3  # the rollback ran and the timer is gone
+
+
+def settle(remote: Remote, rollbacks, wait_s: float, progress: Callable[[str], None]) -> list[str]:
+    """Before a new run: let the rollbacks of an interrupted run finish, then clear them.
+
+    A change whose run was cut off (connection lost, laptop asleep) is still unconfirmed: its
+    timer will put the old files back. Checking now would see the new files, plan nothing, and
+    the timer would undo them afterwards. So wait for armed timers to fire (the connection may
+    drop if the rollback moves the address: the caller reconnects), then remove the folders.
+    A folder whose timer is gone without firing (a reboot ends transient timers) keeps the new
+    configuration, which we just logged in through. Returns what happened, for the log.
+    """
+    notes = []
+    armed = [token for token, fired, state in rollbacks if not fired and state == "active"]
+    if armed:
+        progress(
+            f"waiting for the host to roll back {len(armed)} unconfirmed change(s) of an "
+            "interrupted run"
+        )
+        states = " ".join(shell.cmd(f"provision-rollback-{t}.timer") for t in armed)
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            try:
+                # exit 0 while at least one of them is still armed
+                if not remote.probe(f"systemctl is-active -q {states}").ok:
+                    break
+            except ConnectError:  # the rollback moved the address back, or restarted sshd
+                remote.close()
+                remote.open()
+            time.sleep(2)
+        else:
+            raise StepError(
+                f"{remote.host}: an unconfirmed change of an interrupted run has not rolled back "
+                f"within {wait_s:.0f}s",
+                f"look at `systemctl list-timers 'provision-rollback-*'` and {ROLLBACK_DIR} on "
+                "the host",
+            )
+        notes.append(f"rolled back by the host: {', '.join(armed)}")
+    kept = [t for t, fired, state in rollbacks if not fired and state != "active"]
+    if kept:
+        notes.append(f"timer gone without firing (rebooted?), kept as is: {', '.join(kept)}")
+    folders = [f"{ROLLBACK_DIR}/{token}" for token, _fired, _state in rollbacks]
+    remote.run(shell.cmd("rm", "-rf", "--", *folders))
+    return notes

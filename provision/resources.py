@@ -51,6 +51,39 @@ def packages(
     return [Change(f"install {len(missing)} {noun}: {', '.join(missing)}", tuple(actions))]
 
 
+def _state(stdout: str, ok: bool) -> tuple[bool, list[str], str]:
+    """(exists, [mode, owner, group], sha256) from `stat -c '%a %U %G' && sha256sum`."""
+    lines = stdout.split("\n")
+    if not (ok and len(lines) >= 2):
+        return False, [], ""
+    return True, lines[0].split(), (lines[1].split() or [""])[0]
+
+
+def prefetch_files(ctx: Context, paths: list[str]) -> None:
+    """Read the mode, owner and hash of several files in one probe, for file_content."""
+    paths = [p for p in dict.fromkeys(paths) if p not in ctx.file_states]
+    if len(paths) < 2:
+        return  # file_content probes a single file itself
+    parts = []
+    for i, path in enumerate(paths):
+        one = shell.and_(
+            shell.cmd("stat", "-c", "%a %U %G", "--", path), shell.cmd("sha256sum", "--", path)
+        )
+        parts.append(f"echo @@{i}; {{ {one}; }} 2>/dev/null && echo @@ok")
+    out = ctx.probe("; ".join(parts), sudo=True).stdout
+    found: dict[int, list[str]] = {}
+    current = None
+    for line in out.splitlines():
+        if line.startswith("@@") and line[2:].isdigit():
+            current = found.setdefault(int(line[2:]), [])
+        elif current is not None:
+            current.append(line)
+    for i, path in enumerate(paths):
+        lines = found.get(i, [])
+        ok = bool(lines) and lines[-1] == "@@ok"
+        ctx.file_states[path] = _state("\n".join(lines[:-1]) + "\n", ok)
+
+
 def file_content(
     ctx: Context,
     dest: str,
@@ -65,17 +98,17 @@ def file_content(
     summary: str = "",
 ) -> list[Change]:
     """The file holds exactly `content` with this mode and owner; else an atomic upload."""
-    probe = ctx.probe(
-        shell.and_(
-            shell.cmd("stat", "-c", "%a %U %G", "--", dest), shell.cmd("sha256sum", "--", dest)
-        ),
-        sudo=True,
-    )
-    lines = probe.stdout.split("\n")
-    exists = probe.ok and len(lines) >= 2
+    if dest in ctx.file_states:
+        exists, current_meta, current_hash = ctx.file_states[dest]
+    else:
+        probe = ctx.probe(
+            shell.and_(
+                shell.cmd("stat", "-c", "%a %U %G", "--", dest), shell.cmd("sha256sum", "--", dest)
+            ),
+            sudo=True,
+        )
+        exists, current_meta, current_hash = _state(probe.stdout, probe.ok)
     if exists:
-        current_meta = lines[0].split()
-        current_hash = lines[1].split()[0] if lines[1].split() else ""
         wanted_meta = [format(int(mode, 8), "o"), owner, group]
         if current_meta == wanted_meta and current_hash == sha256(content):
             return []
@@ -92,7 +125,7 @@ def file_content(
         else:
             diff = unified_diff(old, content.decode(errors="replace"), dest)
             if not diff and exists:
-                diff = f"mode/owner {' '.join(lines[0].split())} -> {mode} {owner} {group}\n"
+                diff = f"mode/owner {' '.join(current_meta)} -> {mode} {owner} {group}\n"
     actions: list = [Upload(dest, content, mode, owner, group, validate)]
     if restart:
         actions.append(Restart(restart))

@@ -78,6 +78,33 @@ def preflight(hc: HostConfig, remote: Remote, facts: Facts) -> None:
         )
 
 
+def settle_rollbacks(
+    hc: HostConfig, remote: Remote, facts: Facts, plan: bool, reporter: Reporter, log
+) -> Facts:
+    """An interrupted run left unconfirmed changes: let the host undo them first (see
+    guard.settle), then gather the facts again. A plan only says so."""
+    armed = [t for t, fired, state in facts.rollbacks if not fired and state == "active"]
+    if plan:
+        if armed:
+            reporter.step_line(
+                hc.name, "-", "note", "an interrupted run left an unconfirmed change: the host "
+                "rolls it back within its rollback_after_s; the plan below may change then",
+            )  # fmt: skip
+        return facts
+    reporter.started(hc.name, "settling an interrupted run's unconfirmed changes")
+    try:
+        wait_s = max(hc.reboot_timeout_s, 600)
+        notes = guard.settle(remote, facts.rollbacks, wait_s, lambda m: log(f"# {m}"))
+    finally:
+        reporter.finished(hc.name)
+    for note in notes:
+        log(f"# {note}")
+    if armed:
+        reporter.step_line(hc.name, "-", "note", "an interrupted run's unconfirmed change was "
+                           "rolled back by the host; checking again from there")  # fmt: skip
+    return gather_facts(remote)
+
+
 def execute(
     remote: Remote,
     changes: list[Change],
@@ -158,6 +185,8 @@ def run_host(
         )
         facts = gather_facts(remote)
         preflight(hc, remote, facts)
+        if facts.rollbacks:
+            facts = settle_rollbacks(hc, remote, facts, plan, reporter, log)
         ctx = Context(
             hc.name,
             facts,

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from provision.changes import Change, Result
@@ -40,6 +40,8 @@ class Context:
     settings_by_key: dict[str, Any]
     prober: Callable[[str, bool], Result]
     address: str = ""  # the address we reach the host at (ansible_host)
+    # File states read ahead in one probe (resources.prefetch_files), for this check only.
+    file_states: dict[str, tuple[bool, list[str], str]] = field(default_factory=dict)
 
     def settings(self, cls: type) -> Any:
         """The merged settings of the step whose Settings class is `cls`."""

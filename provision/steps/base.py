@@ -18,7 +18,7 @@ from pathlib import Path
 from provision import shell
 from provision.changes import Change, Run
 from provision.errors import Skip
-from provision.resources import file_content, packages, service, template_file
+from provision.resources import file_content, packages, prefetch_files, service, template_file
 from provision.settings import absolute_path, each, hostname, package_name, positive, setting, url
 from provision.step import Context, Step
 
@@ -152,11 +152,29 @@ def sources_changes(ctx: Context, s: Settings) -> list[Change]:
     return changes
 
 
+TIMESYNCD_CONF = "/etc/systemd/timesyncd.conf.d/provision.conf"
+UNATTENDED_CONF = "/etc/apt/apt.conf.d/51provision-unattended-upgrades"
+PERIODIC_CONF = "/etc/apt/apt.conf.d/52provision-periodic"
+
+
+def ca_dest(path: str) -> str:
+    """Where a local CA certificate goes on the host."""
+    return f"{CA_DIR}/provision-{Path(path).expanduser().stem}.crt"
+
+
+def managed_files(f, s: Settings) -> list[str]:
+    """The files base writes (read ahead in one probe)."""
+    files = [ca_dest(p) for p in s.ca_certificates]
+    if uses_timesyncd(f, s):
+        files.append(TIMESYNCD_CONF)
+    return [*files, UNATTENDED_CONF, PERIODIC_CONF]
+
+
 def ca_changes(ctx: Context, s: Settings) -> list[Change]:
     changes: list[Change] = []
     for path in s.ca_certificates:
         local = Path(path).expanduser()
-        dest = f"{CA_DIR}/provision-{local.stem}.crt"
+        dest = ca_dest(path)
         changes += file_content(ctx, dest, local.read_bytes(), summary=f"trust {local.name}")
     if changes:
         refresh = "if command -v update-ca-certificates >/dev/null; then update-ca-certificates; fi"
@@ -177,7 +195,7 @@ def time_changes(ctx: Context, s: Settings) -> list[Change]:
     changes = template_file(
         ctx,
         "base/timesyncd.conf.j2",
-        "/etc/systemd/timesyncd.conf.d/provision.conf",
+        TIMESYNCD_CONF,
         {"ntp_servers": s.ntp_servers},
         restart="systemd-timesyncd",
     )
@@ -191,6 +209,7 @@ def check(ctx: Context) -> list[Change]:
     """What base would change on this host."""
     s: Settings = ctx.settings(Settings)
     f = ctx.facts
+    prefetch_files(ctx, managed_files(f, s))
     changes: list[Change] = []
     if s.wait_for_cloud_init and f.cloud_init in ("running", "not started", "not run"):
         wait = Run("cloud-init status --wait >/dev/null || true", timeout_s=3600)
@@ -225,13 +244,13 @@ def check(ctx: Context) -> list[Change]:
     changes += template_file(
         ctx,
         "base/51provision-unattended-upgrades.j2",
-        "/etc/apt/apt.conf.d/51provision-unattended-upgrades",
+        UNATTENDED_CONF,
         {"blocklist": s.unattended_blocklist},
     )
     changes += template_file(
         ctx,
         "base/52provision-periodic.j2",
-        "/etc/apt/apt.conf.d/52provision-periodic",
+        PERIODIC_CONF,
         {"enabled": s.unattended_upgrades},
     )
     return changes

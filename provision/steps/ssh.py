@@ -8,6 +8,9 @@ socket restart). Applied as a Guarded change: a fresh key-only login must work f
 fresh login (on the new port) after the restart, or the host restores the old file by itself.
 Optional: ufw with the SSH port allowed before it is enabled, and fail2ban's sshd jail
 (`/etc/fail2ban/jail.d/provision-sshd.conf`, journal backend); both refused in containers.
+Where systemd-resolved runs, its LLMNR and mDNS responders (port 5355 on every address) are
+switched off by `/etc/systemd/resolved.conf.d/provision-no-multicast.conf` unless
+`ssh.resolver_multicast`: verify allows nothing but sshd beyond loopback.
 Restarts ssh (existing sessions survive) and fail2ban; never reboots.
 """
 
@@ -24,6 +27,7 @@ from provision.settings import each, one_of, positive, setting, unix_name
 from provision.step import Context, Step
 
 CONF = "/etc/ssh/sshd_config.d/00-provision.conf"
+RESOLVED_CONF = "/etc/systemd/resolved.conf.d/provision-no-multicast.conf"
 # Ubuntu 24.04: ssh.socket listens and its generator reads Port from sshd_config at
 # daemon-reload. Debian 12 / Ubuntu 22.04: ssh.service listens itself.
 RESTART = (
@@ -69,6 +73,9 @@ class Settings:
         "verify), e.g. 6006 with tensorboard.bind_all",
         each(port_text),
     )
+    resolver_multicast: bool = setting(
+        False, "let systemd-resolved answer LLMNR/mDNS on the LAN (TCP/UDP 5355, UDP 5353)"
+    )
 
 
 def variables(s: Settings) -> dict:
@@ -86,7 +93,23 @@ def variables(s: Settings) -> dict:
 def check(ctx: Context) -> list[Change]:
     """What ssh would change on this host."""
     s: Settings = ctx.settings(Settings)
-    return sshd_changes(ctx, s) + firewall_changes(ctx, s)
+    return sshd_changes(ctx, s) + firewall_changes(ctx, s) + resolver_changes(ctx, s)
+
+
+def has_resolved(f) -> bool:
+    """systemd-resolved is its own package from Debian 12 and Ubuntu 24.04 on; Ubuntu 22.04's
+    comes with systemd itself."""
+    return f.installed("systemd-resolved") or (f.os_id == "ubuntu" and f.os_version == "22.04")
+
+
+def resolver_changes(ctx: Context, s: Settings) -> list[Change]:
+    """systemd-resolved's LAN responders (LLMNR, mDNS) off, unless ssh.resolver_multicast."""
+    if s.resolver_multicast or not has_resolved(ctx.facts):
+        return []
+    changes = template_file(ctx, "ssh/resolved-no-multicast.conf.j2", RESOLVED_CONF, {})
+    # try-restart: only when it runs (a box may have the package but use another resolver).
+    restart = Run("systemctl try-restart systemd-resolved.service", description="restart resolved")
+    return [Change(c.summary, (*c.actions, restart), c.diff) for c in changes]
 
 
 def ufw_allows(status: str, rule: str) -> bool:

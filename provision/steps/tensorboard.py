@@ -57,13 +57,16 @@ class Settings:
 def account(ctx: Context, s: Settings) -> tuple[str, str, str]:
     """(user, group, home) the service runs as."""
     name = s.user or ctx.facts.user
-    fields = ctx.probe(f"getent passwd {shell.cmd(name)}").stdout.strip().split(":")
+    # One probe: the passwd line, then the primary group's name.
+    out = ctx.probe(f"getent passwd {shell.cmd(name)} && id -gn {shell.cmd(name)}").stdout
+    lines = out.strip().splitlines()
+    fields = lines[0].split(":") if lines else []
     if len(fields) < 7:
         raise ProvisionError(
             f"{ctx.host}: no user {name!r} for TensorBoard",
             "create it with the users step, or set tensorboard.user",
         )
-    group = ctx.probe(f"id -gn {shell.cmd(name)}").stdout.strip() or name
+    group = (lines[1].strip() if len(lines) > 1 else "") or name
     return name, group, fields[5]
 
 

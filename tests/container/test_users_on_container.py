@@ -40,7 +40,7 @@ def test_users_account_logs_in_with_its_key_and_sudo(container, provision):
     assert login.returncode == 0, login.stderr
     assert "video" in login.stdout and "sudo-ok" in login.stdout
     verify = provision("verify", "--host", container.name, *args, "users")
-    assert "3 passed" in verify.stdout
+    assert "4 passed" in verify.stdout
 
 
 def test_users_keeps_keys_added_by_hand(container, provision):

@@ -172,3 +172,37 @@ def test_base_ca_certificate_is_uploaded_and_bundle_refreshed(tmp_path):
     trust = next(c for c in changes if c.summary == "trust lab-proxy.crt")
     assert trust.actions[0].dest == "/usr/local/share/ca-certificates/provision-lab-proxy.crt"
     assert any(c.summary == "update the CA bundle" for c in changes)
+
+
+def test_base_reads_its_files_in_one_probe():
+    """The no-op cost: base's three files are one round trip, not three (issue 8)."""
+    f = facts(container="none", dpkg_audit="", kernel="6.1.0-56-amd64")
+    headers = ("linux-headers-6.1.0-56-amd64", "linux-headers-amd64")
+    f = dataclasses.replace(f, packages=all_installed(f, *headers), apt_stamp=f.now)
+    out = ""
+    order = base.managed_files(f, base.Settings())
+    assert sorted(order) == sorted(FILES)
+    for i, dest in enumerate(order):
+        template, variables = FILES[dest]
+        digest = sha256(render(template, **variables))
+        out += f"@@{i}\n644 root root\n{digest}  {dest}\n@@ok\n"
+    r = FakeRemote().on(r"echo @@0; .*echo @@2; ", out)
+    r.on(r"systemctl show", "UnitFileState=enabled\nActiveState=active\n")
+    assert check(f, r) == []
+    assert sum("stat -c" in c for c in r.ran) == 1
+
+
+def test_base_batch_probe_tells_missing_and_wrong_mode_apart():
+    f = facts(container="none", dpkg_audit="", kernel="6.1.0-56-amd64")
+    f = dataclasses.replace(f, packages=all_installed(f, "linux-headers-6.1.0-56-amd64"))
+    dests = base.managed_files(f, base.Settings())
+    digest = sha256(render(*FILES[dests[1]][:1], **FILES[dests[1]][1]))
+    stamp = sha256(render(*FILES[dests[2]][:1], **FILES[dests[2]][1]))
+    out = (
+        f"@@0\n@@1\n600 root root\n{digest}  {dests[1]}\n@@ok\n"
+        f"@@2\n644 root root\n{stamp}  {dests[2]}\n@@ok\n"
+    )
+    r = FakeRemote().on(r"echo @@0; ", out).on(r"head -c", "x\n")
+    r.on(r"systemctl show", "UnitFileState=enabled\nActiveState=active\n")
+    summaries = [c.summary for c in check(f, r, kernel_headers=False)]
+    assert summaries == [f"write {dests[0]}", f"update {dests[1]}"]

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from fakes import FakeRemote
-from provision.changes import Change, Reboot, Restart, Run, Upload
+from provision.changes import Change, Reboot, Restart, Result, Run, Upload
 from provision.config import HostConfig
 from provision.output import Reporter
 from provision.remote import Connection
@@ -223,3 +223,76 @@ def test_runner_refuses_a_host_whose_sudo_it_cannot_use(tmp_path, sudo):
 
     (result,) = run([host()], (make_step(Marker([])),), factory=factory, tmp_path=tmp_path)
     assert result.failed and "sudo" in result.error.message
+
+
+ROLLBACKS = "@@rollbacks\naaaa1111 no active\nbbbb2222 yes inactive\ncccc3333 no inactive\n"
+
+
+def test_facts_list_the_rollbacks_an_interrupted_run_left():
+    from provision.facts import parse_facts
+
+    facts = parse_facts(FACTS.replace("@@now", ROLLBACKS + "@@now"))
+    assert facts.rollbacks == (
+        ("aaaa1111", False, "active"),
+        ("bbbb2222", True, "inactive"),
+        ("cccc3333", False, "inactive"),
+    )
+    assert parse_facts(FACTS).rollbacks == ()
+
+
+def test_runner_waits_for_an_armed_rollback_before_checking(tmp_path, monkeypatch):
+    """A cut-off run's sshd change is still armed: checking now would find nothing to do and
+    the timer would undo the change afterwards. The runner waits, clears, checks afresh."""
+    monkeypatch.setattr("provision.guard.time.sleep", lambda s: None)
+    marker, remotes = Marker([CHANGE]), []
+    timer_checks = []
+
+    def factory(connection, **kwargs):
+        r = fake_factory(remotes, marker)(connection, **kwargs)
+        gathered = []
+
+        def facts_once(command):
+            gathered.append(command)
+            return FACTS.replace("@@now", ROLLBACKS + "@@now") if len(gathered) == 1 else FACTS
+
+        original = r._exec
+
+        def _exec(command, timeout_s, stdin):
+            if "@@os-release" in command:
+                r.ran.append(command)
+                return Result(0, facts_once(command))
+            if "systemctl is-active -q" in command:
+                r.ran.append(command)
+                timer_checks.append(command)
+                return Result(0 if len(timer_checks) < 3 else 3, "")
+            return original(command, timeout_s, stdin)
+
+        r._exec = _exec
+        r.on(r"rm -rf -- /var/lib/provision/rollback/aaaa1111", "")
+        return r
+
+    (result,) = run([host()], (make_step(marker),), factory=factory, tmp_path=tmp_path)
+    assert result.error is None, result.error
+    assert len(timer_checks) == 3 and "provision-rollback-aaaa1111.timer" in timer_checks[0]
+    assert "bbbb2222" not in timer_checks[0]  # fired already: nothing to wait for
+    ran = remotes[0].ran
+    cleared = next(c for c in ran if "rm -rf" in c)
+    assert all(f"rollback/{t}" in cleared for t in ("aaaa1111", "bbbb2222", "cccc3333"))
+    # facts again after the rollback, then the step's check and apply on what is there now
+    assert ran.index(cleared) < ran.index(next(c for c in ran if "touch /marker" in c))
+    assert result.steps[0].status == "changed"
+    log = result.log_path.read_text()
+    assert "rolled back by the host: aaaa1111" in log and "kept as is: cccc3333" in log
+
+
+def test_plan_only_mentions_an_armed_rollback(tmp_path, capsys):
+    marker, remotes = Marker([CHANGE]), []
+
+    def factory(connection, **kwargs):
+        r = fake_factory(remotes, marker)(connection, **kwargs)
+        r.on(r"@@os-release", FACTS.replace("@@now", ROLLBACKS + "@@now"))
+        return r
+
+    (result,) = run([host()], (make_step(marker),), plan=True, factory=factory, tmp_path=tmp_path)
+    assert result.error is None and len(remotes[0].ran) == 1  # facts only, nothing touched
+    assert "rolls it back within its rollback_after_s" in capsys.readouterr().out

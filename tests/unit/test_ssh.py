@@ -16,7 +16,12 @@ from provision.templates import render, sha256
 DATA = Path(__file__).parent.parent / "data" / "facts"
 
 
-def check(remote, facts_file="ubuntu-22.04-gpu.txt", **settings):
+RESOLVED_DIGEST = sha256(render("ssh/resolved-no-multicast.conf.j2"))
+
+
+def check(remote, facts_file="ubuntu-22.04-gpu.txt", resolver_done=True, **settings):
+    if resolver_done:
+        remote.on(r"stat -c .*provision-no-multicast", f"644 root root\n{RESOLVED_DIGEST}  x\n")
     f = parse_facts((DATA / facts_file).read_text())
     pkgs = dict(f.packages)
     for name in ("ufw", "fail2ban", "python3-systemd"):
@@ -77,3 +82,30 @@ def test_ssh_firewall_refused_in_a_container():
     r = converged(FakeRemote(), ssh.Settings(fail2ban=True))
     with pytest.raises(ProvisionError, match="inside a container"):
         check(r, "debian-12-nspawn.txt", fail2ban=True)
+
+
+def test_ssh_switches_off_resolveds_lan_responders():
+    r = converged(FakeRemote(), ssh.Settings()).on(r"stat -c .*provision-no-multicast", (1, ""))
+    (change,) = check(r, resolver_done=False)
+    upload, restart = change.actions
+    assert upload.dest == "/etc/systemd/resolved.conf.d/provision-no-multicast.conf"
+    assert b"LLMNR=no" in upload.content and b"MulticastDNS=no" in upload.content
+    assert restart.command == "systemctl try-restart systemd-resolved.service"
+
+
+def test_ssh_keeps_resolveds_responders_when_asked_or_absent():
+    r = converged(FakeRemote(), ssh.Settings())
+    assert check(r, resolver_done=False, resolver_multicast=True) == []
+    f = parse_facts((DATA / "debian-12-nspawn.txt").read_text())
+    assert not ssh.has_resolved(f)
+    assert ssh.has_resolved(parse_facts((DATA / "ubuntu-22.04-gpu.txt").read_text()))
+
+
+def test_exposure_names_resolveds_llmnr_listener():
+    out = (
+        'LISTEN 0 4096 0.0.0.0:5355 0.0.0.0:* users:(("systemd-resolve",pid=232,fd=12))\n'
+        'LISTEN 0 128 0.0.0.0:22 0.0.0.0:* users:(("sshd",pid=400,fd=3))\n'
+        'LISTEN 0 4096 127.0.0.53%lo:53 0.0.0.0:* users:(("systemd-resolve",pid=232,fd=17))\n'
+    )
+    owned, unowned = ssh.exposed_listeners(out, ssh.Settings())
+    assert owned == ['0.0.0.0:5355 users:(("systemd-resolve",pid=232,fd=12))'] and not unowned

@@ -24,6 +24,7 @@ EXAMPLES = {
     "users/sudoers.j2": {"name": "alice"},
     "autostart/logind.conf.j2": {},
     "ssh/fail2ban-sshd.conf.j2": {"port": 22, "max_retry": 5, "ban_time_s": 600},
+    "ssh/resolved-no-multicast.conf.j2": {},
     "network/60-provision.yaml.j2": {
         "id": "enp5s0",
         "interface": "enp5s0",

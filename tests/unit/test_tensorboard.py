@@ -30,8 +30,10 @@ def check(remote, tb=None, ssh_settings=None):
 
 
 def base_remote():
-    r = FakeRemote().on(r"getent passwd", "tester:x:1000:1000::/home/tester:/bin/bash\n")
-    return r.on(r"id -gn", "tester\n")
+    return FakeRemote().on(
+        r"getent passwd tester && id -gn tester",
+        "tester:x:1000:1000::/home/tester:/bin/bash\ntester\n",
+    )
 
 
 def test_tensorboard_fresh_host_gets_venv_logdir_unit_and_service():
