@@ -32,9 +32,13 @@ class Upload:
 
 @dataclass(frozen=True)
 class Restart:
-    """Restart a unit once at the end of the step, however many changes asked for it."""
+    """Restart a unit once at the end of the step, however many changes asked for it.
+
+    Recorded on the host first (/var/lib/provision/pending-restarts), so a run cut off between
+    writing a file and the restart still restarts the unit on the next run."""
 
     unit: str
+    only_if_running: bool = False  # `systemctl try-restart`: never start a stopped unit
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,10 @@ class CommandError(ProvisionError):
 
     def __init__(self, host: str, command: str, exit_code: int, output: str, hint: str = ""):
         tail = "\n".join(output.rstrip().splitlines()[-20:])
-        message = f"{host}: `{command}` exited {exit_code}"
+        if exit_code == -1:  # SSH reported no exit status: a signal ended it on the host
+            message = f"{host}: `{command}` was killed on the host (no exit status)"
+        else:
+            message = f"{host}: `{command}` exited {exit_code}"
         if tail:
             message += "\n" + "\n".join(f"    {line}" for line in tail.splitlines())
         super().__init__(message, hint)

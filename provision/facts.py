@@ -48,6 +48,7 @@ echo @@rollbacks; for d in /var/lib/provision/rollback/*/; do [ -d "$d" ] || con
   t=${d%/}; t=${t##*/}; f=no; [ -e "$d/fired" ] && f=yes
   a=$(systemctl is-active "provision-rollback-$t.timer" 2>/dev/null); echo "$t $f ${a:-unknown}"
   done
+echo @@pending-restarts; ls /var/lib/provision/pending-restarts 2>/dev/null
 echo @@now; date +%s
 echo @@end
 """
@@ -134,6 +135,8 @@ class Facts:
     now: int
     # Guarded changes of an interrupted run, not confirmed: (token, fired, timer state)
     rollbacks: tuple[tuple[str, bool, str], ...] = ()
+    # Units an interrupted run changed but did not restart (`unit`, or `unit~try`: try-restart)
+    pending_restarts: tuple[str, ...] = ()
 
     def installed(self, name: str) -> bool:
         """Whether the package is installed."""
@@ -329,6 +332,11 @@ def parse_facts(text: str) -> Facts:
         apt_stamp=max(stamps) if stamps else None,
         now=int(now_text) if now_text.isdigit() else 0,
         rollbacks=parse_rollbacks(s.get("rollbacks", "")),
+        pending_restarts=tuple(
+            n
+            for n in s.get("pending-restarts", "").split()
+            if all(c.isalnum() or c in "-_.@~" for c in n)
+        ),
     )
 
 

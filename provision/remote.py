@@ -127,14 +127,27 @@ class Remote:
         sudo: bool = True,
         timeout_s: int | None = None,
         check: bool = True,
+        lock: bool = False,
     ) -> Result:
-        """Run a command (as root by default); CommandError on a non-zero exit."""
-        wrapped, stdin = self.wrap(command, sudo)
+        """Run a command (as root by default); CommandError on a non-zero exit. With `lock`
+        (a change, run as root), under the host-wide lock (shell.host_locked)."""
+        sent = shell.host_locked(command) if lock and (sudo or self.is_root) else command
+        wrapped, stdin = self.wrap(sent, sudo)
         shown = shell.mask(command, self.secrets)
         self.commands += 1
         self.log(f"$ {'sudo ' if sudo and not self.is_root else ''}{shown}")
         started = time.monotonic()
-        result = self._exec(wrapped, timeout_s, stdin)
+        try:
+            result = self._exec(wrapped, timeout_s, stdin)
+        except ConnectError as exc:
+            if exc.hint != RERUN_HINT:
+                raise
+            self.log(f"# {exc.message}")
+            raise ConnectError(
+                f"{self.host}: connection lost while running `{_first_line(shown)}` (it may "
+                "still be running on the host)",
+                RERUN_HINT,
+            ) from None
         out = shell.mask(result.stdout, self.secrets)
         err = shell.mask(result.stderr, self.secrets)
         self.log(f"# exit {result.exit_code} in {time.monotonic() - started:.2f}s")
@@ -233,6 +246,17 @@ class Remote:
         )
 
 
+RERUN_HINT = (
+    "run provision again when the host is reachable: it waits for apt's lock, repairs an "
+    "interrupted dpkg run and skips finished work"
+)
+
+
+def _first_line(command: str, limit: int = 80) -> str:
+    line = command.strip().splitlines()[0] if command.strip() else ""
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
 def _hint(result: Result) -> str:
     text = result.stderr + result.stdout
     if "a password is required" in text:
@@ -241,6 +265,16 @@ def _hint(result: Result) -> str:
         return "the sudo password was refused"
     if "Could not get lock" in text or "Unable to acquire the dpkg frontend lock" in text:
         return "another apt/dpkg run held the lock for the whole timeout (unattended-upgrades?)"
+    if result.exit_code == shell.LOCK_BUSY and not text.strip():
+        return (
+            f"another provision run held {shell.HOST_LOCK} for 30 minutes (one cut off may "
+            "still be working there): look at `ps -ef` on the host, then run again"
+        )
+    if "No space left on device" in text:
+        return (
+            "the filesystem is full: free space on the host (df -h) and run again; a file "
+            "being replaced is left as it was"
+        )
     if "dpkg was interrupted" in text:
         return "run provision again: base repairs it with `dpkg --configure -a`"
     return ""
@@ -376,11 +410,14 @@ class SSHRemote(Remote):
         except (paramiko.SSHException, OSError, EOFError) as exc:
             self.close()
             raise ConnectError(
-                f"{self.host}: connection lost: {exc or type(exc).__name__}",
-                "run provision again when the host is reachable; finished steps are skipped",
+                f"{self.host}: connection lost: {exc or type(exc).__name__}", RERUN_HINT
             ) from None
         except invoke.UnexpectedExit as exc:  # not raised with warn=True; kept for safety
             r = exc.result
+        if r.exited in (-1, None) and not self.conn.transport.is_active():
+            # The channel closed without an exit status because the connection went away.
+            self.close()
+            raise ConnectError(f"{self.host}: connection lost (no exit status)", RERUN_HINT)
         return Result(r.exited if r.exited is not None else 255, r.stdout, r.stderr)
 
     def _put_bytes(self, data: bytes, path: str) -> None:

@@ -18,7 +18,7 @@ def apt_update(lock_timeout_s: int) -> Run:
     """`apt-get update` that fails on any fetch error and records when it last succeeded."""
     return Run(
         shell.and_(
-            shell.apt_get("update", "--error-on=any", lock_timeout_s=lock_timeout_s),
+            shell.apt_get_update(lock_timeout_s),
             shell.cmd("mkdir", "-p", "--", "/var/lib/provision"),
             shell.cmd("touch", "--", APT_STAMP),
         ),
@@ -94,6 +94,7 @@ def file_content(
     group: str = "root",
     validate: str | None = None,
     restart: str | None = None,
+    restart_only_if_running: bool = False,
     show_diff: bool = True,
     summary: str = "",
 ) -> list[Change]:
@@ -128,7 +129,7 @@ def file_content(
                 diff = f"mode/owner {' '.join(current_meta)} -> {mode} {owner} {group}\n"
     actions: list = [Upload(dest, content, mode, owner, group, validate)]
     if restart:
-        actions.append(Restart(restart))
+        actions.append(Restart(restart, restart_only_if_running))
     verb = "update" if exists else "write"
     return [Change(summary or f"{verb} {dest}", tuple(actions), diff)]
 

@@ -78,6 +78,31 @@ def preflight(hc: HostConfig, remote: Remote, facts: Facts) -> None:
         )
 
 
+PENDING_RESTARTS = "/var/lib/provision/pending-restarts"
+
+
+def restart_marker(action: Restart) -> str:
+    """The pending-restart file's name: the unit, `~try` for a try-restart."""
+    return action.unit + ("~try" if action.only_if_running else "")
+
+
+def resume_changes(facts: Facts) -> list[Change]:
+    """The restarts an interrupted run left pending (its files are written already). A unit
+    that does not exist (its package never got installed) only loses its marker."""
+    changes = []
+    for marker in facts.pending_restarts:
+        unit, _, flag = marker.partition("~")
+        verb = "try-restart" if flag == "try" else "restart"
+        command = (
+            f"if systemctl cat -- {shell.cmd(unit)} >/dev/null 2>&1; then "
+            f"systemctl daemon-reload && {shell.cmd('systemctl', verb, '--', unit)}; fi && "
+            + shell.cmd("rm", "-f", "--", f"{PENDING_RESTARTS}/{marker}")
+        )
+        summary = f"restart {unit} (an interrupted run changed its files, not restarted yet)"
+        changes.append(Change(summary, (Run(command, description=f"restart {unit}"),)))
+    return changes
+
+
 def settle_rollbacks(
     hc: HostConfig, remote: Remote, facts: Facts, plan: bool, reporter: Reporter, log
 ) -> Facts:
@@ -118,11 +143,24 @@ def execute(
     reboots: list[Reboot] = []
     units_changed = False
     for change in changes:
+        wanted = [a for a in change.actions if isinstance(a, Restart) and a.unit not in restarts]
+        if wanted:
+            # Noted on the host before the change: a run cut off after it but before the
+            # restarts at the end leaves them to the next run (resume_changes).
+            markers = [f"{PENDING_RESTARTS}/{restart_marker(a)}" for a in wanted]
+            remote.run(
+                shell.and_(
+                    shell.cmd("mkdir", "-p", "--", PENDING_RESTARTS),
+                    shell.cmd("touch", "--", *markers),
+                )
+            )
         for action in change.actions:
             if isinstance(action, Run):
                 reporter.started(hc.name, action.description or change.summary)
                 try:
-                    remote.run(action.command, sudo=action.sudo, timeout_s=action.timeout_s)
+                    remote.run(
+                        action.command, sudo=action.sudo, timeout_s=action.timeout_s, lock=True
+                    )
                 finally:
                     reporter.finished(hc.name)
             elif isinstance(action, Upload):
@@ -140,8 +178,14 @@ def execute(
                     reporter.finished(hc.name)
     if units_changed:
         remote.run("systemctl daemon-reload")
-    for unit in restarts:
-        remote.run(shell.cmd("systemctl", "restart", "--", unit))
+    for unit, action in restarts.items():
+        verb = "try-restart" if action.only_if_running else "restart"
+        marker = f"{PENDING_RESTARTS}/{restart_marker(action)}"
+        remote.run(
+            shell.and_(
+                shell.cmd("systemctl", verb, "--", unit), shell.cmd("rm", "-f", "--", marker)
+            )
+        )
     if reboots:
         reasons = "; ".join(r.reason for r in reboots)
         if not hc.allow_reboot:
@@ -187,6 +231,15 @@ def run_host(
         preflight(hc, remote, facts)
         if facts.rollbacks:
             facts = settle_rollbacks(hc, remote, facts, plan, reporter, log)
+        resume = resume_changes(facts)
+        if resume:
+            current = StepResult("resume", "planned" if plan else "changed", resume)
+            result.steps.append(current)
+            if not plan:
+                execute(remote, resume, reporter, hc, facts.boot_id, remote_factory)
+            reporter.step_line(
+                hc.name, "resume", current.status, "; ".join(c.summary for c in resume)
+            )
         ctx = Context(
             hc.name,
             facts,

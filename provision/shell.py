@@ -83,3 +83,35 @@ def apt_get(*args: str, lock_timeout_s: int = 600) -> str:
         "Dpkg::Options::=--force-confold",
         *args,
     )
+
+
+def apt_get_update(lock_timeout_s: int = 600) -> str:
+    """`apt-get update` that waits for the package lists' lock too.
+
+    DPkg::Lock::Timeout covers dpkg's frontend lock only: while another `apt-get update` runs
+    (unattended-upgrades on a fresh box, or one left running by a cut connection), update
+    fails at once on /var/lib/apt/lists/lock. So retry every 5 s up to the timeout.
+    """
+    update = apt_get("update", "--error-on=any", lock_timeout_s=lock_timeout_s)
+    return (
+        "( waited=0; while :; do "
+        f"out=$({update} 2>&1) && {{ printf '%s\\n' \"$out\"; break; }}; rc=$?; "
+        'case "$out" in *"/var/lib/apt/lists/lock"*) '
+        f'if [ "$waited" -ge {int(lock_timeout_s)} ]; then printf \'%s\\n\' "$out"; exit $rc; fi; '
+        "sleep 5; waited=$((waited + 5));; "
+        "*) printf '%s\\n' \"$out\"; exit $rc;; esac; done )"
+    )
+
+
+HOST_LOCK = "/run/lock/provision.lock"
+LOCK_BUSY = 75  # flock's exit status when the wait ran out
+
+
+def host_locked(command: str, wait_s: int = 1800) -> str:
+    """The command under the host-wide provision lock (flock, as root).
+
+    A command left running by a cut connection (pip into a venv, say) keeps the lock until it
+    ends, so the next run's changes wait for it instead of racing it; two runs from two
+    laptops take turns the same way.
+    """
+    return cmd("flock", "-w", str(wait_s), "-E", str(LOCK_BUSY), HOST_LOCK, "sh", "-c", command)

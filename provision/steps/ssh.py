@@ -106,10 +106,15 @@ def resolver_changes(ctx: Context, s: Settings) -> list[Change]:
     """systemd-resolved's LAN responders (LLMNR, mDNS) off, unless ssh.resolver_multicast."""
     if s.resolver_multicast or not has_resolved(ctx.facts):
         return []
-    changes = template_file(ctx, "ssh/resolved-no-multicast.conf.j2", RESOLVED_CONF, {})
-    # try-restart: only when it runs (a box may have the package but use another resolver).
-    restart = Run("systemctl try-restart systemd-resolved.service", description="restart resolved")
-    return [Change(c.summary, (*c.actions, restart), c.diff) for c in changes]
+    # Restarted only when it runs (a box may have the package but use another resolver).
+    return template_file(
+        ctx,
+        "ssh/resolved-no-multicast.conf.j2",
+        RESOLVED_CONF,
+        {},
+        restart="systemd-resolved.service",
+        restart_only_if_running=True,
+    )
 
 
 def ufw_allows(status: str, rule: str) -> bool:

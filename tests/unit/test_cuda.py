@@ -32,7 +32,12 @@ APT_GET = (
     "-o Dpkg::Options::=--force-confold"
 )
 UPDATE = (
-    f"{APT_GET} update --error-on=any && mkdir -p -- /var/lib/provision && touch -- {APT_STAMP}"
+    "( waited=0; while :; do "
+    f"out=$({APT_GET} update --error-on=any 2>&1) && {{ printf '%s\\n' \"$out\"; break; }}; "
+    'rc=$?; case "$out" in *"/var/lib/apt/lists/lock"*) '
+    'if [ "$waited" -ge 600 ]; then printf \'%s\\n\' "$out"; exit $rc; fi; '
+    "sleep 5; waited=$((waited + 5));; *) printf '%s\\n' \"$out\"; exit $rc;; esac; done )"
+    f" && mkdir -p -- /var/lib/provision && touch -- {APT_STAMP}"
 )
 
 TEMPLATE_EXAMPLES = {

@@ -51,7 +51,9 @@ def fake_factory(remotes, marker=None):
     def factory(connection, **kwargs):
         r = FakeRemote(host=connection.host, **kwargs)
         r.on(r"@@os-release", FACTS)
-        r.on(r"systemctl (restart|daemon-reload)|touch /marker", "")
+        r.on(
+            r"systemctl (restart|daemon-reload)|touch /marker|touch -- /var/lib/provision/pend", ""
+        )
         if marker is not None:
             original = r._exec
 
@@ -296,3 +298,62 @@ def test_plan_only_mentions_an_armed_rollback(tmp_path, capsys):
     (result,) = run([host()], (make_step(marker),), plan=True, factory=factory, tmp_path=tmp_path)
     assert result.error is None and len(remotes[0].ran) == 1  # facts only, nothing touched
     assert "rolls it back within its rollback_after_s" in capsys.readouterr().out
+
+
+def test_restarts_are_noted_on_the_host_first_and_cleared_after(tmp_path):
+    """A run cut off between writing a unit's file and restarting it leaves a marker."""
+    marker, remotes = Marker([CHANGE]), []
+    (result,) = run(
+        [host()], (make_step(marker),), factory=fake_factory(remotes, marker), tmp_path=tmp_path
+    )
+    assert result.error is None, result.error
+    ran = remotes[0].ran
+    noted = next(i for i, c in enumerate(ran) if "touch -- /var/lib/provision/pending" in c)
+    assert "pending-restarts/a" in ran[noted] and "pending-restarts/b" in ran[noted]
+    assert noted < next(i for i, c in enumerate(ran) if "touch /marker" in c)
+    restart_a = next(c for c in ran if "systemctl restart -- a" in c)
+    assert "rm -f -- /var/lib/provision/pending-restarts/a" in restart_a
+
+
+def test_a_restart_left_pending_is_done_on_the_next_run(tmp_path):
+    marker, remotes = Marker([]), []
+    pending = "@@pending-restarts\nprovision-tensorboard\nsystemd-resolved.service~try\n"
+
+    def factory(connection, **kwargs):
+        r = fake_factory(remotes, marker)(connection, **kwargs)
+        r.on(r"@@os-release", FACTS.replace("@@now", pending + "@@now"))
+        r.on(r"systemctl cat", "")
+        return r
+
+    (result,) = run([host()], (make_step(marker),), factory=factory, tmp_path=tmp_path)
+    assert result.error is None, result.error
+    assert result.steps[0].step == "resume" and result.steps[0].status == "changed"
+    ran = remotes[0].ran
+    tb = next(c for c in ran if "systemctl restart -- provision-tensorboard" in c)
+    assert "systemctl cat -- provision-tensorboard" in tb and "daemon-reload" in tb
+    assert "rm -f -- /var/lib/provision/pending-restarts/provision-tensorboard" in tb
+    try_restart = next(c for c in ran if "try-restart" in c)
+    assert "systemd-resolved.service" in try_restart and "resolved.service~try" in try_restart
+
+
+def test_plan_shows_a_pending_restart_as_a_change(tmp_path):
+    marker, remotes = Marker([]), []
+
+    def factory(connection, **kwargs):
+        r = fake_factory(remotes, marker)(connection, **kwargs)
+        r.on(r"@@os-release", FACTS.replace("@@now", "@@pending-restarts\nfoo\n@@now"))
+        return r
+
+    (result,) = run([host()], (make_step(marker),), plan=True, factory=factory, tmp_path=tmp_path)
+    assert result.pending and len(remotes[0].ran) == 1
+
+
+def test_changes_run_under_the_host_lock_probes_do_not(tmp_path):
+    """An orphaned command of a cut-off run holds the lock; the next run's changes wait."""
+    marker, remotes = Marker([CHANGE]), []
+    run([host()], (make_step(marker),), factory=fake_factory(remotes, marker), tmp_path=tmp_path)
+    ran = remotes[0].ran
+    change = next(c for c in ran if "touch /marker" in c)
+    assert "flock -w 1800 -E 75 /run/lock/provision.lock sh -c" in change
+    facts = next(c for c in ran if "@@os-release" in c)
+    assert "flock" not in facts

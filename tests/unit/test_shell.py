@@ -45,3 +45,31 @@ def test_apt_get_waits_for_the_lock_and_keeps_conffiles():
     assert "Dpkg::Options::=--force-confold" in argv
     assert "DEBIAN_FRONTEND=noninteractive" in argv
     assert argv[-2:] == ["install", "htop"]
+
+
+def test_apt_update_waits_for_the_lists_lock_then_gives_up(tmp_path):
+    """DPkg::Lock::Timeout does not cover /var/lib/apt/lists/lock: the loop does."""
+    import os
+    import subprocess
+
+    from provision import shell
+
+    fake = tmp_path / "apt-get"
+    count = tmp_path / "count"
+    fake.write_text(
+        "#!/bin/sh\n"
+        f"n=$(cat {count} 2>/dev/null || echo 0); echo $((n + 1)) > {count}\n"
+        'if [ "$n" -lt 1 ]; then echo "E: Could not get lock /var/lib/apt/lists/lock."; '
+        "exit 100; fi\necho 'Hit:1 mirror'\n"
+    )
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}
+    run = subprocess.run(
+        ["sh", "-c", shell.apt_get_update(30)], capture_output=True, text=True, env=env
+    )
+    assert run.returncode == 0 and "Hit:1" in run.stdout and count.read_text() == "2\n"
+    fake.write_text("#!/bin/sh\necho 'E: Failed to fetch x'; exit 100\n")
+    run = subprocess.run(
+        ["sh", "-c", shell.apt_get_update(30)], capture_output=True, text=True, env=env
+    )
+    assert run.returncode == 100 and "Failed to fetch" in run.stdout  # no waiting on other errors

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from fakes import FakeRemote
-from provision.changes import Guarded
+from provision.changes import Guarded, Restart
 from provision.errors import ProvisionError
 from provision.facts import parse_facts
 from provision.step import Context
@@ -90,7 +90,7 @@ def test_ssh_switches_off_resolveds_lan_responders():
     upload, restart = change.actions
     assert upload.dest == "/etc/systemd/resolved.conf.d/provision-no-multicast.conf"
     assert b"LLMNR=no" in upload.content and b"MulticastDNS=no" in upload.content
-    assert restart.command == "systemctl try-restart systemd-resolved.service"
+    assert restart == Restart("systemd-resolved.service", only_if_running=True)
 
 
 def test_ssh_keeps_resolveds_responders_when_asked_or_absent():
