@@ -41,7 +41,10 @@ echo @@addrs; ip -o addr show 2>/dev/null
 echo @@virt; systemd-detect-virt --container 2>/dev/null || echo none
 echo @@cloud-init; if command -v cloud-init >/dev/null 2>&1; then
   cloud-init status 2>/dev/null | sed -n 's/^status: //p'; else echo absent; fi
-echo @@dpkg-audit; dpkg --audit 2>/dev/null | head -n 20
+echo @@dpkg-audit; { if [ "$(id -u)" = 0 ]; then dpkg --audit; else
+  sudo -n dpkg --audit 2>/dev/null || dpkg --audit; fi
+  ls /var/lib/dpkg/updates/ 2>/dev/null | grep -q '^[0-9]' &&
+  echo "dpkg's journal has unapplied updates (dpkg was interrupted)"; } 2>/dev/null | head -n 20
 echo @@apt-stamp; stat -c %Y /var/lib/provision/apt-update-stamp \
   /var/lib/apt/periodic/update-success-stamp 2>/dev/null
 echo @@rollbacks; for d in /var/lib/provision/rollback/*/; do [ -d "$d" ] || continue

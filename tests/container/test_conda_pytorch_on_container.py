@@ -34,7 +34,16 @@ def sources(tmp_path_factory):
     installer_server, installer_base = serve(installer.parent)
     wheel_server, wheels = serve(make_wheelhouse(root / "wheels"))
     try:
-        yield {"url": installer_base + installer.name, "sha256": sha, "wheels": wheels}
+        # The same file cut short, as a dropped download leaves it (served beside it).
+        truncated = installer.parent / "truncated" / installer.name
+        truncated.parent.mkdir()
+        truncated.write_bytes(installer.read_bytes()[: installer.stat().st_size // 2])
+        yield {
+            "url": installer_base + installer.name,
+            "truncated_url": installer_base + "truncated/" + installer.name,
+            "sha256": sha,
+            "wheels": wheels,
+        }
     finally:
         for server in (installer_server, wheel_server):
             server.shutdown()
@@ -63,6 +72,7 @@ def provision(host, tmp_path):
     return provision_runner(host, tmp_path / "logs")
 
 
+@pytest.mark.reliability("faults")
 def test_wrong_checksum_is_refused_and_the_download_deleted(host, provision, sources):
     run = provision(
         "conda",
@@ -78,6 +88,19 @@ def test_wrong_checksum_is_refused_and_the_download_deleted(host, provision, sou
     left = ssh(host, "ls /var/cache/provision/ /opt/conda 2>&1; true").stdout
     assert "Miniforge3-FIXTURE" not in left, left
     assert "No such file" in left and "'/opt/conda'" in left, left
+
+
+@pytest.mark.reliability("faults")
+def test_truncated_download_is_refused_and_deleted(host, provision, sources):
+    run = provision(
+        "conda", "--host", host.name, "--set", f"conda.installer_url={sources['truncated_url']}",
+        check_rc=1,
+    )  # fmt: skip
+    out = run.stdout + run.stderr
+    assert "checksum mismatch" in out and f"expected sha256 {sources['sha256']}" in out, out
+    assert f"got {sources['sha256']}" not in out, out
+    left = ssh(host, "ls /var/cache/provision/ /opt/conda 2>&1; true").stdout
+    assert "Miniforge3-FIXTURE" not in left and "'/opt/conda'" in left, left
 
 
 def test_all_from_nothing_then_verify_with_gpu_checks_skipped(host, provision):

@@ -30,6 +30,7 @@ def test_ssh_hardening_applies_converges_and_verifies(container, provision):
     )
 
 
+@pytest.mark.reliability("lockout")
 def test_ssh_change_that_locks_us_out_is_rolled_back(container, provision):
     before = ssh(container, f"cat {CONF}").stdout
     proc = provision("ssh", "--host", container.name, "--set", "ssh.allow_users=nobody", check_rc=1)
@@ -40,6 +41,7 @@ def test_ssh_change_that_locks_us_out_is_rolled_back(container, provision):
     assert "provision-rollback" not in timers
 
 
+@pytest.mark.reliability("lockout")
 def test_ssh_host_rolls_back_by_itself_when_the_session_is_gone(container):
     before = ssh(container, f"cat {CONF}").stdout
     bad = before.replace("MaxAuthTries", "AllowUsers nobody\nMaxAuthTries")

@@ -170,6 +170,7 @@ HOLD_LOCK = (
 
 @pytest.mark.reliability("faults")
 def test_dpkg_lock_held_waits_then_fails_clearly(host, provision):
+    SETTINGS["base.extra_packages"] = "tree"
     ssh(host, "apt-get remove -y -q tree")
     SETTINGS["base.apt_lock_timeout_s"] = "8"
     holder = ssh(host, HOLD_LOCK).stdout.strip()
@@ -185,13 +186,14 @@ def test_dpkg_lock_held_waits_then_fails_clearly(host, provision):
 
 @pytest.mark.reliability("faults")
 def test_power_cut_under_dpkg_is_repaired_on_the_next_run(host, inside, provision):
+    SETTINGS["base.extra_packages"] = "tree"
     ssh(host, "apt-get remove -y -q tree")
 
-    def power_cut(pid, cmd):
-        inside.kill(r"dpkg .*--unpack")
+    def power_cut(pid, cmd):  # unpacked, about to be configured: the host goes dark
+        inside.kill(r"dpkg .*--configure")
         inside.power_cycle()
 
-    with_fault(host, provision, r"dpkg .*--unpack", power_cut)
+    with_fault(host, provision, r"^/usr/bin/dpkg .*--configure", power_cut)
     wait_for_ssh(host, 120)
     assert ssh(host, "dpkg --audit").stdout.strip(), "dpkg was not left interrupted"
     second = converges(host, provision)

@@ -70,6 +70,7 @@ def test_static_address_works_and_survives_a_reboot(vm2, tmp_path):
     assert "1 passed" in provision("verify", "--host", vm2.name, *STATIC, "network").stdout
 
 
+@pytest.mark.reliability("lockout")
 def test_wrong_address_on_our_own_interface_rolls_back_by_itself(vm2, tmp_path):
     provision = provision_runner(vm2, tmp_path / "logs")
     wrong = [
