@@ -37,6 +37,8 @@ TESTHOST = REPO / "tests" / "hosts" / "testhost.py"
 VENV = Path("/tmp/bench-venv")
 WORK = Path("/tmp/bench-work")
 FILE_PROBE = re.compile(r"^\$ sudo stat -c '%a %U %G' -- (\S+) && sha256sum")
+# resources.prefetch_files: several files in one probe, `@@<i>` sections in its output
+BATCH_PROBE = re.compile(r"echo @@(\d+); \{ stat -c '%a %U %G' -- (\S+) && sha256sum")
 SUMMARY = re.compile(r"^# (\d+) commands, ([\d.]+)s$")
 
 
@@ -198,6 +200,9 @@ def command_breakdown(transcript: Path) -> dict[str, int]:
             kind = "facts (one batched script)"
         elif FILE_PROBE.match(line):
             kind = "file probes (stat + sha256sum, one per managed file)"
+        elif line.startswith("$ sudo echo @@0; ") and BATCH_PROBE.search(line):
+            n = len(BATCH_PROBE.findall(line))
+            kind = f"batched file probes (stat + sha256sum of {n} files in one)"
         elif "systemctl show -p UnitFileState" in line:
             kind = "service probes (systemctl show, one per unit)"
         else:
@@ -238,6 +243,18 @@ def managed_files(transcript: Path) -> list[tuple[str, str, str, str]]:
         if match:
             mode, owner, group = lines[i + 2].split()
             found.append((match.group(1), mode, owner, group))
+        elif line.startswith("$ sudo echo @@0; "):
+            paths = dict(BATCH_PROBE.findall(line))
+            output = []
+            for after in lines[i + 2 :]:
+                if after.startswith(("$ ", "# ")):
+                    break
+                output.append(after)
+            for j, row in enumerate(output):
+                if row.startswith("@@") and row[2:] in paths and j + 1 < len(output):
+                    meta = output[j + 1].split()
+                    if len(meta) == 3 and not output[j + 1].startswith("@@"):
+                        found.append((paths[row[2:]], *meta))
     return found
 
 
