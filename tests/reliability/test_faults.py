@@ -14,6 +14,7 @@ other's settings (a scenario needs work to do for its fault to land).
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -290,8 +291,6 @@ def test_no_way_in_changes_before_a_fresh_key_login_works(host, provision):
 @pytest.mark.reliability("faults")
 def test_host_that_does_not_come_back_is_named_with_what_to_check(host):
     """The container's wrapper (its firmware, in effect) is gone: the reboot ends it."""
-    import os
-
     os.kill(host.pid, signal.SIGKILL)
     remote = connect(connection_to(host))
     try:
