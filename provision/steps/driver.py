@@ -7,13 +7,18 @@ Manages: nouveau blacklisted (`/etc/modprobe.d/provision-blacklist-nouveau.conf`
 - `nvidia`: NVIDIA's CUDA repository (cuda-keyring, see the cuda step), then
   `nvidia-driver-pinning-<branch>` + `nvidia-open`/`cuda-drivers` (590 and newer) or
   `nvidia-open-<branch>`/`cuda-drivers-<branch>` (up to 580), built by DKMS;
-- `debian`: Debian 12's non-free 535 driver (headless: `nvidia-kernel-dkms`, `nvidia-smi`,
-  `libcuda1`, `nvidia-persistenced`; `nvidia-driver` with `driver.desktop`).
+- `debian`: Debian 12's own 535 driver, the module of compat's flavour (`nvidia-open-kernel-dkms`
+  from contrib, or `nvidia-kernel-dkms` from non-free) + `nvidia-smi`, `libcuda1`,
+  `nvidia-persistenced` (`nvidia-driver` with `driver.desktop`).
 Another branch already installed is purged first (the plan names every package). Kernel
 headers for the running kernel on DKMS paths. The driver packages are held (`apt-mark hold`);
-the base step keeps unattended-upgrades off them. `nvidia-persistenced` enabled at boot.
-With a GPU: a reboot when nouveau is loaded, the module is not, or the loaded module is older
-than the one on disk (the "Driver/library version mismatch") — only with --allow-reboot.
+the base step keeps unattended-upgrades off them. `nvidia-persistenced` enabled at boot where
+there is a GPU to serve (without one it would only fail: it is disabled and its failed state
+cleared).
+With NVSwitch (HGX/DGX-class boards): `nvidia-fabricmanager` of the same branch, held with the
+driver and enabled. With a GPU: a reboot when nouveau is loaded, the module is not, or the
+loaded module is older than the one on disk (the "Driver/library version mismatch") — only with
+--allow-reboot.
 
 In a container the kernel belongs to the host: headers, initramfs and the reboot are skipped.
 With Secure Boot on, an unsigned DKMS path stops with the MOK enrolment steps first.
@@ -37,6 +42,7 @@ from provision.steps import base, cuda, pytorch
 BLACKLIST = "/etc/modprobe.d/provision-blacklist-nouveau.conf"
 INITRAMFS_STAMP = "/var/lib/provision/initramfs-nouveau-stamp"
 PERSISTENCED = "nvidia-persistenced.service"
+FABRICMANAGER = "nvidia-fabricmanager.service"
 # Package name prefixes that belong to a driver branch (the purge on a branch switch).
 DRIVER_PREFIXES = (
     "nvidia-",
@@ -154,8 +160,26 @@ def driver_packages(choice: compat.Choice, f: Facts, s: Settings) -> list[str]:
             meta = "nvidia-open" if choice.flavour == "open" else "cuda-drivers"
             return [f"nvidia-driver-pinning-{br}", meta]
         return [f"nvidia-open-{br}" if choice.flavour == "open" else f"cuda-drivers-{br}"]
-    headless = ["nvidia-kernel-dkms", "nvidia-smi", "libcuda1", "nvidia-persistenced"]
+    # compat's flavour decides the module package (one decision: compat names it too).
+    kernel = compat.debian_kernel_package(choice.flavour)
+    headless = [kernel, "nvidia-smi", "libcuda1", "nvidia-persistenced"]
     return (["nvidia-driver"] if s.desktop else []) + headless + ["firmware-misc-nonfree"]
+
+
+def fabric_packages(choice: compat.Choice, f: Facts) -> list[str]:
+    """nvidia-fabricmanager of the chosen branch on a box with NVSwitch (HGX/DGX-class boards);
+    without it CUDA fails with error 802. Debian 12 has none: refused with the way out."""
+    switches = compat.nvswitches(f)
+    if not switches:
+        return []
+    package = compat.fabricmanager_package(choice.source, choice.driver_branch)
+    if not package:
+        raise compat.Incompatible(
+            f"this box has NVSwitch ({', '.join(switches)}): it needs nvidia-fabricmanager of the "
+            f"driver's branch, and {compat.SOURCE_TITLES[choice.source]} has none",
+            "use driver.source = nvidia (NVIDIA's repository ships the fabric manager)",
+        )
+    return [package]
 
 
 def ubuntu_drivers_target(choice: compat.Choice, s: Settings) -> str:
@@ -339,19 +363,68 @@ def check(ctx: Context) -> list[Change]:
         sources = cuda.repo_changes(ctx, ctx.settings(cuda.Settings).repo_url)
     changes += sources
     changes += purge_changes(f, choice.driver_branch)
+    fabric = fabric_packages(choice, f)
     wanted_all = list(wanted)
-    if choice.source != "ubuntu" and not f.in_container:  # DKMS builds against the headers
-        wanted_all += base.headers_packages(f.kernel, f.os_id, f.os_version)
+    if choice.source != "ubuntu":
+        wanted_all += fabric
+        if not f.in_container:  # DKMS builds against the headers
+            wanted_all += base.headers_packages(f.kernel, f.os_id, f.os_version)
     changes += install_changes(ctx, choice, s, wanted_all, bool(sources))
+    if choice.source == "ubuntu" and fabric:  # ubuntu-drivers does not add it
+        b: base.Settings = ctx.settings(base.Settings)
+        changes += packages(ctx, fabric, lock_timeout_s=b.apt_lock_timeout_s)
     changes += initramfs_changes(ctx, blacklist)
-    changes += hold_changes(f, wanted)
+    changes += hold_changes(f, wanted + fabric)
+    if fabric and f.installed(fabric[0]):
+        changes += service(ctx, FABRICMANAGER, running=bool(loaded_version(f)))
+    elif fabric:  # installed by this run: enable it now (started once the module is loaded)
+        now = ["--now"] if loaded_version(f) else []
+        enable = shell.cmd("systemctl", "enable", *now, "--", FABRICMANAGER)
+        changes.append(Change(f"enable {FABRICMANAGER} at boot", (Run(enable),)))
+    changes += persistenced_changes(ctx, s, installing)
+    changes += reboot_changes(ctx)
+    return changes
+
+
+def persistenced_changes(ctx: Context, s: Settings, installing: bool) -> list[Change]:
+    """nvidia-persistenced: enabled (running once the module is loaded) with a GPU; without one
+    it can only fail, so it is disabled, stopped and its failed state cleared (also right after
+    the install that brings the unit, which Debian enables)."""
+    f = ctx.facts
+    if not s.persistenced:
+        return []
     has_unit = f.installed("nvidia-persistenced") or any(
         n.startswith("nvidia-compute-utils-") and f.installed(n) for n in f.packages
     )
-    if s.persistenced and has_unit:
-        changes += service(ctx, PERSISTENCED, running=bool(loaded_version(f)))
-    changes += reboot_changes(ctx)
-    return changes
+    if f.gpus:
+        return service(ctx, PERSISTENCED, running=bool(loaded_version(f))) if has_unit else []
+    if has_unit:
+        probe = ctx.probe(
+            shell.cmd(
+                "systemctl", "show", "-p", "UnitFileState", "-p", "ActiveState", "--", PERSISTENCED
+            )
+        )
+        state = dict(line.split("=", 1) for line in probe.stdout.splitlines() if "=" in line)
+        enabled = state.get("UnitFileState") in ("enabled", "enabled-runtime")
+        active = state.get("ActiveState", "")
+        if not enabled and active in ("inactive", ""):
+            return []
+        why = active or "unknown"
+    elif installing:
+        why = "the driver packages bring it"
+    else:
+        return []
+    # The unit may not exist yet on a plan; the re-check after applying proves the result.
+    off = (
+        f"{shell.cmd('systemctl', 'disable', '--now', '--', PERSISTENCED)} 2>/dev/null || true; "
+        f"{shell.cmd('systemctl', 'reset-failed', '--', PERSISTENCED)} 2>/dev/null || true"
+    )
+    return [
+        Change(
+            f"disable {PERSISTENCED}: no NVIDIA GPU here for it to serve ({why})",
+            (Run(off, description=f"systemctl disable --now {PERSISTENCED}"),),
+        )
+    ]
 
 
 def require_gpu(ctx: Context, s: Settings) -> None:
@@ -370,7 +443,7 @@ def preflight(ctx: Context) -> None:
     s: Settings = ctx.settings(Settings)
     if s.enabled:
         require_gpu(ctx, s)
-        choice_for(ctx)
+        fabric_packages(choice_for(ctx), ctx.facts)
 
 
 # --- verify: behaviour, through testinfra ----------------------------------------------------
@@ -452,13 +525,38 @@ def verify_dkms_built(host, s: Settings) -> None:
 
 
 def verify_persistenced(host, s: Settings) -> None:
-    """nvidia-persistenced is enabled (and running with a GPU)"""
+    """nvidia-persistenced is enabled and not failed with a GPU (running once the module is
+    loaded); without a GPU it is neither enabled nor failed"""
     if not s.enabled or not s.persistenced:
         raise Skip("driver.persistenced is off" if s.enabled else "driver.enabled is off")
     svc = host.service(PERSISTENCED)
+    failed = host.run(f"systemctl is-failed --quiet -- {PERSISTENCED}").rc == 0
+    if not has_gpu(host):
+        assert not failed, f"{PERSISTENCED} is failed (no NVIDIA GPU here for it to serve)"
+        assert not svc.is_enabled, f"{PERSISTENCED} is enabled, but there is no NVIDIA GPU"
+        return
     assert svc.is_enabled, f"{PERSISTENCED} is not enabled at boot"
-    if has_gpu(host) and host.file("/proc/driver/nvidia/version").exists:
+    assert not failed, f"{PERSISTENCED} is failed: journalctl -u {PERSISTENCED}"
+    if host.file("/proc/driver/nvidia/version").exists:
         assert svc.is_running, f"{PERSISTENCED} is not running"
+
+
+NVSWITCH_PROBE = (
+    'for d in /sys/bus/pci/devices/*; do [ "$(cat $d/vendor)" = 0x10de ] && '
+    'case "$(cat $d/class)" in 0x0680*) echo nvswitch;; esac; done; true'
+)
+
+
+def verify_fabricmanager(host, s: Settings) -> None:
+    """with NVSwitch: nvidia-fabricmanager of the driver's branch is enabled and running"""
+    if not s.enabled:
+        raise Skip("driver.enabled is off")
+    if "nvswitch" not in host.run(NVSWITCH_PROBE).stdout.split():
+        raise Skip("no NVSwitch on this host: no fabric manager needed")
+    svc = host.service(FABRICMANAGER)
+    assert svc.is_enabled, f"{FABRICMANAGER} is not enabled: CUDA fails with error 802 without it"
+    if host.file("/proc/driver/nvidia/version").exists:
+        assert svc.is_running, f"{FABRICMANAGER} is not running: journalctl -u {FABRICMANAGER}"
 
 
 STEP = Step(
@@ -473,6 +571,7 @@ STEP = Step(
         verify_dkms_built,
         verify_module_loaded,
         verify_persistenced,
+        verify_fabricmanager,
     ),
     preflight=preflight,
 )

@@ -388,3 +388,229 @@ def test_no_gpu_is_refused_by_preflight_before_any_step_runs():
     }
     with pytest.raises(StepError, match="no NVIDIA GPU found"):
         driver.preflight(Context("box", facts("debian-12-nspawn"), s, FakeRemote().probe))
+
+
+# --- one decision: the plan's driver packages are compat's flavour, on every OS ---------------
+
+
+def debian_records():
+    """Package -> fields, from the recorded apt-cache output of Debian 12 (bookworm)."""
+    records = {}
+    for block in (DATA / "debian-12-apt-nvidia.txt").read_text().split("\n\n"):
+        fields = dict(ln.split(": ", 1) for ln in block.splitlines() if ": " in ln and ln[0] != "#")
+        if "Package" in fields:
+            records[fields["Package"]] = fields
+    return records
+
+
+@pytest.mark.parametrize("flavour", ["open", "proprietary"])
+def test_debian_own_packages_follow_compats_flavour(flavour):
+    f = facts("debian-12-nspawn", gpus=[RTX_4090])
+    f = dataclasses.replace(f, container="none")
+    changes = run_check(f, host(), driver={"source": "debian", "flavour": flavour})
+    install = next(c for c in commands(changes) if " install " in c and "nvidia-smi" in c)
+    records = debian_records()
+    # what Debian 12 itself says each module package is (apt-cache show, 2026-12-01)
+    module = next(n for n in install.split() if n in records and "kernel-dkms" in n)
+    provides = records[module]["Provides"]
+    if flavour == "open":
+        assert module == "nvidia-open-kernel-dkms" and "nvidia-open-kernel-535" in provides
+        assert records[module]["Section"].startswith("contrib/")
+        assert "nvidia-kernel-dkms" not in install.split()
+    else:
+        assert module == "nvidia-kernel-dkms" and "nvidia-kernel-535" in provides
+        assert "nvidia-open-kernel-dkms" not in install.split()
+    # every package the plan names exists in Debian 12 (contrib/non-free/non-free-firmware)
+    wanted = [n for n in install.split() if n.startswith(("nvidia", "libcuda", "firmware-"))]
+    assert wanted and all(n in records for n in wanted), wanted
+    # and compat says the same
+    choice = driver.choice_for(
+        Context(
+            "box",
+            f,
+            {
+                "driver": driver.Settings(source="debian", flavour=flavour),
+                "cuda": cuda.Settings(),
+                "pytorch": pytorch.Settings(),
+                "base": base.Settings(),
+            },
+            FakeRemote().probe,
+        )
+    )
+    assert choice.flavour == flavour and any(module in r for r in choice.reasons)
+
+
+@pytest.mark.parametrize(
+    "name, source, open_pkg, proprietary_pkg",
+    [
+        ("ubuntu-22.04-gpu", "ubuntu", "-open", None),
+        ("ubuntu-24.04-fresh", "ubuntu", "-open", None),
+        ("ubuntu-24.04-fresh", "nvidia", "nvidia-open-580", "cuda-drivers-580"),
+        ("debian-12-nspawn", "nvidia", "nvidia-open-580", "cuda-drivers-580"),
+        ("debian-12-nspawn", "debian", "nvidia-open-kernel-dkms", "nvidia-kernel-dkms"),
+    ],
+)
+@pytest.mark.parametrize("flavour", ["open", "proprietary"])
+def test_plan_packages_match_compats_flavour_on_each_os(
+    name, source, open_pkg, proprietary_pkg, flavour
+):
+    f = facts(name, gpus=[RTX_4090])
+    s = {
+        "driver": driver.Settings(source=source, flavour=flavour),
+        "cuda": cuda.Settings(),
+        "pytorch": pytorch.Settings(),
+        "base": base.Settings(),
+    }
+    choice = driver.choice_for(Context("box", f, s, FakeRemote().probe))
+    assert choice.flavour == flavour
+    names = driver.driver_packages(choice, f, s["driver"])
+    if flavour == "open":
+        assert any(open_pkg in n for n in names), names
+    elif proprietary_pkg:
+        assert proprietary_pkg in names and not any("open" in n for n in names), names
+    else:
+        assert not any("open" in n for n in names), names
+
+
+# --- nvidia-persistenced: what verify checks, check sees ------------------------------------
+
+
+def no_gpu_with_persistenced(state):
+    f = facts("debian-12-nspawn", packages=installed("nvidia-persistenced"))
+    r = host(blacklist=False)
+    r.on(r"systemctl show .*nvidia-persistenced", state)
+    return f, r
+
+
+def test_failed_persistenced_without_a_gpu_is_disabled_and_cleared():
+    f, r = no_gpu_with_persistenced("UnitFileState=enabled\nActiveState=failed\n")
+    changes = run_check(f, r, driver={"source": "debian", "require_gpu": False})
+    change = next(c for c in changes if driver.PERSISTENCED in c.summary)
+    assert "no NVIDIA GPU" in change.summary
+    cmd = change.actions[0].command
+    assert "systemctl disable --now -- nvidia-persistenced.service" in cmd
+    assert "systemctl reset-failed -- nvidia-persistenced.service" in cmd
+
+
+def test_persistenced_without_a_gpu_left_alone_when_already_off():
+    f, r = no_gpu_with_persistenced("UnitFileState=disabled\nActiveState=inactive\n")
+    changes = run_check(f, r, driver={"source": "debian", "require_gpu": False})
+    assert not [c for c in changes if driver.PERSISTENCED in c.summary]
+
+
+def test_persistenced_with_a_gpu_is_enabled():
+    f = facts("debian-12-nspawn", gpus=[GTX_1080_TI], packages=installed("nvidia-persistenced"))
+    r = host()
+    r.on(r"systemctl show .*nvidia-persistenced", "UnitFileState=disabled\nActiveState=failed\n")
+    changes = run_check(f, r, driver={"source": "debian"})
+    assert "enable nvidia-persistenced.service at boot" in summaries(changes)
+
+
+class FakeService:
+    def __init__(self, enabled, running):
+        self.is_enabled, self.is_running = enabled, running
+
+
+class FakeRun:
+    def __init__(self, rc, stdout=""):
+        self.rc, self.stdout = rc, stdout
+
+
+class FakeHost:
+    """Enough of testinfra's host for verify_persistenced."""
+
+    def __init__(self, *, gpu, enabled, running, failed, loaded=False):
+        self.gpu, self.enabled, self.running, self.failed, self.loaded = (
+            gpu,
+            enabled,
+            running,
+            failed,
+            loaded,
+        )
+
+    def service(self, name):
+        return FakeService(self.enabled, self.running)
+
+    def run(self, command):
+        if "is-failed" in command:
+            return FakeRun(0 if self.failed else 1)
+        return FakeRun(0, "gpu\n" if self.gpu else "")
+
+    def file(self, path):
+        return type("File", (), {"exists": self.loaded})()
+
+
+@pytest.mark.parametrize(
+    "state, ok",
+    [
+        (dict(gpu=False, enabled=True, running=False, failed=True), False),  # issue 13 §2
+        (dict(gpu=False, enabled=True, running=False, failed=False), False),
+        (dict(gpu=False, enabled=False, running=False, failed=False), True),
+        (dict(gpu=True, enabled=True, running=False, failed=True), False),
+        (dict(gpu=True, enabled=True, running=True, failed=False, loaded=True), True),
+        (dict(gpu=True, enabled=True, running=False, failed=False, loaded=True), False),
+    ],
+)
+def test_verify_persistenced(state, ok):
+    fake = FakeHost(**state)
+    if ok:
+        driver.verify_persistenced(fake, driver.Settings())
+    else:
+        with pytest.raises(AssertionError):
+            driver.verify_persistenced(fake, driver.Settings())
+
+
+def test_install_without_a_gpu_turns_persistenced_off_after_the_packages():
+    # Debian enables the unit on install; without a GPU it would only fail (issue 13 §2)
+    changes = run_check(
+        facts("debian-12-nspawn"),
+        host(blacklist=False),
+        driver={"source": "debian", "require_gpu": False},
+    )
+    text = summaries(changes)
+    off = next(i for i, t in enumerate(text) if t.startswith(f"disable {driver.PERSISTENCED}"))
+    install = next(i for i, c in enumerate(changes) if "nvidia-smi" in " ".join(commands([c])))
+    assert install < off
+
+
+# --- NVSwitch boxes: the fabric manager of the driver's branch ----------------------------------
+
+H100_SXM = PciDevice("0000:18:00.0", "2330", "0x030200")
+NVSWITCH = PciDevice("0000:05:00.0", "22a3", "0x068000")  # pci.ids: GH100 [H100 NVSwitch]
+
+
+@pytest.mark.parametrize(
+    "source, branch, package",
+    [
+        ("ubuntu", 580, "nvidia-fabricmanager-580"),  # packages.ubuntu.com
+        ("nvidia", 580, "nvidia-fabricmanager-580"),
+        ("nvidia", 595, "nvidia-fabricmanager"),
+    ],
+)
+def test_nvswitch_box_gets_the_fabric_manager_of_the_branch(source, branch, package):
+    f = facts("ubuntu-24.04-fresh", gpus=[H100_SXM, NVSWITCH], secure_boot="disabled")
+    r = host()
+    calls = []
+    original = cuda.repo_changes
+    cuda.repo_changes = lambda ctx, url: calls.append(url) or []
+    try:
+        changes = run_check(f, r, driver={"source": source, "branch": branch})
+    finally:
+        cuda.repo_changes = original
+    cmds = " | ".join(commands(changes))
+    assert package in cmds and "install" in cmds
+    assert "apt-mark hold" in cmds and package in next(c for c in commands(changes) if "hold" in c)
+    assert f"enable {driver.FABRICMANAGER} at boot" in summaries(changes)
+
+
+def test_no_fabric_manager_without_nvswitch():
+    f = facts("ubuntu-24.04-fresh", gpus=[H100_SXM], secure_boot="disabled")
+    assert "fabricmanager" not in " ".join(commands(run_check(f, host())))
+
+
+def test_nvswitch_on_debian_nonfree_is_refused_with_the_way_out():
+    f = facts("debian-12-nspawn", gpus=[H100_SXM, NVSWITCH])
+    f = dataclasses.replace(f, container="none")
+    with pytest.raises(ConfigError) as info:
+        run_check(f, host(), driver={"source": "debian"})
+    assert "NVSwitch" in info.value.message and "driver.source = nvidia" in info.value.hint
