@@ -43,6 +43,7 @@ class Group:
     hosts: list[str] = field(default_factory=list)
     children: list[str] = field(default_factory=list)
     vars: dict[str, Value] = field(default_factory=dict)
+    declared: bool = False  # a [name] or [name:children] section, or named as a child
 
 
 @dataclass
@@ -115,7 +116,9 @@ class Inventory:
                 names = self.hosts_in(pattern)
                 if not names:
                     raise ConfigError(
-                        f"group '{pattern}' has no hosts", where=self.group_where(pattern)
+                        f"group '{pattern}' has no hosts",
+                        f"add host lines under [{pattern}], or pass --host with a host name",
+                        where=self.group_where(pattern),
                     )
             else:
                 raise unknown_host_error(pattern, self)
@@ -145,7 +148,11 @@ def parse_ad_hoc(pattern: str) -> tuple[str, str, int] | None:
     addr = m["addr"].strip("[]")
     port = int(m["port"]) if m["port"] else 22
     if not 0 < port < 65536:
-        raise ConfigError(f"port {port} out of range 1-65535", where="--host")
+        raise ConfigError(
+            f"port {port} out of range 1-65535",
+            f"e.g. --host {m['user']}@{m['addr']}:22",
+            where="--host",
+        )
     return m["user"], addr, port
 
 
@@ -185,7 +192,11 @@ def _vars_line(text: str, where: str) -> tuple[str, str]:
     if value[:1] in ("'", '"'):
         parts = _split_line(value, where)
         if len(parts) != 1:
-            raise ConfigError("extra text after the quoted value", where=where)
+            raise ConfigError(
+                "extra text after the quoted value",
+                'quote the whole value, e.g. key="a b", or put a comment on its own line',
+                where=where,
+            )
         value = parts[0]
     return key, value
 
@@ -195,6 +206,8 @@ def parse(text: str, path: Path | None = None) -> Inventory:
     name = str(path) if path else "<inventory>"
     inv = Inventory(path=path)
     section, kind = "ungrouped", "hosts"
+    # A byte-order mark (Windows editors write one) is not part of the first line.
+    text = text.removeprefix("\ufeff")
     for lineno, raw in enumerate(text.splitlines(), 1):
         where = f"{name}:{lineno}"
         line = raw.strip()
@@ -220,9 +233,15 @@ def parse(text: str, path: Path | None = None) -> Inventory:
                     f"unknown section type ':{kind}'", "use :vars or :children", where=where
                 )
             if section == "all" and kind != "vars":
-                raise ConfigError("only [all:vars] is allowed for the group 'all'", where=where)
+                raise ConfigError(
+                    "only [all:vars] is allowed for the group 'all'",
+                    "every host is in 'all' already; put hosts under a named [group]",
+                    where=where,
+                )
             if section != "all" and section not in inv.groups:
                 inv.groups[section] = Group(section, where)
+            if section != "all" and kind != "vars":
+                inv.groups[section].declared = True
             continue
         if kind == "vars":
             key, value = _vars_line(line, where)
@@ -230,6 +249,7 @@ def parse(text: str, path: Path | None = None) -> Inventory:
             if key in target:
                 raise ConfigError(
                     f"'{key}' is set twice in [{section}:vars] (first at {target[key].where})",
+                    "keep one of the two lines",
                     where=where,
                 )
             target[key] = Value(value, where)
@@ -269,13 +289,25 @@ def _host_line(inv: Inventory, section: str, line: str, where: str) -> None:
             )
         entry.vars[key] = Value(value, where)
     if section not in inv.groups:
-        inv.groups[section] = Group(section, where)
+        inv.groups[section] = Group(section, where, declared=True)
     if host not in inv.groups[section].hosts:
         inv.groups[section].hosts.append(host)
 
 
 def _check_groups(inv: Inventory) -> None:
+    named_as_child = {c for g in inv.groups.values() for c in g.children}
     for group in inv.groups.values():
+        if not group.declared and group.name not in named_as_child:
+            # Only a [name:vars] section: a typo (gpus for gpu) would drop its settings silently.
+            others = [g.name for g in inv.groups.values() if g.declared]
+            close = difflib.get_close_matches(group.name, others, n=1)
+            raise ConfigError(
+                f"[{group.name}:vars] is for a group that does not exist",
+                (f"did you mean [{close[0]}:vars]? " if close else "")
+                + f"define the group with a [{group.name}] section of hosts, or "
+                f"[{group.name}:children]",
+                where=group.where,
+            )
         if group.name in inv.hosts:
             raise ConfigError(
                 f"'{group.name}' is both a host and a group",
@@ -294,7 +326,9 @@ def _check_groups(inv: Inventory) -> None:
                 )
         if group.name in inv.ancestors(group.name):
             raise ConfigError(
-                f"group '{group.name}' contains itself through :children", where=group.where
+                f"group '{group.name}' contains itself through :children",
+                f"remove '{group.name}' (or a group that contains it) from a [x:children] list",
+                where=group.where,
             )
 
 
@@ -309,7 +343,11 @@ def load(path: Path) -> Inventory:
             where="--inventory",
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read inventory {path}: {exc}", where="--inventory") from None
+        raise ConfigError(
+            f"cannot read inventory {path}: {exc}",
+            "save the file as UTF-8 text, readable by you",
+            where="--inventory",
+        ) from None
     return parse(text, path)
 
 
@@ -321,7 +359,11 @@ def set_host_vars(path: Path, host: str, values: dict[str, str]) -> str:
     """
     inv = load(path)
     if host not in inv.hosts:
-        raise ConfigError(f"host '{host}' is not in {path}", where="--update-inventory")
+        raise ConfigError(
+            f"host '{host}' is not in {path}",
+            f"add a line for {host} to {path} first",
+            where="--update-inventory",
+        )
     lineno = int(inv.hosts[host].where.rsplit(":", 1)[1])
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
     line = lines[lineno - 1].rstrip("\n")

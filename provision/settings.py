@@ -79,6 +79,28 @@ def coerce(text: str | Any, kind: Any) -> Any:
     raise TypeError(f"unsupported settings type {kind!r}")
 
 
+EXAMPLE_RE = re.compile(r"\be\.g\. ([^\s,;)]+)")
+TYPE_EXAMPLES = {bool: "true", int: "1", float: "1.5", str: "text"}
+
+
+def example(fld: dataclasses.Field, kind: Any) -> str:
+    """A valid value for a field, as written in the inventory: its help's "e.g.", else its
+    default, else a value of its type."""
+    found = EXAMPLE_RE.search(fld.metadata.get("help") or "")
+    if found:
+        return found[1].strip("'\"")
+    default = fld.default
+    if isinstance(default, bool):
+        return "true" if default else "false"
+    if isinstance(default, tuple) and default:
+        return ",".join(str(x) for x in default)
+    if default not in ("", 0, (), None, dataclasses.MISSING):
+        return str(default)
+    if typing.get_origin(kind) is tuple:
+        return ""  # no honest example for an empty list of unknown items
+    return TYPE_EXAMPLES.get(kind, "") if kind is not str else ""
+
+
 # --- validators: each raises ValueError(message) -------------------------------------------
 
 PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(:[a-z0-9-]+)?(=[A-Za-z0-9.+~:-]+)?$")
@@ -118,7 +140,10 @@ def url(value: str) -> None:
 def absolute_path(value: str) -> None:
     """An absolute path without newlines or a leading dash."""
     if value and (not value.startswith("/") or "\n" in value or "\0" in value):
-        raise ValueError(f"{value!r} is not an absolute path")
+        raise ValueError(f"{value!r} is not an absolute path (e.g. /srv/data)")
+    if "\\" in value:
+        # Unit files, netplan and shell profiles each read a backslash as an escape.
+        raise ValueError(f"{value!r} contains a backslash, which no config file keeps as is")
 
 
 def hostname(value: str) -> None:

@@ -29,7 +29,7 @@ def environment() -> Any:
     """The one Jinja environment (imported lazily: startup stays fast)."""
     import jinja2
 
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir())),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
@@ -37,6 +37,10 @@ def environment() -> Any:
         lstrip_blocks=True,
         autoescape=False,
     )
+    from provision.formats import FILTERS  # escaping per file format: systemd_arg, yaml_str...
+
+    env.filters.update(FILTERS)
+    return env
 
 
 def render(template: str, **variables: Any) -> bytes:

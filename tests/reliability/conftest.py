@@ -73,3 +73,24 @@ def tripwire(monkeypatch):
     monkeypatch.setattr(local.LocalRemote, "open", refuse_remote)
     monkeypatch.setattr(paramiko.SSHClient, "connect", refuse_paramiko)
     return opened
+
+
+class ResolverTripwire(list):
+    """Every host name looked up in-process (a list of names); the lookup itself fails."""
+
+
+@pytest.fixture
+def resolver(monkeypatch):
+    """In-process DNS tripwire: socket.getaddrinfo / gethostbyname record the name and raise,
+    so a bad address that reached the resolver (a lookup is a packet sent) fails the case even
+    though no TCP connection followed."""
+    looked_up = ResolverTripwire()
+
+    def refuse(host, *args, **kwargs):
+        looked_up.append(str(host))
+        raise socket.gaierror(socket.EAI_NONAME, f"tripwire: DNS lookup of {host}")
+
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket, "gethostbyname", refuse)
+    monkeypatch.setattr(socket, "gethostbyname_ex", refuse)
+    return looked_up

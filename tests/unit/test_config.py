@@ -38,6 +38,7 @@ def test_config_precedence_and_sources(tmp_path):
 def test_config_connection_from_ansible_vars(tmp_path):
     key = tmp_path / "id"
     key.write_text("k")
+    key.chmod(0o600)  # OpenSSH's rule: a key others can read is refused
     (hc,) = hosts(
         f"[g]\nbox ansible_host=10.1.2.3 ansible_port=2222 ansible_user=me "
         f"ansible_ssh_private_key_file={key}\n"
@@ -125,3 +126,61 @@ def test_config_toml_errors_name_the_line(tmp_path):
     with pytest.raises(ConfigError) as info:
         hosts("[g]\nbox\n", toml=load_toml(toml))
     assert info.value.message.startswith(f"{toml}:3: ")
+
+
+@pytest.mark.parametrize(
+    ("addr", "ok"),
+    [
+        ("10.0.0.5", True),
+        ("[::1]", True),
+        ("box.lan", True),
+        ("10.0.0.300", False),  # RFC 1123/3696: all-numeric top label is never a name
+        ("10.0.0.999", False),
+        ("10.1", False),
+        ("[box]", False),
+        ("-oProxyCommand=x", False),
+        ("box-.lan", False),
+    ],
+)
+def test_config_address_rules_before_any_lookup(addr, ok):
+    text = f"[g]\nbox ansible_host={addr}\n"
+    if ok:
+        (hc,) = hosts(text)
+        assert hc.connection.addr == addr.strip("[]")
+    else:
+        with pytest.raises(ConfigError) as err:
+            hosts(text)
+        assert err.value.where == "inventory.ini:2" and err.value.hint
+
+
+@pytest.mark.parametrize(
+    ("line", "where_key"),
+    [
+        ("ssh.port=6006", "two services"),
+        ("network.gateway=192.168.1.1", "network.interface is not"),
+        ("cuda.version=99.9", "unknown CUDA toolkit"),
+        ("pytorch.index=cu999", "unknown wheel index"),
+        ("driver.branch=535 pytorch.index=cu130", "cannot go together"),
+    ],
+)
+def test_config_rules_between_fields_are_refused_offline(line, where_key):
+    with pytest.raises(ConfigError) as err:
+        hosts(f"[g]\nbox {line}\n")
+    assert where_key in err.value.message and err.value.hint
+    assert err.value.where == "inventory.ini:2"
+
+
+def test_config_conversion_error_gives_an_example():
+    with pytest.raises(ConfigError) as err:
+        hosts("[g]\nbox driver.branch=banana\n")
+    assert "e.g. driver.branch=580" in err.value.message
+
+
+def test_config_key_readable_by_others_is_refused(tmp_path):
+    key = tmp_path / "id"
+    key.write_text("k")
+    key.chmod(0o640)
+    with pytest.raises(ConfigError) as err:
+        hosts(f"[g]\nbox ansible_ssh_private_key_file={key}\n")
+    assert "UNPROTECTED PRIVATE KEY FILE" in err.value.message
+    assert err.value.hint == f"chmod 600 {key}"

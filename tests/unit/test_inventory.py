@@ -105,3 +105,20 @@ def test_set_host_vars_rewrites_only_the_host_line(tmp_path):
     inv = load(path)
     assert inv.hosts["box"].vars["ansible_port"].text == "2222"
     assert (tmp_path / "inventory.ini.provision-bak").read_text().startswith("# lab\n")
+
+
+def test_inventory_bom_is_not_part_of_the_first_line():
+    inv = parse("\ufeff[gpu]\nbox ansible_host=10.0.0.5\n", Path("inv.ini"))
+    assert inv.hosts_in("gpu") == ["box"]
+
+
+def test_inventory_vars_for_a_group_that_does_not_exist_is_refused():
+    with pytest.raises(ConfigError) as err:
+        parse("[gpu]\nbox\n[gpus:vars]\ndriver.branch=535\n", Path("inv.ini"))
+    assert err.value.where == "inv.ini:3"
+    assert "did you mean [gpu:vars]" in err.value.hint
+
+
+def test_inventory_vars_for_a_group_defined_later_or_as_a_child_are_fine():
+    parse("[gpu:vars]\nbase.time_sync=false\n[gpu]\nbox\n", Path("inv.ini"))
+    parse("[lab:children]\ngpu\n[gpu:vars]\nbase.time_sync=false\n[lab]\nbox\n", Path("i"))
