@@ -37,6 +37,19 @@ def kind_module(kind: str):
     return vm
 
 
+def stop_kept_index(name: str) -> None:
+    """Stop the wheel index `./demo --keep` left running for this host (its pid file)."""
+    pid_file = STATE / name / "pkgindex.pid"
+    try:
+        pid = int(pid_file.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return
+    if b"pkgindex.py" in cmdline:  # the pid is still ours, not a recycled one
+        os.kill(pid, 15)
+    pid_file.unlink(missing_ok=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -64,6 +77,7 @@ def main() -> int:
         host = kind_module(args.kind).up(args.name, extra_vars=extra)
         print(host.inventory)
     elif args.command == "down":
+        stop_kept_index(args.name)
         path = STATE / args.name / "host.json"
         kind = load_host(args.name).kind if path.exists() else "container"
         kind_module(kind).down(args.name)
