@@ -17,7 +17,7 @@ import click
 
 from provision import __version__
 from provision.errors import ConfigError, ProvisionError
-from provision.output import Reporter, error_text, summary_table
+from provision.output import Reporter, error_text, printable, summary_table
 from provision.steps import STEPS, by_name
 
 HOST_HELP = "host, group or user@address[:port] (repeatable)"
@@ -55,6 +55,16 @@ def cli(ctx: click.Context, debug: bool) -> None:
       provision verify --host mybox             # testinfra checks (--junitxml for CI)
     """
     ctx.meta["debug"] = debug
+    if not debug:
+        # paramiko logs its own failures (a port that is not SSH: "Error reading SSH protocol
+        # banner" and a traceback) through logging's last-resort handler; our ConnectError says
+        # it in one line instead.
+        import logging
+
+        paramiko_log = logging.getLogger("paramiko")
+        if not paramiko_log.handlers:
+            paramiko_log.addHandler(logging.NullHandler())
+        paramiko_log.propagate = False
 
 
 def host_options(func):
@@ -235,7 +245,11 @@ def make_run_command(name: str, steps: tuple, help_text: str):
         from provision.runner import run_hosts
 
         if detailed_exitcode and not plan:
-            raise ConfigError("--detailed-exitcode needs --plan", where="--detailed-exitcode")
+            raise ConfigError(
+                "--detailed-exitcode needs --plan",
+                "add --plan (exit 3 then means: changes pending)",
+                where="--detailed-exitcode",
+            )
         configs = target.configs(allow_reboot)
         width = max(12, *(len(c.name) for c in configs))
         reporter = Reporter(diff=diff, verbose=target.verbose, width=width)
@@ -314,7 +328,7 @@ def facts(
     for name, summary in out.items():
         click.echo(click.style(name, bold=True))
         for key, value in summary.items():
-            click.echo(f"  {key:<20} {value}")
+            click.echo(f"  {key:<20} {printable(str(value))}")  # the host's text
 
 
 @cli.command(name="compat")
@@ -399,13 +413,19 @@ def compat_command(
                 )
             if unknown:
                 click.echo(f"{hc.name}: not in the card table: {', '.join(unknown)}", err=True)
-            answers[hc.name] = compat.choose(gpus, os_key or f.os_key, request, arch=arch)
+            answers[hc.name] = compat.choose(
+                gpus, os_key or f.os_key, request, arch=arch, unknown=unknown
+            )
     else:
         if not os_key:
             raise ConfigError("--os is missing", "e.g. --os ubuntu-24.04, or use --host mybox")
         gpus = [compat.parse_gpu(name, arch) for name in gpu_names]
-        request = compat.Request(**wanted)
-        answers["-"] = compat.choose([g for g in gpus if g], os_key, request, arch=arch)
+        unknown = [name for name, gpu in zip(gpu_names, gpus, strict=True) if gpu is None]
+        # --set without --host: the keys compat reads are applied, any other is refused.
+        request = compat.Request(**{**compat.request_from_sets(overrides), **wanted})
+        answers["-"] = compat.choose(
+            [g for g in gpus if g], os_key, request, arch=arch, unknown=unknown
+        )
     if as_json:
         out = {name: compat.to_json(choice) for name, choice in answers.items()}
         click.echo(json.dumps(out["-"] if list(out) == ["-"] else out, indent=2))
@@ -475,7 +495,7 @@ def verify(
     from provision.output import Transcript
     from provision.remote import connect
     from provision.runner import gather_facts, preflight
-    from provision.verify import run_checks, testinfra_host, write_junit
+    from provision.verify import STATUSES, render_results, run_checks, testinfra_host, write_junit
 
     steps = tuple(by_name(n) for n in step_names) if step_names else STEPS
     configs = target.configs()
@@ -495,13 +515,8 @@ def verify(
             failed_hosts.append(hc.name)
         finally:
             transcript.close()
-    colours = {"passed": "green", "failed": "red", "error": "red", "skipped": "yellow"}
-    for r in results:
-        status = click.style(f"{r.status:<8}", fg=colours[r.status])
-        line = f"{r.host:<12} {r.step:<12} {status} {r.check}"
-        click.echo(line + (f": {r.message}" if r.message else ""))
-    counts = {s: sum(r.status == s for r in results) for s in colours}
-    click.echo(", ".join(f"{n} {s}" for s, n in counts.items()))
+    click.echo(render_results(results))
+    counts = {s: sum(r.status == s for r in results) for s in STATUSES}
     if junitxml:
         write_junit(results, junitxml)
     if failed_hosts or counts["failed"] or counts["error"]:
@@ -523,7 +538,10 @@ def ssh_config(
     write,
     config_file,
 ) -> None:
-    """Print (or --write) `Host` entries so plain ssh/scp/rsync reach the hosts (no connection)."""
+    """Print (or --write) `Host` entries so plain ssh/scp/rsync reach the hosts (no connection).
+
+    `Host NAME` has no port forwards; `Host NAME-tunnel` carries TensorBoard's LocalForward
+    (`ssh -N NAME-tunnel`), so a second plain ssh never fails on an already bound port."""
     from provision import sshconfig
 
     configs = target.configs()
@@ -556,7 +574,8 @@ def expose_relay(target) -> None:
                 f"`provision verify --host {hc.name} expose` into its authorized_keys",
             )
         changed, line = expose.authorize_on_relay(hc, relay)
-        click.echo(f"{hc.name}: {'installed on' if changed else 'already on'} {relay.name}: {line}")
+        done = "installed on" if changed else "already on"
+        click.echo(f"{hc.name}: {done} {relay.name}: {printable(line)}")  # the box's key text
 
 
 @cli.command()
@@ -621,6 +640,7 @@ def tunnel(
     """Forward TensorBoard (or --port) on the box to 127.0.0.1 here, until Ctrl-C."""
     import time
 
+    from provision import localport
     from provision.remote import connect
 
     configs = target.configs()
@@ -633,6 +653,19 @@ def tunnel(
         )
     remote_port = remote_port or hc.settings["tensorboard"].port
     local_port = local_port or remote_port
+    # Bind-check first: with the port taken here, the browser would reach the other program.
+    busy = localport.bind_error(local_port)
+    if busy:
+        raise ConfigError(
+            f"{hc.name}: cannot open the tunnel: {busy}",
+            "stop that program, or pick a free port here with --local-port"
+            + (
+                f" (e.g. --local-port {free})"
+                if (free := localport.free_port_near(local_port))
+                else ""
+            ),
+            where="--local-port",
+        )
     remote = connect(hc.connection)
     try:
         with remote.forward_local(local_port, remote_port):
@@ -781,7 +814,7 @@ def push(
     provision push --host mybox ./data /data/project
     provision push --host mybox --delete --dry-run ./code/ /home/me/code
     """
-    from provision import sync
+    from provision import localtools, sync
 
     if len(paths) < 2:
         raise ConfigError("push needs LOCAL... REMOTE_DIR", where="push")
@@ -790,6 +823,7 @@ def push(
     options = _sync_options(delete, dry_run, excludes)
     for hc in configs:
         sync.push_argv(hc.connection, sources, dest, options)  # bad input: exit 2 here
+    localtools.require("rsync", "ssh", purpose="push")
     options = sync.with_local_rsync(options)
     commands = [(hc, sync.push_argv(hc.connection, sources, dest, options)) for hc in configs]
     failed = []
@@ -818,7 +852,7 @@ def pull(
     \b
     provision pull --host mybox /data/project/results ./results
     """
-    from provision import sync
+    from provision import localtools, sync
 
     if len(paths) < 2:
         raise ConfigError("pull needs REMOTE... LOCAL_DIR", where="pull")
@@ -830,6 +864,7 @@ def pull(
     hc = configs[0]
     options = _sync_options(delete, dry_run, excludes)
     sync.pull_argv(hc.connection, sources, dest, options)  # bad input: exit 2 here
+    localtools.require("rsync", "ssh", purpose="pull")
     argv = sync.pull_argv(hc.connection, sources, dest, sync.with_local_rsync(options))
     click.echo(f"{hc.name}: {', '.join(sources)} -> {dest}", err=True)
     if not _run_rsync(target, hc, argv):
@@ -890,5 +925,14 @@ def doctor(
 
 
 def main() -> None:
-    """Console-script entry point."""
-    cli(prog_name="provision")
+    """Console-script entry point; SIGINT/SIGTERM handled by provision.interrupt."""
+    from provision import interrupt
+
+    interrupt.install()
+    try:
+        cli(prog_name="provision")
+    except SystemExit as exc:
+        # Click turns the interrupt into exit 1 ("Aborted!"); the shell wants 128 + signal.
+        if interrupt.exit_code() and exc.code not in (0, None):
+            sys.exit(interrupt.exit_code())
+        raise

@@ -19,6 +19,7 @@ import click
 
 from provision import compat
 from provision.facts import Facts, split_sections
+from provision.output import printable
 from provision.settings import absolute_path, setting
 
 
@@ -1190,10 +1191,12 @@ def render(host: str, items: list[Finding]) -> str:
     width = max([len(f.area) for f in items] + [8])
     lines = [click.style(host, bold=True)]
     for f in items:
+        # Reasons and fixes quote the host (a GPU's name, a unit's state): printable first.
         status = click.style(f"{f.status:<4}", fg=COLOURS[f.status])
-        lines.append(f"  {f.area:<{width}}  {status}  {f.reason}")
+        lines.append(f"  {f.area:<{width}}  {status}  {printable(f.reason)}")
         if f.fix and f.status != "ok":
-            lines.append(f"  {'':<{width}}        {click.style('fix: ' + f.fix, dim=True)}")
+            fix = click.style("fix: " + printable(f.fix), dim=True)
+            lines.append(f"  {'':<{width}}        {fix}")
     counts = {s: sum(f.status == s for f in items) for s in STATUSES}
     lines.append("  " + ", ".join(f"{n} {s}" for s, n in counts.items()))
     return "\n".join(lines)

@@ -66,3 +66,19 @@ class StepError(ProvisionError):
 
 class Skip(Exception):
     """Raised by a verify check that cannot run on this host; reported as skipped, not passed."""
+
+
+class ProbeError(CommandError):
+    """A read-only probe failed for another reason than its answer (sudo refused, permission
+    denied): its output is no fact, so nothing is decided from it."""
+
+    def __init__(self, host: str, command: str, result, why: str) -> None:
+        super().__init__(
+            host,
+            command,
+            result.exit_code,
+            result.stdout + result.stderr,
+            f"a probe could not read the host: {why}; provision stops instead of guessing "
+            "(a plan from it would show changes that are not needed)",
+        )
+        self.why = why

@@ -7,6 +7,8 @@ a frozen `Facts`. Tests feed them recorded outputs from tests/data/facts/.
 from __future__ import annotations
 
 import json
+import re
+import time
 from dataclasses import dataclass, field
 
 from provision.errors import ProvisionError
@@ -53,6 +55,7 @@ echo @@rollbacks; for d in /var/lib/provision/rollback/*/; do [ -d "$d" ] || con
   done
 echo @@pending-restarts; ls /var/lib/provision/pending-restarts 2>/dev/null
 echo @@now; date +%s
+echo @@debian-version; cat /etc/debian_version 2>/dev/null
 echo @@end
 """
 
@@ -140,6 +143,8 @@ class Facts:
     rollbacks: tuple[tuple[str, bool, str], ...] = ()
     # Units an interrupted run changed but did not restart (`unit`, or `unit~try`: try-restart)
     pending_restarts: tuple[str, ...] = ()
+    local_now: int = 0  # this machine's clock when the facts arrived (epoch s; 0: unknown)
+    debian_version: str = ""  # /etc/debian_version ("12.8"; "trixie/sid" on Ubuntu)
 
     def installed(self, name: str) -> bool:
         """Whether the package is installed."""
@@ -157,6 +162,11 @@ class Facts:
     @property
     def os_key(self) -> str:
         return f"{self.os_id}-{self.os_version}"
+
+    @property
+    def clock_skew_s(self) -> int | None:
+        """The host's clock minus this machine's (negative: the host is behind), if known."""
+        return self.now - self.local_now if self.now and self.local_now else None
 
     @property
     def apt_cache_age_s(self) -> int | None:
@@ -187,6 +197,7 @@ class Facts:
             "cloud_init": self.cloud_init,
             "dpkg_interrupted": bool(self.dpkg_audit.strip()),
             "apt_cache_age_s": self.apt_cache_age_s,
+            "clock_skew_s": self.clock_skew_s,
         }
 
 
@@ -299,8 +310,9 @@ def parse_nics(links: str, addrs: str) -> tuple[Nic, ...]:
     return tuple(nics)
 
 
-def parse_facts(text: str) -> Facts:
-    """Turn the gather script's output into Facts."""
+def parse_facts(text: str, local_now: float | None = None) -> Facts:
+    """Turn the gather script's output into Facts (`local_now`: this machine's clock when the
+    output arrived, default now)."""
     s = split_sections(text)
     if "end" not in s:
         raise ProvisionError("fact gathering output was cut short", "run again; check the host")
@@ -340,6 +352,8 @@ def parse_facts(text: str) -> Facts:
             for n in s.get("pending-restarts", "").split()
             if all(c.isalnum() or c in "-_.@~" for c in n)
         ),
+        local_now=int(time.time() if local_now is None else local_now),
+        debian_version=s.get("debian-version", "").strip(),
     )
 
 
@@ -354,10 +368,86 @@ def parse_rollbacks(text: str) -> tuple[tuple[str, bool, str], ...]:
 
 
 def check_supported(host: str, facts: Facts) -> None:
-    """Refuse an OS this tool does not know, naming what was found."""
+    """Refuse an OS this tool does not know, or whose os-release contradicts its packages."""
     if (facts.os_id, facts.os_version) not in SUPPORTED:
         found = facts.os_name or f"{facts.os_id} {facts.os_version}".strip() or "unknown OS"
         raise ProvisionError(
             f"{host}: {found} is not supported",
             "provision supports Ubuntu 22.04, Ubuntu 24.04 and Debian 12",
         )
+    check_consistent(host, facts)  # a supported name on another OS's packages
+
+
+MAX_CLOCK_SKEW_S = 120  # beyond this, apt ("not valid yet"), TLS and logs go wrong
+UBUNTU_BASE_FILES = {"12": "22.04", "13": "24.04", "14": "26.04"}  # base-files NNubuntuM
+
+
+def human_duration(seconds: int) -> str:
+    """3d 4h 5min / 7min 3s / 42s."""
+    seconds = abs(int(seconds))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [(days, "d"), (hours, "h"), (minutes, "min"), (secs, "s")]
+    shown = [f"{n}{unit}" for n, unit in parts if n][:3]
+    return " ".join(shown) or "0s"
+
+
+def clock_warning(host: str, facts: Facts) -> str:
+    """A line when the host's clock differs from this machine's by more than a couple of
+    minutes ('' otherwise or when unknown)."""
+    skew = facts.clock_skew_s
+    if skew is None or abs(skew) <= MAX_CLOCK_SKEW_S:
+        return ""
+    way = "behind" if skew < 0 else "ahead of"
+    return (
+        f"the host's clock is {human_duration(skew)} {way} this machine's "
+        '(apt refuses Release files "not valid yet" from a clock in the past, TLS fails): '
+        "run `sudo timedatectl set-ntp true` on the host, or set the date "
+        "(`sudo date -s @$(date +%s)` with this machine's time)"
+    )
+
+
+def warnings(host: str, facts: Facts) -> list[str]:
+    """What a person should know about the host before anything runs (not errors)."""
+    return [w for w in (clock_warning(host, facts),) if w]
+
+
+def package_system_os(facts: Facts) -> tuple[str, str, str] | None:
+    """(id, version or '', evidence) from the package system: the `base-files` package's
+    version (Ubuntu: `13ubuntu10`, Debian: `12.4+deb12u5`), else /etc/debian_version. None
+    when neither tells."""
+    pkg = facts.packages.get("base-files")
+    version = pkg.version if pkg and pkg.installed else ""
+    if version:
+        evidence = f"base-files {version}"
+        ubuntu = re.match(r"(\d+)ubuntu", version)
+        if ubuntu:
+            return "ubuntu", UBUNTU_BASE_FILES.get(ubuntu.group(1), ""), evidence
+        debian = re.match(r"(\d+)(\.\d+)*(\+deb\d+u\d+)?$", version)
+        if debian:
+            return "debian", debian.group(1), evidence
+    dv = facts.debian_version
+    if re.fullmatch(r"\d+(\.\d+)*", dv):  # Ubuntu's holds a codename ("trixie/sid")
+        return "debian", dv.split(".")[0], f"/etc/debian_version {dv}"
+    return None
+
+
+def check_consistent(host: str, facts: Facts) -> None:
+    """Refuse a host whose /etc/os-release contradicts its package system (a Debian box whose
+    os-release says Ubuntu would get Ubuntu's drivers and repositories)."""
+    found = package_system_os(facts)
+    if found is None:
+        return
+    os_id, version, evidence = found
+    if facts.os_id == os_id and (not version or facts.os_version == version):
+        return
+    says = facts.os_name or f"{facts.os_id} {facts.os_version}".strip() or "nothing"
+    pkg_os = f"{'Ubuntu' if os_id == 'ubuntu' else 'Debian'} {version}".strip()
+    raise ProvisionError(
+        f"{host}: /etc/os-release says {says} (ID={facts.os_id} VERSION_ID={facts.os_version}), "
+        f"but the package system is {pkg_os} ({evidence}); refusing to decide anything "
+        "OS-specific on a contradiction",
+        "restore the distribution's own /etc/os-release (a link to /usr/lib/os-release of "
+        "base-files: `sudo apt-get install --reinstall base-files`)",
+    )

@@ -4,6 +4,12 @@ A fresh key-only login proves the way in before anything changes. A transient sy
 on the host restores the old files and services after a delay, so a change that cuts the
 connection undoes itself without us. After the change, a fresh login (on the new port or
 address) must succeed; only then is the timer disarmed.
+
+A rollback never restarts a service with a configuration that fails its own validation: the
+restored files are checked with their uploads' `validate` commands, and `restore` is expected
+to validate the whole configuration first (sshd: `sshd -t`) and exit RESTORE_INVALID (4)
+instead of restarting. Then the running daemon is left alone and the message says what the
+operator must do.
 """
 
 from __future__ import annotations
@@ -19,6 +25,9 @@ from provision.errors import CommandError, ConnectError, StepError
 from provision.remote import Connection, Remote
 
 ROLLBACK_DIR = "/var/lib/provision/rollback"
+# The exit code of a rollback whose restored configuration failed validation: nothing was
+# restarted (steps' `restore` commands use it too: `if sshd -t; then ...; else exit 4; fi`).
+RESTORE_INVALID = 4
 
 
 def fresh_login(factory: Callable[..., Remote], connection: Connection, wait_s: float) -> str:
@@ -41,7 +50,11 @@ def fresh_login(factory: Callable[..., Remote], connection: Connection, wait_s: 
 
 
 def rollback_script(g: Guarded, folder: str) -> str:
-    """The host-side script that puts the old files back and runs `restore`."""
+    """The host-side script that puts the old files back, validates them and runs `restore`.
+
+    Exit status: `restore`'s, or RESTORE_INVALID when a restored file fails its validation (then
+    `restore` does not run). Saved in FOLDER/restore-rc, its output in FOLDER/restore.log."""
+    log, rc = shell.cmd(f"{folder}/restore.log"), shell.cmd(f"{folder}/restore-rc")
     lines = [
         "#!/bin/sh",
         "# Written by provision: undoes a change that was not confirmed.",
@@ -53,8 +66,39 @@ def rollback_script(g: Guarded, folder: str) -> str:
             f"if [ -e {shell.cmd(saved)} ]; then {shell.cmd('cp', '-p', '--', saved, upload.dest)};"
             f" else {shell.cmd('rm', '-f', '--', upload.dest)}; fi"
         )
-    lines.append(g.restore)
+    checks = [
+        f"{{ [ ! -e {shell.cmd(u.dest)} ] || {u.validate.replace('{path}', shell.cmd(u.dest))}; }}"
+        for u in g.uploads
+        if u.validate
+    ]
+    # Only a configuration that passes its own checks is ever (re)started.
+    valid = shell.and_(*checks) if checks else "true"
+    lines.append(
+        f"if ( {valid} ) > {log} 2>&1; then ( {g.restore} ) >> {log} 2>&1; r=$?;"
+        f" else r={RESTORE_INVALID}; fi"
+    )
+    lines.append(f'echo "$r" > {rc}; cat {log}; exit "$r"')
     return "\n".join(lines) + "\n"
+
+
+def restored(rc: int | None, output: str, g: Guarded) -> tuple[str, str]:
+    """(what happened, what to do) after a rollback that ran with exit status `rc`."""
+    tail = " / ".join(line.strip() for line in output.strip().splitlines()[-3:] if line.strip())
+    if rc == 0:
+        return "the old configuration was restored", ""
+    if rc == RESTORE_INVALID:
+        return (
+            "the old files are back, but the configuration fails its own validation"
+            f"{f' ({tail})' if tail else ''}, so the running service was left alone (not "
+            "restarted, it still runs the configuration it had)",
+            "fix the file and line the validation names (for sshd: `sudo sshd -t` must print "
+            "nothing), then rerun; do not restart the service before that, it would not start",
+        )
+    return (
+        f"the old files are back, but restoring the service failed (`{g.restore}` exited {rc}"
+        f"{f': {tail}' if tail else ''})",
+        "look at the service on the host (`systemctl status`), from a console if SSH is gone",
+    )
 
 
 def apply(
@@ -98,6 +142,9 @@ def apply(
     disarm = (
         f"{shell.cmd('systemctl', 'stop', '--', f'{unit}.timer')} 2>/dev/null; "
         f"if [ -e {fired} ]; then rc=3; else rc=0; fi; "
+        f"if [ -e {shell.cmd(f'{folder}/restore-rc')} ]; then "
+        f'echo "@@restore $(cat {shell.cmd(f"{folder}/restore-rc")})"; '
+        f"cat {shell.cmd(f'{folder}/restore.log')} 2>/dev/null; fi; "
         f"{shell.cmd('rm', '-rf', '--', folder)}; exit $rc"
     )
     try:
@@ -105,14 +152,17 @@ def apply(
             remote.put_atomic(upload)
         remote.run(g.activate, timeout_s=60)
     except (CommandError, ConnectError) as exc:
-        if _roll_back_now(remote, script, disarm):
-            how = "the old configuration was restored"
+        outcome = _roll_back_now(remote, script, disarm)
+        hint = exc.hint
+        if outcome is not None:
+            how, todo = restored(*outcome, g)
+            hint = todo or hint
         else:
             how = (
                 f"the session is gone; the host restores the old configuration within "
-                f"{g.rollback_after_s}s by itself"
+                f"{g.rollback_after_s}s by itself (and restarts only a valid one)"
             )
-        raise StepError(f"{host}: the change failed ({how}): {exc.message}", exc.hint) from None
+        raise StepError(f"{host}: the change failed ({how}): {exc.message}", hint) from None
     target = dataclasses.replace(
         connection,
         port=g.confirm_port or connection.port,
@@ -121,35 +171,51 @@ def apply(
     )
     reason = fresh_login(factory, target, wait_s=30)
     if reason:
-        undone = _roll_back_now(remote, script, disarm)
-        how = (
-            "the old configuration was restored"
-            if undone
-            else (f"the host restores the old configuration within {g.rollback_after_s}s by itself")
-        )
+        outcome = _roll_back_now(remote, script, disarm)
+        todo = ""
+        if outcome is not None:
+            how, todo = restored(*outcome, g)
+        else:
+            how = f"the host restores the old configuration within {g.rollback_after_s}s by itself"
         raise StepError(
             f"{host}: after the change a fresh login to {target.target} failed ({reason}); {how}",
-            "check the settings of this step; nothing was left half-applied",
+            todo or "check the settings of this step; nothing was left half-applied",
         )
     moved = (target.addr, target.port) != (connection.addr, connection.port)
     if moved:
         # The old address may be gone already: continue (and disarm) at the new one.
         remote.retarget(dataclasses.replace(target, identities_only=connection.identities_only))
-    if remote.run(disarm, check=False).exit_code == 3:
+    done = remote.run(disarm, check=False)
+    if done.exit_code == 3:
+        rc, output = _restore_result(done.stdout)
+        how, todo = restored(rc, output, g) if rc is not None else ("", "")
+        how = "restored the old configuration" if rc in (0, None) else f"rolled back: {how}"
         raise StepError(
             f"{host}: the change was not confirmed within {g.rollback_after_s}s, so the host "
-            "restored the old configuration",
-            "rerun; if the change is slow to apply here, raise the step's rollback_after_s",
+            + how,
+            todo or "rerun; if the change is slow to apply here, raise the step's rollback_after_s",
         )
 
 
-def _roll_back_now(remote: Remote, script: str, disarm: str) -> bool:
-    """Run the rollback through the open session; False when that is gone (the timer will)."""
+def _restore_result(stdout: str) -> tuple[int | None, str]:
+    """The rollback's exit status from its `@@restore N` line, and the output after it."""
+    lines = stdout.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("@@restore ") and line[10:].strip().isdigit():
+            return int(line[10:]), "\n".join(lines[i + 1 :])
+    return None, stdout
+
+
+def _roll_back_now(remote: Remote, script: str, disarm: str) -> tuple[int | None, str] | None:
+    """Run the rollback through the open session: its (exit status, output); None when the
+    session is gone or the timer had it already (the timer will, or did)."""
     try:
         result = remote.run(f"{shell.cmd('sh', script)}; {disarm}", timeout_s=60, check=False)
     except (CommandError, ConnectError):
-        return False
-    return result.exit_code == 3  # the rollback ran and the timer is gone
+        return None
+    if result.exit_code != 3:  # the rollback did not run, or the timer is still there
+        return None
+    return _restore_result(result.stdout)
 
 
 def settle(remote: Remote, rollbacks, wait_s: float, progress: Callable[[str], None]) -> list[str]:
@@ -192,5 +258,18 @@ def settle(remote: Remote, rollbacks, wait_s: float, progress: Callable[[str], N
     if kept:
         notes.append(f"timer gone without firing (rebooted?), kept as is: {', '.join(kept)}")
     folders = [f"{ROLLBACK_DIR}/{token}" for token, _fired, _state in rollbacks]
-    remote.run(shell.cmd("rm", "-rf", "--", *folders))
+    # A rollback that found its restored configuration invalid left the service alone: say so.
+    report = " ".join(
+        f"[ -e {shell.cmd(f'{d}/restore-rc')} ] && echo {shell.cmd(d.rsplit('/', 1)[1])}"
+        f' "$(cat {shell.cmd(f"{d}/restore-rc")})";'
+        for d in folders
+    )
+    out = remote.run(f"{report} {shell.cmd('rm', '-rf', '--', *folders)}").stdout
+    for line in out.splitlines():
+        token, _, rc = line.partition(" ")
+        if rc.strip() not in ("", "0"):
+            notes.append(
+                f"the host's rollback {token} exited {rc.strip()}: the restored configuration "
+                "failed validation or its service did not restart; the service was left alone"
+            )
     return notes

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 
+from provision import interrupt
 from provision.changes import Result
 from provision.errors import StepError
 from provision.remote import Connection, Remote
@@ -18,6 +19,9 @@ class LocalRemote(Remote):
         self.is_root = os.geteuid() == 0
 
     def _exec(self, command: str, timeout_s: int | None, stdin: str | None) -> Result:
+        if self.interruptible:
+            interrupt.check()  # a worker thread stops before its next command
+        proc = None
         try:
             proc = subprocess.Popen(  # the command was quoted by shell.py
                 command,
@@ -28,11 +32,26 @@ class LocalRemote(Remote):
                 text=True,
             )
             out, err = proc.communicate(stdin, timeout=timeout_s)
+        except interrupt.Interrupted:
+            if proc is None:
+                raise
+            if interrupt.stoppable(command):
+                proc.terminate()  # run() then stops its tagged children too
+            else:
+                proc.communicate()  # apt/dpkg: never killed mid-run
+            raise
         except subprocess.TimeoutExpired:
             proc.kill()
             out, err = proc.communicate()
             return Result(124, out, err + f"\nprovision: timed out after {timeout_s}s")
         return Result(proc.returncode, out, err)
+
+    supports_streams = True
+
+    def _open_stream(self, command: str):
+        from provision.streams import ProcessStream
+
+        return ProcessStream(command)
 
     def _put_bytes(self, data: bytes, path: str) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -1,29 +1,37 @@
 """The only module that talks to hosts: Fabric/Paramiko over SSH (local.py runs on the box).
 
-`run` raises CommandError on a non-zero exit, `probe` returns it; transport failures are
-ConnectError. Every command is wrapped in `sh -c` (and sudo where needed) here and nowhere
-else. Host keys are checked against known_hosts; unknown keys are refused unless the user
-accepted new keys. Fabric and Paramiko are imported lazily to keep start-up fast.
+`run` raises CommandError on a non-zero exit, `probe` returns it (ProbeError when sudo refused
+it or the login user may not read: no answer is no fact); transport failures are ConnectError.
+Every command is wrapped in `sh -c` (and sudo where needed), in the C locale, here and nowhere
+else. The sudo password is checked once and never sent again once refused (sudoers.py). Each
+command runs on its own channel, polled, so an interrupt lands at once (interrupt.py). Host
+keys are checked against known_hosts; unknown keys are refused unless the user accepted new
+keys. Fabric and Paramiko are imported lazily to keep start-up fast.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import os
-import shlex
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
-from provision import shell
+from provision import hostlock, interrupt, shell, sudoers
+from provision.atomic import BACKUP_DIR  # noqa: F401 (where backups go; kept importable here)
 from provision.changes import Result, Upload
-from provision.errors import CommandError, ConnectError, StepError
-from provision.hostkeys import AcceptNewPolicy, RejectPolicy, UnknownHostKey, known_name
+from provision.errors import CommandError, ConnectError, ProbeError, StepError
+from provision.hints import command_hint as _hint
+from provision.hostkeys import (
+    AcceptNewPolicy,
+    RejectPolicy,
+    UnknownHostKey,
+    changed_key_error,
+    known_name,
+)
 
-BACKUP_DIR = "/var/backups/provision"
 BOOT_ID = "cat /proc/sys/kernel/random/boot_id"
 
 
@@ -52,22 +60,6 @@ class Connection:
         return "local" if self.local else f"{user}{self.addr}:{self.port}"
 
 
-class _LineSink(io.TextIOBase):
-    """A stream for Invoke's out_stream that hands complete lines to a callback."""
-
-    def __init__(self, on_line: Callable[[str], None] | None) -> None:
-        self.on_line = on_line
-        self.partial = ""
-
-    def write(self, data: str) -> int:
-        if self.on_line:
-            self.partial += data
-            *lines, self.partial = self.partial.split("\n")
-            for line in lines:
-                self.on_line(line.rstrip("\r"))
-        return len(data)
-
-
 class Remote:
     """Commands, atomic uploads and reboots on one host. Not shared between threads."""
 
@@ -85,6 +77,10 @@ class Remote:
         self.commands = 0
         secret = connection.sudo_password
         self.secrets = [secret] if secret else []
+        self.use_password = True  # False once sudo is known to need none (NOPASSWD)
+        self.password_refused = False  # set by the first refusal: never sent again
+        self.sudo_attempts = 0  # commands that sent the password (tests count them)
+        self.sudo_checked = False
 
     # --- subclasses provide these -----------------------------------------------------------
 
@@ -109,16 +105,35 @@ class Remote:
     def _put_bytes(self, data: bytes, path: str) -> None:
         raise NotImplementedError
 
+    supports_streams = False  # SSH and local do: the run lock needs them
+
+    def _open_stream(self, command: str) -> hostlock.Stream:
+        raise NotImplementedError
+
+    def open_stream(self, command: str, sudo: bool = True) -> hostlock.Stream:
+        """Start a command we talk to while it runs (the run lock's holder)."""
+        wrapped, stdin = self.wrap(command, sudo)
+        self.commands += 1
+        self.sudo_attempts += stdin is not None
+        self.log(f"$ {'sudo ' if sudo and not self.is_root else ''}{_first_line(command)} ...")
+        stream = self._open_stream(wrapped)
+        if stdin:
+            stream.send(stdin)
+        return stream
+
     # --- shared behaviour -------------------------------------------------------------------
 
-    def wrap(self, command: str, sudo: bool) -> tuple[str, str | None]:
-        """The command line actually sent, and what goes to its stdin (the sudo password)."""
+    def wrap(self, command: str, sudo: bool, tag: str = "") -> tuple[str, str | None]:
+        """The command line actually sent, and what goes to its stdin (the sudo password);
+        `tag` marks it so that an interrupt can stop it on the host (shell.kill_tagged)."""
         if sudo and not self.is_root:
-            password = self.connection.sudo_password
-            wrapped = shell.sudo_wrap(command, with_password=bool(password))
+            password = self.connection.sudo_password if self.use_password else None
+            if password and self.password_refused:
+                # Never a second try: under pam_faillock each one counts towards a lockout.
+                raise sudoers.refused_error(self.host, self.connection.user)
+            wrapped = shell.sudo_wrap(command, with_password=bool(password), tag=tag)
             return wrapped, (password + "\n") if password else None
-        # sh -c even without sudo: the login shell may not be POSIX (fish, csh).
-        return shell.cmd("sh", "-c", command), None
+        return shell.plain_wrap(command, tag), None
 
     def run(
         self,
@@ -131,14 +146,25 @@ class Remote:
     ) -> Result:
         """Run a command (as root by default); CommandError on a non-zero exit. With `lock`
         (a change, run as root), under the host-wide lock (shell.host_locked)."""
-        sent = shell.host_locked(command) if lock and (sudo or self.is_root) else command
-        wrapped, stdin = self.wrap(sent, sudo)
         shown = shell.mask(command, self.secrets)
+        label = f"`{_first_line(shown)}`"
+        sent = (
+            shell.host_locked(command, label=label) if lock and (sudo or self.is_root) else command
+        )
+        tag = uuid.uuid4().hex[:12] if interrupt.stoppable(sent) else ""
+        wrapped, stdin = self.wrap(sent, sudo, tag)
         self.commands += 1
+        self.sudo_attempts += stdin is not None
         self.log(f"$ {'sudo ' if sudo and not self.is_root else ''}{shown}")
         started = time.monotonic()
+        self.showing = shown  # what an interrupt names (masked, not the wrapped line)
         try:
             result = self._exec(wrapped, timeout_s, stdin)
+        except interrupt.Interrupted:
+            if tag:  # safe to stop (not apt/dpkg): stop it on the host too, then leave
+                self.log(f"# interrupted: stopping `{_first_line(shown)}` on the host")
+                self._stop_tagged(tag, sudo)
+            raise
         except ConnectError as exc:
             if exc.hint != RERUN_HINT:
                 raise
@@ -156,60 +182,63 @@ class Remote:
         if err.strip():
             self.log("stderr: " + err.rstrip("\n"))
         result = Result(result.exit_code, out, err)
+        as_sudo = sudo and not self.is_root
+        if as_sudo and stdin is not None and sudoers.password_refused(result):
+            self.password_refused = True
         if check and not result.ok:
             raise CommandError(self.host, shown, result.exit_code, out + err, _hint(result))
         return result
 
+    interruptible = True  # False while stopping an interrupted command
+    showing = ""  # the command being run, as shown (for the interrupt's message)
+
+    def _stop_tagged(self, tag: str, sudo: bool) -> None:
+        """Best effort: TERM the tagged command's processes on the host (new channel)."""
+        self.interruptible = False
+        try:
+            wrapped, stdin = self.wrap(shell.kill_tagged(tag), sudo)
+            self._exec(wrapped, 15, stdin)
+        except Exception as exc:  # the connection may be gone: the host then sees EOF
+            self.log(f"# could not stop it: {exc}")
+        finally:
+            self.interruptible = True
+
     def probe(self, command: str, sudo: bool = False) -> Result:
-        """Run a read-only command; a non-zero exit is returned, not raised."""
-        return self.run(command, sudo=sudo, check=False)
+        """Run a read-only command; a non-zero exit is returned, not raised, unless it failed
+        for another reason than its answer (sudo refused, permission denied): ProbeError."""
+        result = self.run(command, sudo=sudo, check=False)
+        why = sudoers.probe_failure(result, sudo=sudo and not self.is_root)
+        if why:
+            raise ProbeError(self.host, shell.mask(command, self.secrets), result, why)
+        return result
+
+    def check_sudo(self) -> None:
+        """Check the sudo password once, before any command that uses it (see sudoers)."""
+        if self.is_root or not self.connection.sudo_password or not self.use_password:
+            return
+        if self.sudo_checked:
+            return
+        self.sudo_attempts += 1
+        self.commands += 1
+        self.log("$ sudo -S -k true  # the password, checked once")
+        result = self._exec(
+            shell.plain_wrap(sudoers.CHECK_SCRIPT), 60, self.connection.sudo_password + "\n"
+        )
+        self.log(f"# exit {result.exit_code}")
+        if result.ok:
+            self.sudo_checked = True
+            return
+        err = shell.mask(result.stderr + result.stdout, self.secrets)
+        if err.strip():
+            self.log("stderr: " + err.rstrip("\n"))
+        self.password_refused = True
+        raise sudoers.check_error(self.host, self.connection.user, result.exit_code, err)
 
     def put_atomic(self, upload: Upload, timeout_s: int = 120) -> None:
         """Write a file atomically: stage next to it, validate, keep a backup, rename."""
-        dest = PurePosixPath(upload.dest)
-        staged_src = f"/tmp/.provision-{uuid.uuid4().hex}"
-        self._put_bytes(upload.content, staged_src)
-        new = str(dest.parent / f".{dest.name}.provision-new")
-        backup = f"{BACKUP_DIR}{dest}"
-        q = shlex.quote
-        lines = [
-            "set -e",
-            f"trap {q(shell.cmd('rm', '-f', '--', staged_src, new))} EXIT",
-            shell.cmd("mkdir", "-p", "--", str(dest.parent)),
-            shell.cmd(
-                "install",
-                "-m",
-                upload.mode,
-                "-o",
-                upload.owner,
-                "-g",
-                upload.group,
-                "--",
-                staged_src,
-                new,
-            ),
-            shell.cmd("sync", "--", new),
-        ]
-        if upload.validate:
-            check = upload.validate.replace("{path}", q(new))
-            lines.append(
-                f"if ! {check} >&2; then echo 'provision: validation failed' >&2; exit 65; fi"
-            )
-        lines += [
-            f"if [ -e {q(str(dest))} ]; then "
-            + shell.and_(
-                shell.cmd("mkdir", "-p", "--", str(PurePosixPath(backup).parent)),
-                shell.cmd("cp", "-p", "--", str(dest), backup),
-            )
-            + "; fi",
-            shell.cmd("mv", "-f", "--", new, str(dest)),
-        ]
-        try:
-            self.run("\n".join(lines), sudo=True, timeout_s=timeout_s)
-        except CommandError as exc:
-            if exc.returncode == 65:
-                exc.hint = f"the new {dest} failed validation; the old file is unchanged"
-            raise
+        from provision.atomic import put
+
+        put(self, upload, timeout_s)
 
     def boot_id(self) -> str:
         """The kernel's boot id (changes on every boot)."""
@@ -257,29 +286,6 @@ def _first_line(command: str, limit: int = 80) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
-def _hint(result: Result) -> str:
-    text = result.stderr + result.stdout
-    if "a password is required" in text:
-        return "sudo needs a password here: use --ask-sudo-pass or PROVISION_SUDO_PASSWORD"
-    if "incorrect password" in text or "Sorry, try again" in text:
-        return "the sudo password was refused"
-    if "Could not get lock" in text or "Unable to acquire the dpkg frontend lock" in text:
-        return "another apt/dpkg run held the lock for the whole timeout (unattended-upgrades?)"
-    if result.exit_code == shell.LOCK_BUSY and not text.strip():
-        return (
-            f"another provision run held {shell.HOST_LOCK} for 30 minutes (one cut off may "
-            "still be working there): look at `ps -ef` on the host, then run again"
-        )
-    if "No space left on device" in text:
-        return (
-            "the filesystem is full: free space on the host (df -h) and run again; a file "
-            "being replaced is left as it was"
-        )
-    if "dpkg was interrupted" in text:
-        return "run provision again: base repairs it with `dpkg --configure -a`"
-    return ""
-
-
 class SSHRemote(Remote):
     """Fabric over SSH, with strict host-key checking."""
 
@@ -323,13 +329,10 @@ class SSHRemote(Remote):
                 f"check the fingerprint, then `ssh-keyscan {port}{c.addr} >> {known}`, "
                 "or pass --accept-new-host-key to trust it on first use",
             ) from None
-        except paramiko.BadHostKeyException:
+        except paramiko.BadHostKeyException as exc:
             conn.close()
-            raise ConnectError(
-                f"{self.host}: the host key of {c.target} does NOT match {known}",
-                "if the host was reinstalled, remove the old line with "
-                f"`ssh-keygen -R {shlex.quote(known_name(c.addr, c.port))} -f {known}`; "
-                "otherwise this may be an attack",
+            raise changed_key_error(
+                self.host, c.addr, c.port, known, exc.key, exc.expected_key
             ) from None
         except paramiko.AuthenticationException as exc:
             conn.close()
@@ -389,36 +392,55 @@ class SSHRemote(Remote):
         return tuple(dict.fromkeys(keys))
 
     def _exec(self, command: str, timeout_s: int | None, stdin: str | None) -> Result:
-        import invoke
         import paramiko
 
+        from provision import streams
+
+        if self.interruptible:
+            interrupt.check()
         self.open()
-        sink_out, sink_err = _LineSink(self.on_line), _LineSink(self.on_line)
         try:
-            r = self.conn.run(
-                command,
-                hide=False,
-                warn=True,
-                out_stream=sink_out,
-                err_stream=sink_err,
-                in_stream=io.StringIO(stdin) if stdin else False,
-                timeout=timeout_s,
-            )
-        except invoke.CommandTimedOut as exc:
-            r = exc.result
-            return Result(124, r.stdout, r.stderr + f"\nprovision: timed out after {timeout_s}s")
+            channel = self.conn.client.get_transport().open_session()
+            channel.exec_command(command)
+            if stdin:
+                channel.sendall(stdin.encode())
+            channel.shutdown_write()  # EOF: a command that reads stdin does not hang
+            interrupt.running(self.host, self.showing or command, interrupt.stoppable(command))
+            try:
+                code, out, err = streams.drive(
+                    channel,
+                    timeout_s,
+                    self.on_line,
+                    interrupt.stoppable(command),
+                    watch=self.interruptible,
+                )
+            finally:
+                interrupt.done()
         except (paramiko.SSHException, OSError, EOFError) as exc:
             self.close()
             raise ConnectError(
                 f"{self.host}: connection lost: {exc or type(exc).__name__}", RERUN_HINT
             ) from None
-        except invoke.UnexpectedExit as exc:  # not raised with warn=True; kept for safety
-            r = exc.result
-        if r.exited in (-1, None) and not self.conn.transport.is_active():
+        transport = self.conn.client.get_transport() if self.conn else None
+        if code == -1 and (transport is None or not transport.is_active()):
             # The channel closed without an exit status because the connection went away.
             self.close()
             raise ConnectError(f"{self.host}: connection lost (no exit status)", RERUN_HINT)
-        return Result(r.exited if r.exited is not None else 255, r.stdout, r.stderr)
+        return Result(code, out, err)
+
+    supports_streams = True
+
+    def _open_stream(self, command: str) -> hostlock.Stream:
+        from provision.streams import ChannelStream
+
+        self.open()
+        try:
+            channel = self.conn.client.get_transport().open_session()
+            channel.exec_command(command)
+        except Exception as exc:  # paramiko.SSHException, OSError, EOFError
+            self.close()
+            raise ConnectError(f"{self.host}: connection lost: {exc}", RERUN_HINT) from None
+        return ChannelStream(channel)
 
     def _put_bytes(self, data: bytes, path: str) -> None:
         import paramiko

@@ -1,9 +1,14 @@
 """Reusable desired-state helpers for steps' `check`: each reads (probes) and returns Changes.
 
 A helper never changes anything on the host; the runner executes the actions it returns.
+A file's old content is read for a diff only when it is no secret: the probe that reads its
+mode and hash also asks the host (grep -q: an exit status, never the text) whether it holds
+key material, so a private (0600) file or a key is never fetched, shown or transcribed.
 """
 
 from __future__ import annotations
+
+import re
 
 from provision import shell
 from provision.changes import Change, Restart, Run, Upload
@@ -12,6 +17,16 @@ from provision.templates import render, sha256, unified_diff
 
 APT_STAMP = "/var/lib/provision/apt-update-stamp"
 MAX_DIFF_BYTES = 64 * 1024
+# Key material and credentials: WireGuard's PrivateKey/PresharedKey, PEM and OpenSSH private
+# key blocks, `password = ...`-style lines. One POSIX ERE that Python's re reads the same way:
+# grep -qiE runs it on the host, re.I on the content we would write. A false match only hides
+# a diff.
+KEY_MATERIAL = (
+    r"privatekey|presharedkey|-----begin [a-z0-9 ]*private key-----"
+    r"|(password|passwd|secret|token|api_?key)[^=:]{0,3}[=:]"
+)
+KEY_MATERIAL_RE = re.compile(KEY_MATERIAL, re.I)
+KEY_MARK = "provision-key-material"
 
 
 def apt_update(lock_timeout_s: int) -> Run:
@@ -51,12 +66,44 @@ def packages(
     return [Change(f"install {len(missing)} {noun}: {', '.join(missing)}", tuple(actions))]
 
 
-def _state(stdout: str, ok: bool) -> tuple[bool, list[str], str]:
-    """(exists, [mode, owner, group], sha256) from `stat -c '%a %U %G' && sha256sum`."""
+def _state_probe(path: str) -> str:
+    """Mode, owner, group and sha256 of a file, then KEY_MARK when it holds key material (or
+    grep could not tell: exit 2), from `stat`, `sha256sum` and `grep -q`: no content leaves."""
+    grep = shell.cmd("grep", "-qiE", "-e", KEY_MATERIAL, "--", path)
+    return shell.and_(
+        shell.cmd("stat", "-c", "%a %U %G", "--", path),
+        shell.cmd("sha256sum", "--", path),
+        f"{{ {grep}; [ $? -eq 1 ] || echo {KEY_MARK}; }}",
+    )
+
+
+def _state(stdout: str, ok: bool) -> tuple[bool, list[str], str, bool]:
+    """(exists, [mode, owner, group], sha256, holds key material) from _state_probe's output."""
     lines = stdout.split("\n")
     if not (ok and len(lines) >= 2):
-        return False, [], ""
-    return True, lines[0].split(), (lines[1].split() or [""])[0]
+        return False, [], "", False
+    return True, lines[0].split(), (lines[1].split() or [""])[0], KEY_MARK in lines[2:]
+
+
+def private_mode(mode: str) -> bool:
+    """Whether a mode (octal digits, as stat %a prints it) lets neither group nor others read."""
+    try:
+        return not int(mode, 8) & 0o044
+    except ValueError:
+        return True  # cannot tell: treat as private
+
+
+def withheld(exists: bool, meta: list[str], key_material: bool, mode: str, content: bytes) -> str:
+    """Why a file's diff must not show content ('' when it may): old or new is private."""
+    if exists and (not meta or private_mode(meta[0])):
+        return f"the host's copy is mode {meta[0] if meta else '?'}, readable by its owner only"
+    if exists and key_material:
+        return "the host's copy holds key material or a password"
+    if private_mode(mode):
+        return f"the file is to be mode {mode}, readable by its owner only"
+    if KEY_MATERIAL_RE.search(content.decode(errors="replace")):
+        return "the new content holds key material or a password"
+    return ""
 
 
 def prefetch_files(ctx: Context, paths: list[str]) -> None:
@@ -66,10 +113,7 @@ def prefetch_files(ctx: Context, paths: list[str]) -> None:
         return  # file_content probes a single file itself
     parts = []
     for i, path in enumerate(paths):
-        one = shell.and_(
-            shell.cmd("stat", "-c", "%a %U %G", "--", path), shell.cmd("sha256sum", "--", path)
-        )
-        parts.append(f"echo @@{i}; {{ {one}; }} 2>/dev/null && echo @@ok")
+        parts.append(f"echo @@{i}; {{ {_state_probe(path)}; }} 2>/dev/null && echo @@ok")
     out = ctx.probe("; ".join(parts), sudo=True).stdout
     found: dict[int, list[str]] = {}
     current = None
@@ -100,33 +144,34 @@ def file_content(
 ) -> list[Change]:
     """The file holds exactly `content` with this mode and owner; else an atomic upload."""
     if dest in ctx.file_states:
-        exists, current_meta, current_hash = ctx.file_states[dest]
+        exists, current_meta, current_hash, key_material = ctx.file_states[dest]
     else:
-        probe = ctx.probe(
-            shell.and_(
-                shell.cmd("stat", "-c", "%a %U %G", "--", dest), shell.cmd("sha256sum", "--", dest)
-            ),
-            sudo=True,
-        )
-        exists, current_meta, current_hash = _state(probe.stdout, probe.ok)
-    if exists:
-        wanted_meta = [format(int(mode, 8), "o"), owner, group]
-        if current_meta == wanted_meta and current_hash == sha256(content):
-            return []
+        probe = ctx.probe(_state_probe(dest), sudo=True)
+        exists, current_meta, current_hash, key_material = _state(probe.stdout, probe.ok)
+    wanted_meta = [format(int(mode, 8), "o"), owner, group]
+    if exists and current_meta == wanted_meta and current_hash == sha256(content):
+        return []
     diff = ""
     if show_diff:
-        old = ""
-        if exists:
-            read = ctx.probe(
-                shell.cmd("head", "-c", str(MAX_DIFF_BYTES + 1), "--", dest), sudo=True
-            )
-            old = read.stdout
-        if len(old) > MAX_DIFF_BYTES or len(content) > MAX_DIFF_BYTES:
-            diff = f"sha256 {current_hash[:12] if exists else '(none)'} -> {sha256(content)[:12]}\n"
-        else:
-            diff = unified_diff(old, content.decode(errors="replace"), dest)
-            if not diff and exists:
-                diff = f"mode/owner {' '.join(current_meta)} -> {mode} {owner} {group}\n"
+        same = exists and current_hash == sha256(content)  # only the mode or owner differs
+        why = "" if same else withheld(exists, current_meta, key_material, mode, content)
+        was = current_hash[:12] if exists else "(none)"
+        if why:
+            # Decided from the mode and grep's exit status alone: the old text is never read.
+            diff = f"{dest} differs (sha256 {was} -> {sha256(content)[:12]}); not shown: {why}\n"
+        elif not same:
+            old = ""
+            if exists:
+                read = ctx.probe(
+                    shell.cmd("head", "-c", str(MAX_DIFF_BYTES + 1), "--", dest), sudo=True
+                )
+                old = read.stdout
+            if len(old) > MAX_DIFF_BYTES or len(content) > MAX_DIFF_BYTES:
+                diff = f"sha256 {was} -> {sha256(content)[:12]}\n"
+            else:
+                diff = unified_diff(old, content.decode(errors="replace"), dest)
+        if exists and current_meta != wanted_meta and not diff.startswith("---"):
+            diff += f"mode/owner {' '.join(current_meta)} -> {mode} {owner} {group}\n"
     actions: list = [Upload(dest, content, mode, owner, group, validate)]
     if restart:
         actions.append(Restart(restart, restart_only_if_running))

@@ -15,11 +15,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from provision import guard, shell
+from provision import guard, hostlock, shell
 from provision.changes import Change, Guarded, Reboot, Restart, Run, Upload
 from provision.config import HostConfig
 from provision.errors import ProvisionError, StepError
 from provision.facts import GATHER_SCRIPT, Facts, check_supported, parse_facts
+from provision.facts import warnings as facts_warnings
 from provision.output import Reporter, Transcript
 from provision.remote import Remote, connect
 from provision.step import Context, Step
@@ -76,6 +77,22 @@ def preflight(hc: HostConfig, remote: Remote, facts: Facts) -> None:
             f"{hc.name}: {facts.user} needs a password for sudo",
             "pass --ask-sudo-pass or set PROVISION_SUDO_PASSWORD, or give the user NOPASSWD sudo",
         )
+
+
+def take_host(hc: HostConfig, remote: Remote, facts: Facts, reporter: Reporter, log):
+    """Check the sudo password once (before any command that uses it), then take the host's
+    run lock for the whole run: (lock or None without one, whether we waited for another)."""
+    if facts.sudo == "nopasswd":
+        remote.use_password = False  # sudo would not read it: it would reach the command
+    remote.check_sudo()
+    if not remote.supports_streams:
+        return None, False
+
+    def note(text: str) -> None:
+        log(f"# {text}")
+        reporter.step_line(hc.name, "-", "waiting", text)
+
+    return hostlock.acquire(hc.name, remote.open_stream, note)
 
 
 PENDING_RESTARTS = "/var/lib/provision/pending-restarts"
@@ -223,12 +240,18 @@ def run_host(
             reporter.command(hc.name, text)
 
     remote = None
+    host_lock = None
     try:
         remote = remote_factory(
             hc.connection, log=log, on_line=lambda line: reporter.output_line(hc.name, line)
         )
         facts = gather_facts(remote)
         preflight(hc, remote, facts)
+        host_lock, waited = take_host(hc, remote, facts, reporter, log)
+        if waited:  # another run changed the host while we waited
+            facts = gather_facts(remote)
+        for warning in facts_warnings(hc.name, facts):  # e.g. the host's clock is days behind
+            reporter.step_line(hc.name, "-", "warning", warning)
         if facts.rollbacks:
             facts = settle_rollbacks(hc, remote, facts, plan, reporter, log)
         resume = resume_changes(facts)
@@ -257,6 +280,13 @@ def run_host(
             result.steps.append(current)
             try:
                 facts = run_step(hc, step, remote, facts, plan, reporter, current, remote_factory)
+                if host_lock is not None and not host_lock.alive():
+                    # A reboot or a new address closed the connection the lock ran on.
+                    host_lock.release()
+                    host_lock = None
+                    host_lock, waited = take_host(hc, remote, facts, reporter, log)
+                    if waited:
+                        facts = gather_facts(remote)
             except ProvisionError as exc:
                 current.status, current.error = "failed", exc
                 current.seconds = time.monotonic() - step_start
@@ -276,6 +306,8 @@ def run_host(
         if not result.steps or result.steps[-1].status != "failed":
             reporter.step_line(hc.name, "-", "failed", exc.message.splitlines()[0])
     finally:
+        if host_lock is not None:
+            host_lock.release()
         if remote is not None:
             result.commands = remote.commands
             now = (remote.connection.addr, remote.connection.port)

@@ -39,14 +39,48 @@ def pipe(*commands: str) -> str:
     return " | ".join(commands)
 
 
-def sudo_wrap(command: str, *, with_password: bool = False) -> str:
-    """Run the whole command as root: sudo around `sh -c '<command>'`.
+# Every remote command runs in the C locale: sudo's, apt's and dpkg's messages stay English on
+# a host set to another language, so the hints that match them (wrong password, dpkg lock,
+# full disk) keep working. Set outside sudo (its own messages) and inside it (sudoers may
+# reset the environment).
+LOCALE = ("env", "LC_ALL=C")
+
+
+def _tagged(tag: str) -> tuple[str, ...]:
+    # PROVISION_RUN=<tag> in the command's environment (inherited by its children) lets an
+    # interrupt find and stop exactly this command on the host (kill_tagged).
+    return (*LOCALE, f"PROVISION_RUN={tag}") if tag else LOCALE
+
+
+def plain_wrap(command: str, tag: str = "") -> str:
+    """The command for the login user: `sh -c` (the login shell may be fish or csh), C locale."""
+    return cmd(*_tagged(tag), "sh", "-c", command)
+
+
+def sudo_wrap(command: str, *, with_password: bool = False, tag: str = "") -> str:
+    """Run the whole command as root: sudo around `sh -c '<command>'`, in the C locale.
 
     `-n` fails at once where a password would be needed instead of hanging; with a password,
     `-S -p ''` reads it from stdin without printing a prompt, so it never reaches argv.
     """
     flags = ["-S", "-p", ""] if with_password else ["-n"]
-    return cmd("sudo", *flags, "-H", "--", "sh", "-c", command)
+    return cmd(*LOCALE, "sudo", *flags, "-H", "--", *_tagged(tag), "sh", "-c", command)
+
+
+def kill_tagged(tag: str) -> str:
+    """Stop every process of the command tagged `tag` (see plain_wrap): TERM, by environment."""
+    needle = shlex.quote(f"PROVISION_RUN={tag}")
+    return (
+        "for f in /proc/[0-9]*/environ; do "
+        f'if grep -qzx -- {needle} "$f" 2>/dev/null; then '
+        'p=${f#/proc/}; kill -TERM "${p%/environ}" 2>/dev/null; fi; done; true'
+    )
+
+
+def sudo_check() -> str:
+    """Check the sudo password once: `-k` ignores any cached credentials, so sudo really asks
+    (one attempt: the password on stdin is one line, then EOF)."""
+    return cmd(*LOCALE, "sudo", "-S", "-p", "", "-k", "--", "true")
 
 
 def mask(text: str, secrets: Iterable[str]) -> str:
@@ -92,6 +126,8 @@ def apt_get_update(lock_timeout_s: int = 600) -> str:
     (unattended-upgrades on a fresh box, or one left running by a cut connection), update
     fails at once on /var/lib/apt/lists/lock. So retry every 5 s up to the timeout.
     """
+    from provision import aptsources  # its text only; it imports nothing of ours at the top
+
     update = apt_get("update", "--error-on=any", lock_timeout_s=lock_timeout_s)
     return (
         "( waited=0; while :; do "
@@ -99,19 +135,30 @@ def apt_get_update(lock_timeout_s: int = 600) -> str:
         'case "$out" in *"/var/lib/apt/lists/lock"*) '
         f'if [ "$waited" -ge {int(lock_timeout_s)} ]; then printf \'%s\\n\' "$out"; exit $rc; fi; '
         "sleep 5; waited=$((waited + 5));; "
-        "*) printf '%s\\n' \"$out\"; exit $rc;; esac; done )"
+        # A failure of a source: name its file and line, and the host's clock (aptsources).
+        f"*) printf '%s\\n' \"$out\"; {aptsources.LOCATE}; exit $rc;; esac; done )"
     )
 
 
 HOST_LOCK = "/run/lock/provision.lock"
+HOST_LOCK_HOLDER = "/run/lock/provision.lock.holder"
 LOCK_BUSY = 75  # flock's exit status when the wait ran out
 
+# Under the lock: note what runs (a later run names it while it waits), then run it.
+_LOCKED = (
+    f'printf \'%s (host pid %s, since %s)\\n\' "$1" "$$" "$(date -u \'+%H:%M:%S UTC\')" '
+    f'>{HOST_LOCK_HOLDER} 2>/dev/null; exec sh -c "$0"'
+)
 
-def host_locked(command: str, wait_s: int = 1800) -> str:
+
+def host_locked(command: str, wait_s: int = 1800, label: str = "") -> str:
     """The command under the host-wide provision lock (flock, as root).
 
     A command left running by a cut connection (pip into a venv, say) keeps the lock until it
     ends, so the next run's changes wait for it instead of racing it; two runs from two
-    laptops take turns the same way.
+    laptops take turns the same way. `label` (what runs, no secrets) goes to HOST_LOCK_HOLDER.
     """
-    return cmd("flock", "-w", str(wait_s), "-E", str(LOCK_BUSY), HOST_LOCK, "sh", "-c", command)
+    return cmd(
+        "flock", "-w", str(wait_s), "-E", str(LOCK_BUSY), HOST_LOCK,
+        "sh", "-c", _LOCKED, command, label or "a provision command",
+    )  # fmt: skip

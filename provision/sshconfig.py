@@ -1,6 +1,8 @@
 """`provision ssh-config`: a `Host` entry for ~/.ssh/config, so plain ssh, scp, rsync and
-editors' remote modes reach the box with the inventory's settings. Written between marker
-lines, idempotently, atomically, with the previous file kept as config.provision-bak.
+editors' remote modes reach the box with the inventory's settings. Port forwards (TensorBoard)
+are in a separate `Host NAME-tunnel` entry (`ssh -N NAME-tunnel` opens them), never in the plain
+one. Written between marker lines, idempotently, atomically, with the previous file kept as
+config.provision-bak.
 """
 
 from __future__ import annotations
@@ -12,16 +14,37 @@ from pathlib import Path
 
 from provision.config import HostConfig
 
+TUNNEL_SUFFIX = "-tunnel"
+
 
 def markers(name: str) -> tuple[str, str]:
     return f"# >>> provision {name} >>>", f"# <<< provision {name} <<<"
 
 
 def entry(hc: HostConfig, forwards: list[tuple[int, int]] = ()) -> str:
-    """The Host block for one host, marker lines included."""
-    c = hc.connection
+    """The Host blocks for one host, marker lines included: `Host NAME` (no forwards),
+    `Host NAME-tunnel` with the LocalForwards when there are any, `Host NAME-via-relay`."""
     start, end = markers(hc.name)
-    lines = [start, f"Host {hc.name}", f"    HostName {c.addr}"]
+    lines = [start, f"Host {hc.name}", *connection_lines(hc)]
+    if forwards:
+        # Forwards live in their own entry: in the plain one, every ssh/scp/rsync to the box
+        # would try to bind them ("bind ... Address already in use" once one is open).
+        lines += [f"Host {hc.name}{TUNNEL_SUFFIX}", *connection_lines(hc)]
+        # 127.0.0.1 only, like `provision tunnel`: an IPv6 [::1] bind that works while the IPv4
+        # one fails would keep ExitOnForwardFailure quiet.
+        lines += [
+            f"    LocalForward 127.0.0.1:{local} 127.0.0.1:{remote}" for local, remote in forwards
+        ]
+        lines.append("    ExitOnForwardFailure yes")  # a taken local port fails, never half-works
+    lines += via_relay(hc)
+    lines.append(end)
+    return "\n".join(lines) + "\n"
+
+
+def connection_lines(hc: HostConfig) -> list[str]:
+    """HostName, User, Port, key and known_hosts lines of the host's own connection."""
+    c = hc.connection
+    lines = [f"    HostName {c.addr}"]
     if c.user:
         lines.append(f"    User {c.user}")
     lines.append(f"    Port {c.port}")
@@ -29,11 +52,7 @@ def entry(hc: HostConfig, forwards: list[tuple[int, int]] = ()) -> str:
         lines += [f"    IdentityFile {c.key_file}", "    IdentitiesOnly yes"]
     if c.known_hosts:
         lines.append(f"    UserKnownHostsFile {c.known_hosts}")
-    for local, remote in forwards:
-        lines.append(f"    LocalForward {local} 127.0.0.1:{remote}")
-    lines += via_relay(hc)
-    lines.append(end)
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def via_relay(hc: HostConfig) -> list[str]:

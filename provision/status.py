@@ -15,6 +15,8 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
+from provision.output import printable
+
 GPU_FIELDS = (
     "index,name,utilization.gpu,memory.used,memory.total,temperature.gpu,power.draw,power.limit,"
     "uuid"
@@ -327,7 +329,9 @@ def _process_text(p: GpuProcess) -> str:
 
 
 def table(header: list[str], rows: list[list[str]], right: frozenset[int] = frozenset()):
-    """Aligned columns; a row of two cells is [first column, text over the rest]."""
+    """Aligned columns; a row of two cells is [first column, text over the rest]. Cells are
+    the host's text (GPU and process names): made printable before they are measured."""
+    rows = [[printable(c) for c in r] for r in rows]
     full = [r for r in [header, *rows] if len(r) == len(header)]
     widths = [max(len(r[i]) for r in full) for i in range(len(header))]
     widths[0] = max(len(r[0]) for r in [header, *rows])

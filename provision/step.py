@@ -40,8 +40,9 @@ class Context:
     settings_by_key: dict[str, Any]
     prober: Callable[[str, bool], Result]
     address: str = ""  # the address we reach the host at (ansible_host)
-    # File states read ahead in one probe (resources.prefetch_files), for this check only.
-    file_states: dict[str, tuple[bool, list[str], str]] = field(default_factory=dict)
+    # File states read ahead in one probe (resources.prefetch_files), for this check only:
+    # (exists, [mode, owner, group], sha256, holds key material).
+    file_states: dict[str, tuple[bool, list[str], str, bool]] = field(default_factory=dict)
 
     def settings(self, cls: type) -> Any:
         """The merged settings of the step whose Settings class is `cls`."""

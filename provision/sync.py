@@ -17,7 +17,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, replace
 
-from provision import shell
+from provision import hostkeys, shell
 from provision.errors import ConfigError, ProvisionError
 from provision.remote import Connection
 
@@ -162,9 +162,14 @@ def failure_hint(host: str, conn: Connection, stderr: str) -> str:
         )
     if "Host key verification failed" in stderr:
         known = conn.known_hosts or "~/.ssh/known_hosts"
+        # A changed key: accept-new would not replace it (OpenSSH refuses it as well), so the
+        # hint is the whole fix with both fingerprints, never --accept-new-host-key.
+        changed = hostkeys.openssh_changed_key_hint(stderr, conn.addr, conn.port, known)
+        if changed:
+            return changed
         return (
-            f"the host key of {conn.target} is unknown or changed (checked against {known}); "
-            "pass --accept-new-host-key to trust a key seen for the first time"
+            f"the host key of {conn.target} is not in {known}: check its fingerprint, then pass "
+            "--accept-new-host-key to trust a key seen for the first time"
         )
     if "Permission denied (publickey" in stderr:
         return "check ansible_user and ansible_ssh_private_key_file in the inventory"

@@ -3,7 +3,8 @@
 The testinfra Host runs its commands through our Remote, so verify uses the same host-key
 checking, sudo (with a password where needed), masking and transcript as everything else.
 An AssertionError is a failure, `Skip` a skip with its reason; results can be written as
-JUnit XML for CI.
+JUnit XML for CI. A check's message often quotes the host (a process name, a file's line):
+it is made printable before it reaches the terminal or the XML file.
 """
 
 from __future__ import annotations
@@ -14,8 +15,11 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
+import click
+
 from provision.config import HostConfig
 from provision.errors import ProvisionError, Skip
+from provision.output import printable
 from provision.remote import Remote
 from provision.step import Step
 
@@ -80,6 +84,21 @@ def run_checks(hc: HostConfig, steps: tuple[Step, ...], host) -> list[CheckResul
     return results
 
 
+STATUSES = {"passed": "green", "failed": "red", "error": "red", "skipped": "yellow"}
+
+
+def render_results(results: list[CheckResult]) -> str:
+    """One line per check (`host step status check[: message]`), then the counts."""
+    lines = []
+    for r in results:
+        status = click.style(f"{r.status:<8}", fg=STATUSES[r.status])
+        message = f": {printable(r.message)}" if r.message else ""
+        lines.append(f"{printable(r.host):<12} {r.step:<12} {status} {r.check}{message}")
+    counts = {s: sum(r.status == s for r in results) for s in STATUSES}
+    lines.append(", ".join(f"{n} {s}" for s, n in counts.items()))
+    return "\n".join(lines)
+
+
 def write_junit(results: list[CheckResult], path: Path) -> None:
     """JUnit XML: one testsuite per host, one testcase per check."""
     root = ET.Element("testsuites", name="provision verify")
@@ -103,11 +122,13 @@ def write_junit(results: list[CheckResult], path: Path) -> None:
                 name=r.check,
                 time=f"{r.seconds:.3f}",
             )
+            # XML 1.0 cannot hold most control characters at all: escaped, as on the terminal.
+            message = printable(r.message)
             if r.status == "failed":
-                ET.SubElement(case, "failure", message=r.message).text = r.message
+                ET.SubElement(case, "failure", message=message).text = message
             elif r.status == "error":
-                ET.SubElement(case, "error", message=r.message).text = r.message
+                ET.SubElement(case, "error", message=message).text = message
             elif r.status == "skipped":
-                ET.SubElement(case, "skipped", message=r.message)
+                ET.SubElement(case, "skipped", message=message)
     path.parent.mkdir(parents=True, exist_ok=True)
     ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)

@@ -63,6 +63,7 @@ FIGURES = {
     "lockout": "lockout {passed}/{total} recovered",
     "bad_input": "bad inputs {passed}/{total} clear",
     "secrets": "secrets {failed} leaks",
+    "host_text": "host text {passed}/{total} escaped",
 }
 
 

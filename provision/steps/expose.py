@@ -1,8 +1,8 @@
 """expose: reach a box behind NAT from outside, from the box's side.
 
 `expose.method = "reverse-tunnel"` manages: a key pair generated on the box
-(`/etc/provision/expose/id_ed25519`, 0600 root, never copied off it), the relay's host key
-in `/etc/provision/expose/known_hosts` (from `expose.relay_host_key`, else the laptop's
+(`/etc/provision/expose/id_ed25519`, 0600 root, never copied off it nor replaced), the relay's
+host key in `/etc/provision/expose/known_hosts` (from `expose.relay_host_key`, else the laptop's
 known_hosts for an inventory relay, else ssh-keyscan at apply time, which trusts the first key
 seen), and `/etc/systemd/system/provision-expose.service`: `ssh -N -R` to the relay, bound to
 the relay's loopback unless `expose.bind_public`, restarted forever, enabled at boot. The
@@ -12,7 +12,8 @@ relay must hold the box's public key, restricted to this one port forward:
 
 `expose.method = "wireguard"` manages: wireguard-tools, a key pair generated on the box
 (`/etc/wireguard/private.key`, 0600; the private key is set by PostUp and never leaves the
-box), `/etc/wireguard/wg0.conf` (0600) and `wg-quick@wg0` enabled at boot. Refused in a
+box; an existing private key is never replaced: a missing public key is derived from it),
+`/etc/wireguard/wg0.conf` (0600) and `wg-quick@wg0` enabled at boot. Refused in a
 container, whose network is the machine's. `method = "none"` (default): nothing. Never reboots.
 """
 
@@ -325,14 +326,40 @@ def keygen_argv(host: str) -> list[str]:
     ]
 
 
+def key_pair_state(ctx: Context, private: str, public: str) -> dict[str, list[str]]:
+    """The files of a key pair that exist: path -> [mode, owner, size], from one `stat`."""
+    probe = ctx.probe(shell.cmd("stat", "-c", "%a %U %s %n", "--", private, public), sudo=True)
+    found = {}
+    for line in probe.stdout.splitlines():
+        fields = line.split(" ", 3)
+        if len(fields) == 4:
+            found[fields[3]] = fields[:3]
+    return found
+
+
+def keep_private_key(path: str) -> str:
+    """A guard for key generation: refuses (exit 1, with why) when the private key exists, so
+    that no run, however stale its plan, ever replaces it."""
+    why = shell.cmd("echo", f"{path} exists: provision never replaces a private key")
+    return f"{{ {shell.cmd('test', '!', '-e', path)} || {{ {why} >&2; false; }}; }}"
+
+
+def derived_public_key(ctx: Context, derive: str) -> str:
+    """The public key computed on the box from its private key ('' when that cannot run yet,
+    e.g. before the tool is installed); the private key itself never leaves the box."""
+    probe = ctx.probe(derive, sudo=True)
+    return probe.stdout.strip() if probe.ok else ""
+
+
 def tunnel_key_changes(ctx: Context) -> tuple[list[Change], str]:
-    """The key pair (generated on the box when missing); returns (changes, public key or '')."""
-    probe = ctx.probe(shell.cmd("stat", "-c", "%a %U", "--", KEY, f"{KEY}.pub"), sudo=True)
-    lines = probe.stdout.split("\n")
-    if not probe.ok or len(lines) < 2:
+    """The key pair (generated on the box when missing, its public half derived from the
+    private key when only that is missing); returns (changes, public key or '')."""
+    state = key_pair_state(ctx, KEY, f"{KEY}.pub")
+    if KEY not in state:
         generate = shell.and_(
             shell.cmd("install", "-d", "-m", "0700", "-o", "root", "-g", "root", EXPOSE_DIR),
-            shell.cmd("rm", "-f", "--", KEY, f"{KEY}.pub"),
+            keep_private_key(KEY),
+            shell.cmd("rm", "-f", "--", f"{KEY}.pub"),
             shell.cmd(*keygen_argv(ctx.host)),
             shell.cmd("chmod", "0600", "--", KEY),
         )
@@ -341,9 +368,21 @@ def tunnel_key_changes(ctx: Context) -> tuple[list[Change], str]:
             "`provision verify expose` shows the line)"
         )
         return [Change(summary, (Run(generate, description="ssh-keygen"), Restart(UNIT)))], ""
-    public = ctx.probe(shell.cmd("cat", "--", f"{KEY}.pub"), sudo=True).stdout.strip()
     changes = []
-    if lines[0].split() != ["600", "root"]:
+    public_state = state.get(f"{KEY}.pub")
+    if public_state is None or public_state[2] == "0":
+        derive = shell.cmd("ssh-keygen", "-y", "-P", "", "-f", KEY)
+        write = shell.and_(
+            f"{derive} > {shell.cmd(KEY + '.pub.new')}",
+            shell.cmd("chmod", "0644", "--", f"{KEY}.pub.new"),
+            shell.cmd("mv", "-f", "--", f"{KEY}.pub.new", f"{KEY}.pub"),
+        )
+        summary = f"derive {KEY}.pub from the existing private key (which is kept)"
+        changes.append(Change(summary, (Run(write, description="ssh-keygen -y"),)))
+        public = derived_public_key(ctx, derive)
+    else:
+        public = ctx.probe(shell.cmd("cat", "--", f"{KEY}.pub"), sudo=True).stdout.strip()
+    if state[KEY][:2] != ["600", "root"]:
         fix = shell.and_(
             shell.cmd("chown", "root:root", "--", KEY), shell.cmd("chmod", "0600", "--", KEY)
         )
@@ -418,14 +457,15 @@ def wireguard_changes(ctx: Context, s: Settings) -> list[Change]:
             "interface there. Run it on the real box or a VM",
         )
     changes = packages(ctx, ["wireguard-tools"])
-    probe = ctx.probe(shell.cmd("stat", "-c", "%a %U", "--", WG_PRIVATE, WG_PUBLIC), sudo=True)
-    lines = probe.stdout.split("\n")
-    if not probe.ok or len(lines) < 2:
+    state = key_pair_state(ctx, WG_PRIVATE, WG_PUBLIC)
+    derive = f"wg pubkey < {shell.cmd(WG_PRIVATE)}"
+    if WG_PRIVATE not in state:
         generate = shell.and_(
             shell.cmd("install", "-d", "-m", "0700", WG_DIR),
+            keep_private_key(WG_PRIVATE),
             f"umask 077 && wg genkey > {shell.cmd(WG_PRIVATE + '.new')}",
             shell.cmd("mv", "-f", "--", WG_PRIVATE + ".new", WG_PRIVATE),
-            f"wg pubkey < {shell.cmd(WG_PRIVATE)} > {shell.cmd(WG_PUBLIC)}",
+            f"{derive} > {shell.cmd(WG_PUBLIC)}",
             shell.cmd("chmod", "0644", "--", WG_PUBLIC),
         )
         summary = (
@@ -435,13 +475,25 @@ def wireguard_changes(ctx: Context, s: Settings) -> list[Change]:
         changes.append(Change(summary, (Run(generate, description="wg genkey"), Restart(WG_UNIT))))
         public = ""
     else:
-        if lines[0].split() != ["600", "root"]:
+        if state[WG_PRIVATE][:2] != ["600", "root"]:
             fix = shell.and_(
                 shell.cmd("chown", "root:root", "--", WG_PRIVATE),
                 shell.cmd("chmod", "0600", "--", WG_PRIVATE),
             )
             changes.append(Change(f"make {WG_PRIVATE} 0600 root", (Run(fix), Restart(WG_UNIT))))
-        public = ctx.probe(shell.cmd("cat", "--", WG_PUBLIC), sudo=True).stdout.strip()
+        public_state = state.get(WG_PUBLIC)
+        if public_state is None or public_state[2] == "0":
+            # wg0.conf names the private key only (PostUp): the public file is for people.
+            write = shell.and_(
+                f"{derive} > {shell.cmd(WG_PUBLIC + '.new')}",
+                shell.cmd("chmod", "0644", "--", WG_PUBLIC + ".new"),
+                shell.cmd("mv", "-f", "--", WG_PUBLIC + ".new", WG_PUBLIC),
+            )
+            summary = f"derive {WG_PUBLIC} from the existing private key (which is kept)"
+            changes.append(Change(summary, (Run(write, description="wg pubkey"),)))
+            public = derived_public_key(ctx, derive)
+        else:
+            public = ctx.probe(shell.cmd("cat", "--", WG_PUBLIC), sudo=True).stdout.strip()
     variables = {
         "address": s.address,
         "listen_port": s.listen_port,

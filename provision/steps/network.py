@@ -118,7 +118,8 @@ def check(ctx: Context) -> list[Change]:
     guarded = Guarded(
         uploads=uploads,
         activate="netplan generate && netplan apply",
-        restore="netplan apply",
+        # Never applied when the restored files do not generate (4: guard.RESTORE_INVALID).
+        restore="if netplan generate; then netplan apply; else exit 4; fi",
         confirm_addr=new_ip if moving else None,
         rollback_after_s=s.rollback_after_s,
     )

@@ -4,7 +4,9 @@ Manages: a conda env `CONDA_PREFIX/envs/<env>` (when the conda step is enabled; 
 the conda group, group-writable) or a venv `/opt/provision/envs/<env>` with the system
 python3; `/opt/provision/envs/<env>` is always the way in (a link to the conda env). The
 packages come with pip from `https://download.pytorch.org/whl/<tag>` (the tag compat chose)
-or the user's mirror / find-links, never `-c pytorch`. `<env>/provision-pytorch.json`
+or the user's mirror / find-links, never `-c pytorch`, first without dependencies and without
+the extra index (so no other index's build of torch can win), and the installed build (the
+`+cpu`/`+cu126` tag) is checked against the chosen one. `<env>/provision-pytorch.json`
 records what was asked, so a changed request reinstalls and an unchanged one does nothing.
 Restarts nothing; never reboots.
 """
@@ -32,16 +34,41 @@ REQUIREMENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-\[\],]*([<>=!~]=?[A-Za-z0
 SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"
 NO_GPU = "no NVIDIA GPU on this host (no PCI display device of vendor 10de)"
 
+# The build of the installed torch, read without importing it: the local version tag of its
+# metadata (2.13.0+cpu -> cpu, +cu126 -> cu126), else the CUDA version its torch/version.py
+# was built with (wheels without a tag: PyPI's, aarch64 CPU ones). None when neither tells.
+BUILD_FUNCTION = """\
+import importlib.metadata as md, re
+def torch_build():
+    try:
+        version = md.version("torch")
+    except md.PackageNotFoundError:
+        return None
+    if "+" in version:
+        return version.split("+", 1)[1]
+    try:
+        text = md.distribution("torch").locate_file("torch/version.py").read_text()
+    except Exception:
+        return None
+    m = re.search(r"^cuda\\b[^=\\n]*=\\s*(?:['\\"]([0-9.]+)['\\"]|None)", text, re.M)
+    if not m:
+        return None
+    return "cu" + m.group(1).replace(".", "") if m.group(1) else "cpu"
+"""
 # One probe of an environment: its Python, the versions of the packages (importlib.metadata),
-# torch's CUDA build and the marker the last install wrote. Prints one JSON object.
-PROBE = """\
-import importlib.metadata as md, json, os, sys
+# torch's build (BUILD_FUNCTION) and whether it imports, and the marker the last install wrote.
+# Prints one JSON object.
+PROBE = (
+    BUILD_FUNCTION
+    + """\
+import json, os, sys
 out = {"python": "%d.%d" % sys.version_info[:2], "versions": {}, "cuda": None, "error": ""}
 for name in sys.argv[1:]:
     try:
         out["versions"][name] = md.version(name)
     except md.PackageNotFoundError:
         out["versions"][name] = None
+out["build"] = torch_build()
 if out["versions"].get("torch"):
     try:
         import torch
@@ -55,6 +82,20 @@ except (OSError, ValueError):
     out["marker"] = None
 print(json.dumps(out))
 """
+)
+# After an install: the torch now in the env must be the chosen index's build (argv[1]),
+# whatever another index or find-links page offered.
+BUILD_CHECK = (
+    BUILD_FUNCTION
+    + """\
+import sys
+have, want = torch_build(), sys.argv[1]
+if have is not None and have != want:
+    sys.exit("pip installed torch %s, the %s build, but the %s index was chosen: another index "
+             "or find-links page served it (pytorch.extra_index_url / find_links)"
+             % (md.version("torch"), have, want))
+"""
+)
 GPU_CHECK = """\
 import torch
 assert torch.cuda.is_available(), "torch.cuda.is_available() is False"
@@ -185,10 +226,11 @@ def index_url(s: Settings, tag: str) -> str:
     return s.index_url or PYTORCH_INDEX.format(tag=tag)
 
 
-def pip_options(s: Settings, index: str) -> list[str]:
-    """Source options shared by the pip calls (index, mirrors, CA bundle)."""
+def pip_options(s: Settings, index: str, *, extra: bool = True) -> list[str]:
+    """Source options shared by the pip calls (index, mirrors, CA bundle); `extra=False`
+    leaves out the extra index (the torch packages come from the chosen index only)."""
     options = ["--index-url", index] if index else []
-    if s.extra_index_url:
+    if s.extra_index_url and extra:
         options += ["--extra-index-url", s.extra_index_url]
     if s.find_links:
         options += ["--find-links", s.find_links]
@@ -208,13 +250,21 @@ def install_command(
     if uninstall_first:
         names = [re.split(r"[<>=!~\[]", r)[0] for r in s.packages]
         steps.append(shell.cmd(*pip, "uninstall", "-y", *quiet[:2], *names))
-    steps.append(shell.cmd(*pip, "install", *quiet, *pip_options(s, index_url(s, tag)), *reqs))
+    index = index_url(s, tag)
+    # The PyTorch packages from the chosen index (and find-links) only, without dependencies:
+    # an extra index may serve another build of the same release (PyPI's CUDA torch for a cpu
+    # request), and pip takes whichever sorts highest. Then the dependencies from every
+    # source: the torch packages, satisfied, stay as installed (no --upgrade).
+    no_deps = ["--no-deps", *pip_options(s, index, extra=False)]
+    steps.append(shell.cmd(*pip, "install", *quiet, *no_deps, *reqs))
+    steps.append(shell.cmd(*pip, "install", *quiet, *pip_options(s, index), *reqs))
     if s.extra_packages:
         # Extras come from the user's index (or pip's default, PyPI); the torch requirement is
         # repeated so that an extra cannot swap the build for another index's torch.
         extra = [r for r in reqs if r.startswith("torch")]
         options = pip_options(s, s.index_url)
         steps.append(shell.cmd(*pip, "install", *quiet, *options, *s.extra_packages, *extra))
+    steps.append(shell.cmd(env.python, "-c", BUILD_CHECK, tag))  # fails loudly on another build
     if env.conda_prefix:
         steps.append(share_command(env))
     return shell.and_(*steps)
@@ -340,9 +390,13 @@ def check(ctx: Context) -> list[Change]:
     versions = (state or {}).get("versions") or {}
     missing = [n for n in names if not versions.get(n)]
     broken = (state or {}).get("error", "")
-    if create or have != request or missing or broken:
+    build = (state or {}).get("build")
+    wrong_build = bool(versions.get("torch")) and build is not None and build != tag
+    if create or have != request or missing or broken or wrong_build:
         if create:
             reason = "new environment"
+        elif wrong_build:
+            reason = f"torch {versions['torch']} is the {build} build, the {tag} index is chosen"
         elif broken:
             reason = f"torch does not import: {broken[:80]}"
         elif missing:
@@ -357,7 +411,11 @@ def check(ctx: Context) -> list[Change]:
         actions = (
             Run(
                 install_command(
-                    s, env, tag, reqs, uninstall_first=torch_there and marker.get("index") != tag
+                    s,
+                    env,
+                    tag,
+                    reqs,
+                    uninstall_first=torch_there and (marker.get("index") != tag or wrong_build),
                 ),
                 timeout_s=3600,
                 description=f"pip install {' '.join(reqs)} ({tag})",

@@ -6,6 +6,17 @@ with `sshd -t` on the staged file and on the whole configuration before sshd res
 Handles socket activation (Ubuntu 24.04's ssh.socket owns the port: daemon-reload and a
 socket restart). Applied as a Guarded change: a fresh key-only login must work first, and a
 fresh login (on the new port) after the restart, or the host restores the old file by itself.
+Before any change the whole configuration must pass `sshd -t`: a host whose sshd config is
+invalid already (a typo in another drop-in) is refused, naming the file and line, and nothing
+in sshd is touched (a restart would not come back). check reads sshd's effective
+configuration (`sshd -T`) and its own trace of which file and line set each keyword
+(`sshd -T -ddd`): a line elsewhere that beats 00-provision.conf (a drop-in sorting before it,
+the main sshd_config above its Include, a `Match` block loosening a managed keyword) is
+commented out in that file, in the same Guarded change (the old file is kept as a backup and
+put back by a rollback); one readable by root only is never read whole or rewritten: refused,
+naming the line. Refusing (not moving a broken file aside) keeps the admin's files theirs:
+the fix is one line they understand. Rollbacks restart sshd only when the restored config
+passes `sshd -t`; otherwise the running sshd is left alone and the message says what to fix.
 Optional: ufw with the SSH port allowed before it is enabled, and fail2ban's sshd jail
 (`/etc/fail2ban/jail.d/provision-sshd.conf`, journal backend); both refused in containers.
 Where systemd-resolved runs, its LLMNR and mDNS responders (port 5355 on every address) are
@@ -21,12 +32,23 @@ from dataclasses import dataclass
 
 from provision import shell
 from provision.changes import Change, Guarded, Run, Upload
-from provision.errors import ProvisionError, Skip
+from provision.errors import ProvisionError, Skip, StepError
 from provision.resources import packages, service, template_file
 from provision.settings import each, one_of, positive, setting, unix_name
 from provision.step import Context, Step
+from provision.steps.sshd_config import (
+    CONF,
+    our_position,
+    override_uploads,
+    overrides,
+    parse_effective,
+    read_sshd,
+    refuse_invalid,
+    unexplained,
+)
+from provision.templates import render, sha256
 
-CONF = "/etc/ssh/sshd_config.d/00-provision.conf"
+TEMPLATE = "ssh/00-provision.conf.j2"
 RESOLVED_CONF = "/etc/systemd/resolved.conf.d/provision-no-multicast.conf"
 # Ubuntu 24.04: ssh.socket listens and its generator reads Port from sshd_config at
 # daemon-reload. Debian 12 / Ubuntu 22.04: ssh.service listens itself.
@@ -35,6 +57,9 @@ RESTART = (
     " then systemctl daemon-reload && systemctl restart ssh.socket; fi"
     " && systemctl restart ssh.service"
 )
+# What a rollback runs once the old files are back: never a restart with a config that sshd
+# rejects (sshd would not come back). Exit 4 tells guard "invalid, the daemon was left alone".
+RESTORE = f"if sshd -t; then {RESTART}; else exit 4; fi"
 
 
 def port_number(value: int) -> None:
@@ -162,59 +187,87 @@ def firewall_changes(ctx: Context, s: Settings) -> list[Change]:
     return changes
 
 
-def sshd_changes(ctx: Context, s: Settings) -> list[Change]:
-    """The drop-in, applied as a Guarded change."""
-    changes = template_file(
-        ctx,
-        "ssh/00-provision.conf.j2",
-        CONF,
-        variables(s),
-        mode="0644",
-        validate="sshd -t -f {path}",
-    )
-    if not changes:
-        return []
-    # Unchanged port: confirm on the port we came in on (it may be forwarded, as for a VM).
-    current = ctx.probe("sshd -T", sudo=True).stdout
-    ports = {line.split()[1] for line in current.splitlines() if line.startswith("port ")}
-    confirm_port = None if str(s.port) in ports else s.port
-    result = []
-    for change in changes:
-        uploads = tuple(a for a in change.actions if isinstance(a, Upload))
-        guarded = Guarded(
-            uploads=uploads,
-            activate=f"sshd -t && {RESTART}",
-            restore=RESTART,
-            confirm_port=confirm_port,
-            rollback_after_s=s.rollback_after_s,
-        )
-        summary = f"{change.summary} and restart sshd (confirmed by a fresh login)"
-        result.append(Change(summary, (guarded,), change.diff))
-    return result
-
-
-def effective(host) -> dict[str, str]:
-    """`sshd -T`: the values sshd really uses, lower-case keys."""
-    out = host.check_output("sshd -T")
-    values: dict[str, str] = {}
-    for line in out.splitlines():
-        key, _, value = line.partition(" ")
-        values.setdefault(key, value)
-    return values
-
-
-def verify_hardened(host, s: Settings) -> None:
-    """sshd -T shows the hardened values"""
-    v = effective(host)
-    want = {
+def desired(s: Settings) -> dict[str, str]:
+    """The single-valued keywords provision sets, as `sshd -T` prints them."""
+    return {
         "permitrootlogin": "without-password"
         if s.permit_root_login == "prohibit-password"
         else s.permit_root_login,
         "passwordauthentication": "yes" if s.password_authentication else "no",
         "kbdinteractiveauthentication": "no",
+        "pubkeyauthentication": "yes",
         "x11forwarding": "yes" if s.x11_forwarding else "no",
         "maxauthtries": str(s.max_auth_tries),
     }
+
+
+def desired_lists(s: Settings) -> dict[str, set[str]]:
+    """AllowUsers/AllowGroups when set: the effective lists must be exactly these."""
+    return {"allowusers": set(s.allow_users), "allowgroups": set(s.allow_groups)}
+
+
+def sshd_changes(ctx: Context, s: Settings) -> list[Change]:
+    """The drop-in, and the lines elsewhere that would beat it, as one Guarded change."""
+    state = read_sshd(ctx)
+    refuse_invalid(ctx.host, state)
+    if our_position(state.trace) is None:
+        raise StepError(
+            f"{ctx.host}: sshd does not read {CONF}: /etc/ssh/sshd_config has no Include of "
+            "/etc/ssh/sshd_config.d/*.conf",
+            "add `Include /etc/ssh/sshd_config.d/*.conf` near the top of /etc/ssh/sshd_config "
+            "(Debian and Ubuntu ship it as the first line), check with `sudo sshd -t`, rerun",
+        )
+    ours: list[Change] = []
+    if state.conf_state != (
+        True,
+        ["644", "root", "root"],
+        sha256(render(TEMPLATE, **variables(s))),
+    ):
+        # Differs (or is missing): file_content probes it again for the plan's diff.
+        ours = template_file(
+            ctx, TEMPLATE, CONF, variables(s), mode="0644", validate="sshd -t -f {path}"
+        )
+    found = overrides(state, desired(s), desired_lists(s))
+    uploads, diff = override_uploads(ctx.host, state, found)
+    if not ours and not uploads:
+        wrong = unexplained(state, desired(s), desired_lists(s), s.port)
+        if wrong:
+            raise StepError(
+                f"{ctx.host}: sshd's effective configuration differs from {CONF} and no line "
+                f"that overrides it was found: {'; '.join(wrong)}",
+                "look at `sudo sshd -T` and the files `sudo sshd -T -ddd` names on the host",
+            )
+        return []
+    summaries = [c.summary for c in ours]
+    if found:
+        where = ", ".join(f"{line.where} ({line.keyword} {line.value})" for line in found)
+        noun = "line that beats" if len(found) == 1 else "lines that beat"
+        summaries.append(f"comment out {len(found)} {noun} {CONF}: {where}")
+    for change in ours:
+        uploads = [a for a in change.actions if isinstance(a, Upload)] + uploads
+        diff = change.diff + diff
+    # Unchanged port: confirm on the port we came in on (it may be forwarded, as for a VM).
+    confirm_port = None if str(s.port) in state.effective.get("port", []) else s.port
+    guarded = Guarded(
+        uploads=tuple(uploads),
+        activate=f"sshd -t && {RESTART}",
+        restore=RESTORE,
+        confirm_port=confirm_port,
+        rollback_after_s=s.rollback_after_s,
+    )
+    summary = f"{'; '.join(summaries)} and restart sshd (confirmed by a fresh login)"
+    return [Change(summary, (guarded,), diff)]
+
+
+def effective(host) -> dict[str, str]:
+    """`sshd -T`: the values sshd really uses, lower-case keys (lists joined by spaces)."""
+    return {k: " ".join(v) for k, v in parse_effective(host.check_output("sshd -T")).items()}
+
+
+def verify_hardened(host, s: Settings) -> None:
+    """sshd -T shows the hardened values"""
+    v = effective(host)
+    want = desired(s)
     wrong = {k: v.get(k) for k, val in want.items() if v.get(k) != val}
     assert not wrong, f"sshd -T differs from the settings: {wrong}"
     if s.allow_users:

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from common import SUDO_PASSWORD, ssh
+from common import SUDO_PASSWORD, free_port, ssh
 
 from hostrun import booted, provision_runner
 from provision import shell
@@ -194,7 +194,7 @@ def test_changed_host_key_is_refused(host, runs, tmp_path):
         "facts", "-i", str(inventory), "--host", host.name, "--accept-new-host-key",
         env=runs["env"], check_rc=1,
     )  # fmt: skip
-    assert "does NOT match" in proc.stderr and "ssh-keygen -R" in proc.stderr
+    assert "has CHANGED" in proc.stderr and "ssh-keygen -R" in proc.stderr
 
 
 # --- exposure: verify's checks of listeners and file modes ---------------------------------
@@ -252,3 +252,100 @@ def test_exposure_check_fails_for_a_listener_on_every_address(host, runs):
     )  # fmt: skip
     line = verify_line(opted.stdout, check)
     assert line and ":48765" not in line and " failed " not in line, opted.stdout
+
+
+# --- a secret file's old content: never read, shown or transcribed ------------------------
+
+# A made-up WireGuard private key (32 random bytes, base64): searched for everywhere.
+WG_KEY = "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk="
+# A file base manages (timesyncd is not installed on the container: nothing reads it).
+PLANTED = "/etc/systemd/timesyncd.conf.d/provision.conf"
+
+
+def plan_places(host, tmp_path, content: str, mode: str) -> dict[str, str]:
+    """Plant the file, then run `base --plan --diff -vv` and a plain `--plan`: every place
+    the old content could end up (stdout, stderr, transcripts)."""
+    printf = content.replace("\n", "\\n")
+    ssh(host, f"mkdir -p {Path(PLANTED).parent} && printf '%b' '{printf}' > {PLANTED}")
+    ssh(host, f"chmod {mode} {PLANTED}")
+    provision = provision_runner(host, tmp_path / "logs")
+    env = {"PYTHONPATH": str(ROOT)}
+    try:
+        diff = provision("base", "--host", host.name, "--plan", "--diff", "-vv", env=env)
+        plain = provision("base", "--host", host.name, "--plan", env=env)
+    finally:
+        ssh(host, f"rm -f {PLANTED}")
+    logs = "".join(p.read_text() for p in sorted((tmp_path / "logs").glob("*.log")))
+    return {
+        "diff_out": diff.stdout,
+        "vv_err": diff.stderr,
+        "plain_out": plain.stdout + plain.stderr,
+        "logs": logs,
+    }
+
+
+@pytest.mark.parametrize(
+    "mode, content, why",
+    [
+        ("600", f"[Interface]\nPrivateKey = {WG_KEY}\n", "the host's copy is mode 600"),
+        (
+            "644",
+            f"-----BEGIN OPENSSH PRIVATE KEY-----\n{WG_KEY}\n-----END OPENSSH PRIVATE KEY-----\n",
+            "the host's copy holds key material",
+        ),
+    ],
+    ids=["mode-0600", "key-material-0644"],
+)
+def test_secret_file_content_not_in_diff_vv_or_transcripts(host, tmp_path, mode, content, why):
+    places = plan_places(host, tmp_path, content, mode)
+    # The searches are not of empty places: -vv printed the probes of the file, the
+    # transcripts hold both plans, the plan says the file changes.
+    assert f"sha256sum -- {PLANTED}" in places["vv_err"]
+    assert places["logs"].count("# provision plan") == 2
+    assert f"update {PLANTED}" in places["plain_out"]
+    for where, text in places.items():
+        assert WG_KEY not in text, where
+        assert "PRIVATE KEY-----" not in text and "PrivateKey" not in text, where
+    # ... and the diff says that the file differs and why its content is not shown.
+    assert f"{PLANTED} differs (sha256 " in places["diff_out"], places["diff_out"]
+    assert f"not shown: {why}" in places["diff_out"]
+
+
+# --- expose: an existing private key is kept, its public half derived -----------------------
+
+TUNNEL_KEY = "/etc/provision/expose/id_ed25519"
+
+
+def test_tunnel_private_key_without_public_key_is_kept_and_the_public_key_derived(host, tmp_path):
+    """private key present, .pub missing: the plan derives the public key (no new pair), and
+    applying it leaves the private key byte for byte as it was."""
+    ssh(
+        host,
+        "install -d -m 0700 /etc/provision/expose && "
+        f"ssh-keygen -q -t ed25519 -N '' -C planted -f {TUNNEL_KEY} && rm -f {TUNNEL_KEY}.pub",
+    )
+    before = ssh(host, f"sha256sum {TUNNEL_KEY}").stdout.split()[0]
+    expected = ssh(host, f"ssh-keygen -y -f {TUNNEL_KEY}").stdout.split()[:2]  # OpenSSH's own
+    provision = provision_runner(host, tmp_path / "logs")
+    sets = [
+        "--set", "expose.method=reverse-tunnel",
+        "--set", f"expose.relay=tunnel@127.0.0.1:{free_port()}",
+        "--set", f"expose.relay_host_key={expected[0]} {expected[1]}",
+    ]  # fmt: skip
+    env = {"PYTHONPATH": str(ROOT)}
+    try:
+        plan = provision("expose", "--host", host.name, "--plan", *sets, env=env)
+        provision("expose", "--host", host.name, *sets, env=env, check_rc=None)
+        after = ssh(host, f"sha256sum {TUNNEL_KEY}").stdout.split()[0]
+        public = ssh(host, f"cat {TUNNEL_KEY}.pub").stdout.split()[:2]
+    finally:
+        ssh(
+            host,
+            "systemctl disable --now provision-expose.service 2>/dev/null; "
+            "rm -rf /etc/provision/expose /etc/systemd/system/provision-expose.service; "
+            "systemctl daemon-reload",
+        )
+    assert after == before, "the private key was replaced"
+    assert public == expected
+    assert f"derive {TUNNEL_KEY}.pub from the existing private key" in plan.stdout, plan.stdout
+    assert "generate the tunnel key" not in plan.stdout

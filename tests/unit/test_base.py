@@ -206,3 +206,98 @@ def test_base_batch_probe_tells_missing_and_wrong_mode_apart():
     r.on(r"systemctl show", "UnitFileState=enabled\nActiveState=active\n")
     summaries = [c.summary for c in check(f, r, kernel_headers=False)]
     assert summaries == [f"write {dests[0]}", f"update {dests[1]}"]
+
+
+# --- a failed apt-get update: the source's file:line and the fix (issue 13 §8) ---------------
+
+# apt 2.6's own words (Debian 12), as `apt-get update --error-on=any` prints them.
+APT_UNREACHABLE = """Hit:1 http://deb.debian.org/debian bookworm InRelease
+Ign:2 http://127.0.0.1:9/vendor stable InRelease
+Err:2 http://127.0.0.1:9/vendor stable InRelease
+  Could not connect to 127.0.0.1:9 (127.0.0.1). - connect (111: Connection refused)
+Reading package lists...
+W: Failed to fetch http://127.0.0.1:9/vendor/dists/stable/InRelease  Could not connect to \
+127.0.0.1:9 (127.0.0.1). - connect (111: Connection refused)
+E: Some index files failed to download. They have been ignored, or old ones used instead.
+"""
+APT_NO_PUBKEY = """Get:2 http://127.0.0.1:8080 stable InRelease [2,042 B]
+Err:2 http://127.0.0.1:8080 stable InRelease
+  The following signatures couldn't be verified because the public key is not available: \
+NO_PUBKEY 3B4FE6ACC0B21F32
+W: GPG error: http://127.0.0.1:8080 stable InRelease: The following signatures couldn't be \
+verified because the public key is not available: NO_PUBKEY 3B4FE6ACC0B21F32
+E: The repository 'http://127.0.0.1:8080 stable InRelease' is not signed.
+"""
+APT_NOT_VALID_YET = """Get:1 http://deb.debian.org/debian bookworm InRelease [151 kB]
+E: Release file for http://deb.debian.org/debian/dists/bookworm/InRelease is not valid yet \
+(invalid for another 2d 3h 4min 5s). Updates for this repository will not be applied.
+"""
+
+
+def locate(tmp_path, apt_output, files):
+    """Run aptsources.LOCATE under sh with /etc/apt moved to tmp_path (the same script)."""
+    import subprocess
+
+    from provision import aptsources
+
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    script = "out=$1; " + aptsources.LOCATE.replace("/etc/apt/", f"{tmp_path}/")
+    done = subprocess.run(["sh", "-c", script, "sh", apt_output], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return apt_output + done.stdout
+
+
+SOURCES = {
+    "sources.list": "deb http://deb.debian.org/debian bookworm main\n",
+    "sources.list.d/vendor.list": (
+        "# http://127.0.0.1:9/vendor was the old one\n"
+        "deb [arch=amd64] http://me:s3cret@127.0.0.1:9/vendor stable main\n"
+    ),
+    "sources.list.d/other.sources": (
+        "Types: deb\nURIs: http://127.0.0.1:8080\nSuites: stable\nComponents: main\n"
+    ),
+}
+
+
+def test_unreachable_source_is_named_by_file_and_line_with_the_fix(tmp_path):
+    from provision import aptsources
+
+    text = locate(tmp_path, APT_UNREACHABLE, SOURCES)
+    vendor = f"{tmp_path}/sources.list.d/vendor.list"
+    hint = aptsources.hint(text)
+    assert f"{vendor}:2 (deb [arch=amd64] http://127.0.0.1:9/vendor stable main)" in hint, hint
+    assert "sources.list:1" not in hint  # deb.debian.org answered ("Hit:")
+    assert f"`sudo mv {vendor} {vendor}.disabled`" in hint
+    assert "s3cret" not in text  # a password in a source URL never reaches output
+
+
+def test_missing_key_names_the_sources_file_and_signed_by(tmp_path):
+    from provision import aptsources
+
+    hint = aptsources.hint(locate(tmp_path, APT_NO_PUBKEY, SOURCES))
+    other = f"{tmp_path}/sources.list.d/other.sources"
+    assert (
+        "signing key 3B4FE6ACC0B21F32" in hint
+        and f"{other}:2 (URIs: http://127.0.0.1:8080)" in hint
+    )
+    assert "[signed-by=/etc/apt/keyrings/NAME.gpg]" in hint and "Signed-By:" in hint
+    assert f"`sudo mv {other} {other}.disabled`" in hint
+
+
+def test_release_not_valid_yet_names_the_clock_skew(tmp_path):
+    from provision import aptsources
+
+    text = locate(tmp_path, APT_NOT_VALID_YET, SOURCES)
+    host_clock = int(text.rsplit("host clock: ", 1)[1])
+    hint = aptsources.hint(text, local_now=host_clock + 2 * 86400 + 3 * 3600 + 245)
+    assert "not valid yet (for another 2d 3h 4min 5s)" in hint, hint
+    assert "the host's clock is 2d 3h 4min behind this machine's" in hint
+    assert "timedatectl set-ntp true" in hint and "date -s" in hint
+
+
+def test_other_failures_get_no_source_hint():
+    from provision import aptsources
+
+    assert aptsources.hint("E: Unable to locate package nosuchthing\n") == ""

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from fakes import FakeRemote
-from provision import compat
+from provision import aptsources, compat
 from provision.errors import ConfigError, ProvisionError, Skip
 from provision.facts import Package, parse_facts
 from provision.resources import APT_STAMP
@@ -36,7 +36,8 @@ UPDATE = (
     f"out=$({APT_GET} update --error-on=any 2>&1) && {{ printf '%s\\n' \"$out\"; break; }}; "
     'rc=$?; case "$out" in *"/var/lib/apt/lists/lock"*) '
     'if [ "$waited" -ge 600 ]; then printf \'%s\\n\' "$out"; exit $rc; fi; '
-    "sleep 5; waited=$((waited + 5));; *) printf '%s\\n' \"$out\"; exit $rc;; esac; done )"
+    "sleep 5; waited=$((waited + 5));; *) printf '%s\\n' \"$out\"; "
+    f"{aptsources.LOCATE}; exit $rc;; esac; done )"
     f" && mkdir -p -- /var/lib/provision && touch -- {APT_STAMP}"
 )
 

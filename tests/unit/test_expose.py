@@ -65,13 +65,19 @@ def check(remote, s, facts="debian-12-nspawn.txt"):
     return expose.check(Context("box", f, settings, lambda c, sudo: remote.probe(c, sudo=sudo)))
 
 
+def pair(private: str, mode="600", public: str = "") -> str:
+    """`stat -c '%a %U %s %n'` of a key pair where both files exist."""
+    public = public or (f"{private}.pub" if private == expose.KEY else expose.WG_PUBLIC)
+    return f"{mode} root 411 {private}\n644 root 97 {public}\n"
+
+
 def file_is(remote, path, content: bytes, mode="644"):
     return remote.on(rf"sha256sum -- {path}", f"{mode} root root\n{sha256(content)}  x\n")
 
 
 def tunnel_host(unit_vars=UNIT_VARS, key_mode="600"):
     """A box where the tunnel is set up as the settings ask (the key exists)."""
-    r = FakeRemote().on(r"%a %U'\S* -- /etc/provision/expose", f"{key_mode} root\n644 root\n")
+    r = FakeRemote().on(r"%a %U %s %n'\S* -- /etc/provision/expose", pair(expose.KEY, key_mode))
     r.on(r"cat -- /etc/provision/expose/id_ed25519.pub", PUBLIC + "\n")
     known = f"relay.example.org {RELAY_KEY}\n".encode()
     file_is(r, expose.KNOWN_HOSTS, known)
@@ -88,7 +94,7 @@ def test_expose_method_none_changes_nothing():
 
 
 def test_expose_fresh_box_generates_the_key_on_the_box_and_writes_the_unit():
-    r = FakeRemote().on(r"%a %U'\S* -- /etc/provision/expose", (1, ""))
+    r = FakeRemote().on(r"%a %U %s %n'\S* -- /etc/provision/expose", (1, ""))
     r.on(r"sha256sum --", (1, "")).on(r"systemctl show", "UnitFileState=\nActiveState=inactive\n")
     changes = check(r, TUNNEL)
     assert [c.summary.split(" (")[0] for c in changes] == [
@@ -275,7 +281,7 @@ def test_expose_good_settings_are_accepted():
 
 
 def wireguard_box(**extra):
-    r = FakeRemote().on(r"%a %U'\S* -- /etc/wireguard", (1, ""))
+    r = FakeRemote().on(r"%a %U %s %n'\S* -- /etc/wireguard", (1, ""))
     r.on(r"sha256sum --", (1, "")).on(r"systemctl show", "UnitFileState=\nActiveState=inactive\n")
     return r
 
@@ -311,13 +317,11 @@ def test_expose_wireguard_generates_keys_on_the_box_and_writes_a_0600_config_wit
 
 
 def test_expose_wireguard_converged_and_shows_the_public_key_when_the_config_changes():
-    r = FakeRemote().on(r"%a %U'\S* -- /etc/wireguard", "600 root\n644 root\n")
+    r = FakeRemote().on(r"%a %U %s %n'\S* -- /etc/wireguard", pair(expose.WG_PRIVATE, "600"))
     r.on(r"cat -- /etc/wireguard/public.key", "Pub1Key=\n")
     r.on(r"systemctl show", "UnitFileState=enabled\nActiveState=active\n")
     file_is(r, expose.WG_CONF, render("expose/wg0.conf.j2", **WG_VARS), mode="600")
-    r.on(
-        r"head -c \d+ -- /etc/wireguard/wg0.conf", render("expose/wg0.conf.j2", **WG_VARS).decode()
-    )
+    # No rule answers a read of wg0.conf: reading the 0600 file would raise UnexpectedCommand.
     facts = "ubuntu-24.04-fresh.txt"
     installed = dataclasses.replace(WIREGUARD)
     changes = [c for c in check(r, installed, facts) if "wireguard-tools" not in c.summary]
@@ -328,11 +332,16 @@ def test_expose_wireguard_converged_and_shows_the_public_key_when_the_config_cha
         conf.summary
         == "update /etc/wireguard/wg0.conf (this box's public key for the peer: Pub1Key=)"
     )
-    assert "+ListenPort = 51820" in conf.diff
+    # A 0600 file's old content is a secret: the diff says that it differs and why it is not
+    # shown, and nothing read the file.
+    assert conf.diff.startswith(f"{expose.WG_CONF} differs (sha256 ")
+    assert "not shown: the host's copy is mode 600" in conf.diff
+    assert "ListenPort" not in conf.diff
+    assert not [c for c in r.ran if "wg0.conf" in c and "sha256sum" not in c]
 
 
 def test_expose_wireguard_private_key_with_loose_mode_is_fixed():
-    r = FakeRemote().on(r"%a %U'\S* -- /etc/wireguard", "644 root\n644 root\n")
+    r = FakeRemote().on(r"%a %U %s %n'\S* -- /etc/wireguard", pair(expose.WG_PRIVATE, "644"))
     r.on(r"cat -- /etc/wireguard/public.key", "Pub1Key=\n")
     r.on(r"systemctl show", "UnitFileState=enabled\nActiveState=active\n")
     file_is(r, expose.WG_CONF, render("expose/wg0.conf.j2", **WG_VARS), mode="600")
@@ -407,3 +416,74 @@ def test_expose_ssh_config_gets_a_proxyjump_entry_for_a_tunnelled_box():
     assert block.startswith("# >>> provision box >>>\nHost box\n")
     plain = HostConfig("box", conn, {"expose": expose.Settings()}, {})
     assert "via-relay" not in entry(plain)
+
+
+# --- an existing private key is never replaced ------------------------------------------------
+
+
+def test_expose_tunnel_key_without_its_public_half_derives_it_and_keeps_the_private_key():
+    r = tunnel_host()
+    r.on(r"%a %U %s %n'\S* -- /etc/provision/expose", f"600 root 411 {expose.KEY}\n")
+    r.on(r"ssh-keygen -y -P \S+ -f /etc/provision/expose/id_ed25519", PUBLIC + "\n")
+    changes = check(r, TUNNEL)
+    assert [c.summary for c in changes] == [
+        f"derive {expose.KEY}.pub from the existing private key (which is kept)"
+    ]
+    command = changes[0].actions[0].command
+    assert "ssh-keygen -y -P '' -f /etc/provision/expose/id_ed25519 > " in command
+    assert "-t ed25519" not in command and f"rm -f -- {expose.KEY} " not in command
+
+
+def test_expose_wireguard_private_key_without_public_key_derives_it():
+    r = FakeRemote().on(r"%a %U %s %n'\S* -- /etc/wireguard", f"600 root 45 {expose.WG_PRIVATE}\n")
+    r.on(r"wg pubkey < /etc/wireguard/private.key", "Derived1=\n")
+    r.on(r"systemctl show", "UnitFileState=enabled\nActiveState=active\n")
+    r.on(r"sha256sum -- /etc/wireguard/wg0.conf", (1, ""))
+    changes = [c for c in check(r, WIREGUARD, "ubuntu-24.04-fresh.txt")]
+    summaries = [c.summary for c in changes]
+    assert f"derive {expose.WG_PUBLIC} from the existing private key (which is kept)" in summaries
+    assert not [s for s in summaries if "generate" in s]
+    derive = next(c for c in changes if c.summary.startswith("derive")).actions[0].command
+    assert "wg pubkey < /etc/wireguard/private.key > /etc/wireguard/public.key.new" in derive
+    assert "genkey" not in derive
+    conf = next(c for c in changes if "wg0.conf" in c.summary)
+    assert "this box's public key for the peer: Derived1=" in conf.summary
+
+
+def test_expose_empty_public_key_file_counts_as_missing():
+    r = FakeRemote().on(
+        r"%a %U %s %n'\S* -- /etc/wireguard",
+        f"600 root 45 {expose.WG_PRIVATE}\n644 root 0 {expose.WG_PUBLIC}\n",
+    )
+    r.on(r"wg pubkey <", (1, "wg: command not found"))
+    r.on(r"systemctl show", "UnitFileState=enabled\nActiveState=active\n")
+    r.on(r"sha256sum -- /etc/wireguard/wg0.conf", (1, ""))
+    summaries = [c.summary for c in check(r, WIREGUARD, "ubuntu-24.04-fresh.txt")]
+    assert f"derive {expose.WG_PUBLIC} from the existing private key (which is kept)" in summaries
+
+
+@pytest.mark.parametrize("exists", [True, False])
+def test_expose_key_generation_refuses_to_replace_an_existing_private_key(tmp_path, exists):
+    """The guard in front of ssh-keygen/wg genkey, run by a real sh."""
+    import subprocess
+
+    key = tmp_path / "private.key"
+    if exists:
+        key.write_text("old key\n")
+    guard = expose.keep_private_key(str(key)) + " && echo generated"
+    proc = subprocess.run(["sh", "-c", guard], capture_output=True, text=True)
+    if exists:
+        assert proc.returncode == 1 and "generated" not in proc.stdout
+        assert "never replaces a private key" in proc.stderr and key.read_text() == "old key\n"
+    else:
+        assert proc.returncode == 0 and proc.stdout == "generated\n"
+
+
+def test_expose_generation_commands_are_guarded():
+    fresh = FakeRemote().on(r"%a %U %s %n'\S* -- /etc/provision/expose", (1, ""))
+    fresh.on(r"sha256sum --", (1, "")).on(r"systemctl show", "UnitFileState=\nActiveState=\n")
+    generate = check(fresh, TUNNEL)[0].actions[0].command
+    assert expose.keep_private_key(expose.KEY) in generate
+    assert f"rm -f -- {expose.KEY}.pub" in generate and f"rm -f -- {expose.KEY} " not in generate
+    wg = check(wireguard_box(), WIREGUARD, facts="ubuntu-24.04-fresh.txt")[1].actions[0].command
+    assert wg.index(expose.keep_private_key(expose.WG_PRIVATE)) < wg.index("wg genkey")

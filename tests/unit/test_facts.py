@@ -6,6 +6,7 @@ import pytest
 
 from provision.errors import ProvisionError
 from provision.facts import check_supported, parse_facts
+from provision.facts import warnings as facts_warnings
 
 DATA = Path(__file__).parent.parent / "data" / "facts"
 
@@ -64,3 +65,91 @@ def test_facts_unsupported_os_is_named():
 def test_facts_cut_short_is_an_error():
     with pytest.raises(ProvisionError):
         parse_facts("@@os-release\nID=debian\n")
+
+
+# --- the clock: the host's against this machine's (issue 13 §8) ------------------------------
+
+
+def test_clock_skew_from_the_recorded_now():
+    text = (DATA / "debian-12-nspawn.txt").read_text()
+    host_now = 1795716140  # the recorded `@@now` (date +%s on the host)
+    behind = parse_facts(text, local_now=host_now + 3 * 86400 + 2 * 3600)
+    assert behind.clock_skew_s == -(3 * 86400 + 2 * 3600)
+    assert behind.summary()["clock_skew_s"] == -266400
+    (warning,) = facts_warnings("box", behind)
+    assert "the host's clock is 3d 2h behind this machine's" in warning
+    assert "timedatectl set-ntp true" in warning and "not valid yet" in warning
+    ahead = parse_facts(text, local_now=host_now - 600)
+    assert "10min ahead of this machine's" in facts_warnings("box", ahead)[0]
+
+
+def test_no_clock_warning_within_two_minutes_or_when_unknown():
+    text = (DATA / "debian-12-nspawn.txt").read_text()
+    assert facts_warnings("box", parse_facts(text, local_now=1795716140 + 90)) == []
+    no_now = text.replace("@@now\n1795716140\n", "@@now\n\n")
+    assert parse_facts(no_now, local_now=1795716140).clock_skew_s is None
+
+
+# --- os-release against the package system (issue 13 §8) -------------------------------------
+
+UBUNTU_2404_OS_RELEASE = """PRETTY_NAME="Ubuntu 24.04.1 LTS"
+NAME="Ubuntu"
+VERSION_ID="24.04"
+VERSION="24.04.1 LTS (Noble Numbat)"
+VERSION_CODENAME=noble
+ID=ubuntu
+ID_LIKE=debian
+"""
+
+
+def with_os_release(name: str, os_release: str, base_files: str | None = None) -> str:
+    """A recorded gather output with another /etc/os-release (and base-files version)."""
+    text = (DATA / name).read_text()
+    start = text.index("@@os-release\n") + len("@@os-release\n")
+    text = text[:start] + os_release + text[text.index("@@kernel\n") :]
+    if base_files is not None:
+        text = text.replace("@@packages\n", f"@@packages\nbase-files\t{base_files}\tii \n", 1)
+    return text
+
+
+def test_debian_packages_under_an_ubuntu_os_release_are_refused_naming_both():
+    # debian-12-nspawn.txt was recorded on Debian 12: base-files 12.4+deb12u15.
+    f = parse_facts(with_os_release("debian-12-nspawn.txt", UBUNTU_2404_OS_RELEASE))
+    assert f.os_key == "ubuntu-24.04"
+    with pytest.raises(ProvisionError) as exc:
+        check_supported("box", f)
+    message = exc.value.message
+    assert "/etc/os-release says Ubuntu 24.04.1 LTS (ID=ubuntu VERSION_ID=24.04)" in message
+    assert "the package system is Debian 12 (base-files 12.4+deb12u15)" in message
+    assert "--reinstall base-files" in exc.value.hint
+
+
+@pytest.mark.parametrize(
+    ("base_files", "os_release", "refused"),
+    [
+        ("13ubuntu10", UBUNTU_2404_OS_RELEASE, False),  # Ubuntu 24.04's own base-files
+        ("12ubuntu4.6", UBUNTU_2404_OS_RELEASE, True),  # 22.04's packages, 24.04's os-release
+        ("12.4+deb12u5", UBUNTU_2404_OS_RELEASE, True),
+    ],
+)
+def test_base_files_versions_of_each_distribution(base_files, os_release, refused):
+    f = parse_facts(with_os_release("ubuntu-24.04-fresh.txt", os_release, base_files))
+    if refused:
+        with pytest.raises(ProvisionError, match="the package system is"):
+            check_supported("box", f)
+    else:
+        check_supported("box", f)
+
+
+def test_debian_version_is_the_fallback_without_base_files():
+    text = with_os_release("ubuntu-24.04-fresh.txt", UBUNTU_2404_OS_RELEASE)
+    debian = text.replace("@@end", "@@debian-version\n12.8\n@@end")
+    with pytest.raises(ProvisionError, match=r"Debian 12 \(/etc/debian_version 12.8\)"):
+        check_supported("box", parse_facts(debian))
+    ubuntu = text.replace("@@end", "@@debian-version\ntrixie/sid\n@@end")  # what Ubuntu has
+    check_supported("box", parse_facts(ubuntu))
+
+
+def test_every_recorded_host_is_consistent():
+    for name in ("debian-12-docker.txt", "debian-12-nspawn.txt", "ubuntu-22.04-gpu.txt"):
+        check_supported("box", load(name))

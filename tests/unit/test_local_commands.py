@@ -23,7 +23,7 @@ def test_ssh_config_prints_a_host_entry(tmp_path):
     result = run(["ssh-config", "--host", "box"], tmp_path)
     assert result.exit_code == 0, result.output
     assert "Host box\n    HostName 10.0.0.5\n    User me\n    Port 2200\n" in result.output
-    assert "    LocalForward 6006 127.0.0.1:6006\n" in result.output
+    assert "    LocalForward 127.0.0.1:6006 127.0.0.1:6006\n" in result.output
 
 
 def test_ssh_config_write_is_idempotent_and_keeps_other_entries(tmp_path):
@@ -37,7 +37,7 @@ def test_ssh_config_write_is_idempotent_and_keeps_other_entries(tmp_path):
     assert "unchanged" in second.output and cfg.read_text() == text
     moved = INV.replace("10.0.0.5", "10.0.0.9")
     run(["ssh-config", "--host", "box", "--write", "--config-file", str(cfg)], tmp_path, moved)
-    assert cfg.read_text().count("Host box") == 1 and "10.0.0.9" in cfg.read_text()
+    assert cfg.read_text().count("Host box\n") == 1 and "10.0.0.9" in cfg.read_text()
     assert (tmp_path / "ssh_config.provision-bak").read_text() == text
     assert oct(cfg.stat().st_mode & 0o777) == "0o600"
 

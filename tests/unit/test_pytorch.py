@@ -4,6 +4,9 @@ reinstall; preflight refuses an impossible combination; GPU checks skip without 
 
 import dataclasses
 import json
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -37,7 +40,7 @@ def check(remote, p=None, c=None, facts_file="debian-12-nspawn.txt"):
     return pytorch.check(context(remote, p, c, facts_file))
 
 
-def env_state(python="3.12", versions=None, cuda_tag=None, marker=None, error=""):
+def env_state(python="3.12", versions=None, cuda_tag=None, marker=None, error="", build=None):
     return json.dumps(
         {
             "python": python,
@@ -45,6 +48,7 @@ def env_state(python="3.12", versions=None, cuda_tag=None, marker=None, error=""
             "cuda": cuda_tag,
             "error": error,
             "marker": marker,
+            "build": build,
         }
     )
 
@@ -138,9 +142,12 @@ def test_venv_without_conda_uses_the_system_python():
         "python3 -m venv /opt/provision/envs/dl"
     )
     install = changes[1].actions[0].command
+    python = "/opt/provision/envs/dl/bin/python"
+    sources = f"--index-url https://download.pytorch.org/whl/cpu {CERT}"
     assert install == (
-        f"/opt/provision/envs/dl/bin/python -m pip install {QUIET} --index-url "
-        f"https://download.pytorch.org/whl/cpu {CERT} torch torchvision torchaudio"
+        f"{python} -m pip install {QUIET} --no-deps {sources} torch torchvision torchaudio && "
+        f"{python} -m pip install {QUIET} {sources} torch torchvision torchaudio && "
+        f"{python} -c {shlex.quote(pytorch.BUILD_CHECK)} cpu"
     )
     assert changes[1].actions[1].group == "root"
 
@@ -177,8 +184,8 @@ CPU_REQUEST = {"index": "cpu", "requirements": ["torch==2.13.0"], "extra_package
 CPU_SETTINGS = pytorch.Settings(index="cpu", version="2.13.0", packages=("torch",), python="3.11")
 
 
-def installed(marker=CPU_REQUEST, version="2.13.0+cpu"):
-    return env_state(python="3.11", versions={"torch": version}, marker=marker)
+def installed(marker=CPU_REQUEST, version="2.13.0+cpu", build="cpu"):
+    return env_state(python="3.11", versions={"torch": version}, marker=marker, build=build)
 
 
 def test_second_run_no_changes():
@@ -295,3 +302,69 @@ def test_cuda_tag_check_compares_with_the_marker():
     cpu = FakeHost({"cat --": (0, marker), "torch.version.cuda": (0, "None\n")})
     with pytest.raises(AssertionError, match=r"the cu126 index means 12\.6"):
         pytorch.verify_cuda_tag(cpu, pytorch.Settings())
+
+
+def test_another_build_of_the_same_release_is_drift_and_replaced():
+    # The marker says cpu and the version matches, but pip put the CUDA build there (another
+    # index served it): the plan says so and the fix uninstalls it first.
+    r = remote_with(
+        installed(version="2.13.0+cu130", build="cu130"), link=f"symbolic link\n{CONDA_ENV}\n"
+    )
+    (change,) = check(r, CPU_SETTINGS)
+    assert change.summary.endswith(
+        "(torch 2.13.0+cu130 is the cu130 build, the cpu index is chosen)"
+    ), change.summary
+    command = change.actions[0].command
+    assert "pip uninstall -y --disable-pip-version-check --no-input torch && " in command
+
+
+def test_the_torch_packages_never_come_from_the_extra_index():
+    p = dataclasses.replace(CPU_SETTINGS, extra_index_url="https://pypi.example.org/simple")
+    (change,) = check(remote_with(installed(marker=None)), p, c=conda.Settings(enabled=False))
+    installs = [c for c in change.actions[0].command.split(" && ") if " pip install " in c]
+    first, deps = installs
+    assert "--no-deps" in first and "--extra-index-url" not in first, first
+    assert "--extra-index-url https://pypi.example.org/simple" in deps and "--no-deps" not in deps
+
+
+def fake_torch(site: Path, version: str, version_py: str | None) -> None:
+    """A STAND-IN for an installed torch: its dist-info metadata and torch/version.py only."""
+    dist = site / f"torch-{version}.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: torch\nVersion: {version}\n")
+    (dist / "RECORD").write_text("")
+    if version_py is not None:
+        (site / "torch").mkdir()
+        (site / "torch" / "version.py").write_text(version_py)
+
+
+@pytest.mark.parametrize(
+    ("version", "version_py", "build"),
+    [
+        ("2.13.0+cpu", None, "cpu"),
+        ("2.13.0+cu130", None, "cu130"),
+        # PyPI's wheels have no tag: torch/version.py as torch's build writes it
+        ("2.13.0", "__version__ = '2.13.0'\ncuda: Optional[str] = '12.8'\n", "cu128"),
+        ("2.13.0", "__version__ = '2.13.0'\ncuda: Optional[str] = None\n", "cpu"),
+        ("2.13.0", None, None),
+    ],
+)
+def test_the_build_is_read_without_importing_torch(tmp_path, version, version_py, build):
+    fake_torch(tmp_path, version, version_py)
+    (tmp_path / "torch.py").write_text("raise SystemExit('torch was imported')\n")
+    script = f"import sys; sys.path.insert(0, {str(tmp_path)!r})\n" + pytorch.BUILD_FUNCTION
+    script += "print(torch_build())"
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == str(build), out
+
+
+def test_build_check_after_install_fails_on_another_build(tmp_path):
+    fake_torch(tmp_path, "2.13.0+cu130", None)
+    prefix = f"import sys; sys.path.insert(0, {str(tmp_path)!r})\n"
+    wrong = subprocess.run(
+        [sys.executable, "-c", prefix + pytorch.BUILD_CHECK, "cpu"], capture_output=True, text=True
+    )
+    assert wrong.returncode == 1, wrong
+    assert "pip installed torch 2.13.0+cu130, the cu130 build, but the cpu index" in wrong.stderr
+    right = subprocess.run([sys.executable, "-c", prefix + pytorch.BUILD_CHECK, "cu130"])
+    assert right.returncode == 0

@@ -4,6 +4,7 @@ between two local directories with the same flags."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import sys
@@ -267,7 +268,11 @@ def test_old_or_missing_local_rsync_is_refused(monkeypatch, tmp_path):
     [
         ("bash: line 1: rsync: command not found\nrsync: connection unexpectedly closed", "base"),
         ("sh: 1: rsync: not found\n", "apt-get install rsync"),
-        ("Host key verification failed.\n", "--accept-new-host-key"),
+        (
+            "No ED25519 host key is known for [10.0.0.5]:2222 and you have requested strict "
+            "checking.\nHost key verification failed.\n",
+            "--accept-new-host-key",
+        ),
         ("me@10.0.0.5: Permission denied (publickey).\n", "ansible_ssh_private_key_file"),
         ('rsync: [Receiver] mkdir "/data/x" failed: Permission denied (13)', "may not write"),
         ("ssh: connect to host 10.0.0.5 port 2222: Connection refused", "sshd is running"),
@@ -384,3 +389,74 @@ def test_mkpath_only_with_a_local_rsync_that_has_it(monkeypatch, version, mkpath
     options = sync.with_local_rsync(SyncOptions())
     assert ("--mkpath" in sync.rsync_argv(CONN, ["./a"], "b:/c", options)) is mkpath
     assert not sync.with_local_rsync(SyncOptions(mkpath=False)).mkpath
+
+
+# --- a changed host key (issue 13 §8) ---------------------------------------------------------
+
+
+def keygen(path: Path) -> tuple[str, str]:
+    """A fresh ed25519 key pair made by ssh-keygen: (base64 blob, `ssh-keygen -lf` fingerprint)."""
+    import subprocess
+
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+    listed = subprocess.run(["ssh-keygen", "-lf", f"{path}.pub"], capture_output=True, text=True)
+    return Path(f"{path}.pub").read_text().split()[1], listed.stdout.split()[1]
+
+
+def test_fingerprints_are_openssh_s(tmp_path):
+    from provision import hostkeys
+
+    blob, expected = keygen(tmp_path / "k")
+    assert expected.startswith("SHA256:") and hostkeys.fingerprint(blob) == expected
+
+
+def changed_key_stderr(new_fp: str, known: Path, line: int) -> str:
+    """OpenSSH 9.2's words for a changed key under StrictHostKeyChecking=yes."""
+    return f"""@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@
+@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @
+@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@
+IT IS POSSIBLE THAT SOMEONE IS DOING SOMETHING NASTY!
+Someone could be eavesdropping on you right now (man-in-the-middle attack)!
+It is also possible that a host key has just been changed.
+The fingerprint for the ED25519 key sent by the remote host is
+{new_fp}.
+Please contact your system administrator.
+Add correct host key in {known} to get rid of this message.
+Offending ED25519 key in {known}:{line}
+Host key for [10.0.0.5]:2222 has changed and you have requested strict checking.
+Host key verification failed.
+rsync: connection unexpectedly closed (0 bytes received so far) [sender]
+"""
+
+
+def test_push_hint_for_a_changed_key_has_both_fingerprints_and_never_accept_new(tmp_path):
+    old_blob, old_fp = keygen(tmp_path / "old")
+    new_blob, new_fp = keygen(tmp_path / "new")
+    known = tmp_path / "known_hosts"
+    known.write_text(f"other ssh-ed25519 {new_blob}\n[10.0.0.5]:2222 ssh-ed25519 {old_blob}\n")
+    conn = Connection(host="mybox", addr="10.0.0.5", port=2222, known_hosts=str(known))
+    hint = sync.failure_hint("mybox", conn, changed_key_stderr(new_fp, known, 2))
+    assert f"{known} has {old_fp} ({known}:2), the host showed {new_fp}" in hint, hint
+    assert "accept-new" not in hint
+    assert f"ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` must print {new_fp}" in hint
+    assert f"`ssh-keygen -R '[10.0.0.5]:2222' -f {known}`" in hint
+    assert f"`ssh-keyscan -p 2222 -t ed25519 10.0.0.5 >> {known}`" in hint
+
+
+def test_connect_error_for_a_changed_key_names_both_fingerprints(tmp_path):
+    import paramiko
+
+    from provision import hostkeys
+
+    old_blob, old_fp = keygen(tmp_path / "old")
+    new_blob, new_fp = keygen(tmp_path / "new")
+    known = tmp_path / "known_hosts"
+    known.write_text(
+        f"|1|bm90|aGFzaA== ssh-ed25519 {new_blob}\n[10.0.0.5]:2222 ssh-ed25519 {old_blob}\n"
+    )
+    got = paramiko.Ed25519Key(filename=str(tmp_path / "new"))
+    expected = paramiko.Ed25519Key(data=base64.b64decode(old_blob))
+    err = hostkeys.changed_key_error("mybox", "10.0.0.5", 2222, known, got, expected)
+    assert f"has ssh-ed25519 {old_fp} ({known}:2), the host showed {new_fp}; refused" in err.message
+    assert "CHANGED" in err.message and "accept-new" not in err.hint
+    assert f"ssh-keygen -R '[10.0.0.5]:2222' -f {known}" in err.hint

@@ -1,0 +1,212 @@
+"""Commands we talk to while they run (hostlock.Stream): an SSH channel or a local process.
+
+The channel is Paramiko's, opened by remote.py; this module only calls its methods (and builds
+sshd's "signal" request, which Paramiko lacks). Reads poll with short sleeps so Ctrl-C lands
+at once.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import select
+import subprocess
+import time
+
+from provision import interrupt
+
+
+class _Lines:
+    """Splits received text into lines."""
+
+    def __init__(self) -> None:
+        self.buffer = ""
+
+    def pop(self) -> str | None:
+        if "\n" in self.buffer:
+            line, self.buffer = self.buffer.split("\n", 1)
+            return line.rstrip("\r")
+        return None
+
+
+class ChannelStream(_Lines):
+    """A Paramiko channel running one command."""
+
+    def __init__(self, channel) -> None:
+        super().__init__()
+        self.channel = channel
+        self.stderr = ""
+
+    def readline(self, timeout_s: float) -> str | None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            line = self.pop()
+            if line is not None:
+                return line
+            ch = self.channel
+            if ch.recv_stderr_ready():
+                self.stderr += ch.recv_stderr(65536).decode(errors="replace")
+            if ch.recv_ready():
+                data = ch.recv(65536)
+                if not data:
+                    return self._end()
+                self.buffer += data.decode(errors="replace")
+                continue
+            if ch.closed or ch.eof_received or ch.exit_status_ready():
+                if ch.recv_ready():
+                    continue
+                return self._end()
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.05)
+
+    def _end(self) -> str:
+        rest, self.buffer = self.buffer, ""
+        return rest
+
+    def send(self, text: str) -> None:
+        self.channel.sendall(text.encode())
+
+    def alive(self) -> bool:
+        transport = self.channel.get_transport()
+        return not self.channel.closed and transport is not None and transport.is_active()
+
+    def close(self) -> str:
+        with contextlib.suppress(Exception):
+            if self.channel.recv_stderr_ready():
+                self.stderr += self.channel.recv_stderr(65536).decode(errors="replace")
+        with contextlib.suppress(Exception):
+            self.channel.shutdown_write()
+        with contextlib.suppress(Exception):
+            self.channel.close()
+        return self.stderr
+
+
+class ProcessStream(_Lines):
+    """A local process (ansible_connection=local)."""
+
+    def __init__(self, command: str) -> None:
+        super().__init__()
+        self.proc = subprocess.Popen(  # the command was quoted by shell.py
+            command,
+            shell=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+
+    def readline(self, timeout_s: float) -> str | None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            line = self.pop()
+            if line is not None:
+                return line
+            wait = max(0.0, min(0.05, deadline - time.monotonic()))
+            ready, _, _ = select.select([self.proc.stdout], [], [], wait)
+            if ready:
+                data = self.proc.stdout.read1(65536)
+                if not data:
+                    rest, self.buffer = self.buffer, ""
+                    return rest
+                self.buffer += data.decode(errors="replace")
+            elif time.monotonic() >= deadline:
+                return None
+
+    def send(self, text: str) -> None:
+        self.proc.stdin.write(text.encode())
+        self.proc.stdin.flush()
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def close(self) -> str:
+        with contextlib.suppress(OSError):
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        return self.proc.stderr.read().decode(errors="replace")
+
+
+class _Sink:
+    """Collects a channel's bytes and hands complete lines to a callback."""
+
+    def __init__(self, on_line) -> None:
+        self.data = bytearray()
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.partial = ""
+        self.on_line = on_line
+
+    def feed(self, chunk: bytes) -> None:
+        self.data += chunk
+        if self.on_line:
+            self.partial += self.decoder.decode(chunk)
+            *lines, self.partial = self.partial.split("\n")
+            for line in lines:
+                self.on_line(line.rstrip("\r"))
+
+    def text(self) -> str:
+        return self.data.decode(errors="replace")
+
+
+def drive(
+    channel, timeout_s: float | None, on_line, stoppable: bool, watch: bool = True
+) -> tuple[int, str, str]:
+    """Wait for the command on an exec'd channel: (exit status, stdout, stderr); 124 on
+    timeout, -1 when the channel closed without a status. Polls, so a signal lands at once:
+    on Interrupted a stoppable command is signalled (TERM) and its channel closed; any other
+    is waited for (apt, dpkg), then Interrupted is raised."""
+    out, err = _Sink(on_line), _Sink(on_line)
+    deadline = time.monotonic() + timeout_s if timeout_s else None
+    interrupted: interrupt.Interrupted | None = None
+    while True:
+        try:
+            if watch and interrupted is None and interrupt.requested():
+                raise interrupt.Interrupted(interrupt.state.signum)
+            busy = False
+            if channel.recv_ready():
+                out.feed(channel.recv(65536))
+                busy = True
+            if channel.recv_stderr_ready():
+                err.feed(channel.recv_stderr(65536))
+                busy = True
+            if busy:
+                continue
+            if channel.exit_status_ready() or channel.closed:
+                if channel.recv_ready() or channel.recv_stderr_ready():
+                    continue
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                channel.close()
+                return 124, out.text(), err.text() + f"\nprovision: timed out after {timeout_s}s"
+            time.sleep(0.02)
+        except interrupt.Interrupted as exc:
+            if not stoppable:
+                interrupted = exc  # apt/dpkg: keep waiting, raise when it ended
+                continue
+            stop(channel)
+            raise
+    if interrupted is not None:
+        raise interrupted
+    status = channel.recv_exit_status() if channel.exit_status_ready() else -1
+    return status, out.text(), err.text()
+
+
+def stop(channel) -> None:
+    """Stop the command on the host: sshd's "signal" request (TERM to its session: sudo
+    passes it on), then close the channel (a writer then dies of SIGPIPE)."""
+    from paramiko.common import cMSG_CHANNEL_REQUEST
+    from paramiko.message import Message
+
+    with contextlib.suppress(Exception):
+        m = Message()
+        m.add_byte(cMSG_CHANNEL_REQUEST)
+        m.add_int(channel.remote_chanid)
+        m.add_string("signal")
+        m.add_boolean(False)
+        m.add_string("TERM")
+        channel.transport._send_user_message(m)
+    with contextlib.suppress(Exception):
+        channel.close()

@@ -1,0 +1,75 @@
+"""`provision tunnel` refuses a taken local port naming its owner; `ssh-config` keeps port
+forwards out of the plain `Host` entry (issue 13 §9). Real sockets on 127.0.0.1, no SSH."""
+
+import os
+import socket
+
+from click.testing import CliRunner
+
+from provision import localport, sshconfig
+from provision.cli import cli
+
+INV = "[g]\nbox ansible_host=10.0.0.5 ansible_user=me ansible_port=2200\n"
+
+# /proc/net/tcp as Linux prints it: 127.0.0.1:6006 (0x1776) listening (st 0A), uid 1000,
+# inode 424242; the same port in another state and another port listening.
+PROC_NET_TCP = """\
+  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:1776 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 424242 1 0000000000000000 100 0 0 10 0
+   1: 0100007F:1776 0100007F:D2A4 01 00000000:00000000 00:00000000 00000000  1000        0 424243 1 0000000000000000 20 4 30 10 -1
+   2: 00000000:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1111 1 0000000000000000 100 0 0 10 0
+"""
+
+
+def test_listeners_from_proc_net_tcp():
+    assert localport.listeners(PROC_NET_TCP, 6006) == [(424242, 1000)]
+    assert localport.listeners(PROC_NET_TCP, 22) == [(1111, 0)]
+    assert localport.listeners(PROC_NET_TCP, 8080) == []
+
+
+def listening():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(1)
+    return s
+
+
+def test_a_taken_port_is_named_with_its_owner_and_a_free_one_is_free():
+    with listening() as s:
+        port = s.getsockname()[1]
+        busy = localport.bind_error(port)
+        assert busy.startswith(f"127.0.0.1:{port} is in use by pid {os.getpid()} ("), busy
+    assert localport.bind_error(port) == ""
+
+
+def test_tunnel_refuses_a_taken_local_port_before_connecting(tmp_path):
+    runner = CliRunner()
+    with listening() as s, runner.isolated_filesystem(temp_dir=tmp_path):
+        port = s.getsockname()[1]
+        with open("inventory.ini", "w") as f:
+            f.write(INV)  # 10.0.0.5 is never reached: the refusal comes first
+        result = runner.invoke(cli, ["tunnel", "--host", "box", "--port", "6006",
+                                     "--local-port", str(port)])  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert f"cannot open the tunnel: 127.0.0.1:{port} is in use by pid {os.getpid()}" in (
+        result.output
+    )
+    assert "--local-port" in result.output and "is at http" not in result.output
+
+
+def test_ssh_config_keeps_forwards_out_of_the_plain_entry(tmp_path):
+    runner = CliRunner()
+    with runner.isolated_filesystem(temp_dir=tmp_path):
+        with open("inventory.ini", "w") as f:
+            f.write(INV)
+        result = runner.invoke(cli, ["ssh-config", "--host", "box"])
+    assert result.exit_code == 0, result.output
+    plain, _, tunnel = result.output.partition("Host box-tunnel\n")
+    assert "Host box\n    HostName 10.0.0.5\n    User me\n    Port 2200\n" in plain
+    assert "LocalForward" not in plain
+    assert tunnel.startswith("    HostName 10.0.0.5\n    User me\n    Port 2200\n")
+    assert (
+        "    LocalForward 127.0.0.1:6006 127.0.0.1:6006\n    ExitOnForwardFailure yes\n" in tunnel
+    )
+    start, end = sshconfig.markers("box")
+    assert result.output.startswith(start) and result.output.rstrip().endswith(end)
