@@ -391,6 +391,7 @@ def compat_command(
     wanted = {k: v for k, v in flags.items() if v}
     answers: dict[str, compat.Choice] = {}
     if hosts:
+        from provision import facts as facts_mod
         from provision.remote import connect
         from provision.runner import gather_facts
         from provision.step import Context
@@ -403,6 +404,9 @@ def compat_command(
                 f = gather_facts(remote)
             finally:
                 remote.close()
+            # the same OS refusal as a run: a box whose os-release contradicts its packages
+            # (or an OS provision does not know) gets no OS-specific answer
+            facts_mod.check_supported(hc.name, f)
             ctx = Context(hc.name, f, hc.settings, lambda c, sudo: None)
             request = dataclasses.replace(driver.request(ctx), **wanted)
             gpus, unknown = compat.gpus_from_facts(f)

@@ -15,6 +15,8 @@ import pwd
 import socket
 from pathlib import Path
 
+from provision.output import printable  # another program's command line is data
+
 LISTEN = "0A"  # TCP_LISTEN in /proc/net/tcp's st column
 
 
@@ -54,11 +56,6 @@ def socket_owners(inodes: set[int], proc: Path = Path("/proc")) -> list[tuple[in
                     owners.append((int(pid_dir.name), printable(cmd)[:120]))
                     break
     return owners
-
-
-def printable(text: str) -> str:
-    """Control characters of a process's command line escaped (it is another program's text)."""
-    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
 
 
 def owner_text(port: int, proc: Path = Path("/proc")) -> str:
