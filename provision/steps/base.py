@@ -56,6 +56,7 @@ DISTRO_SOURCES = (
     "/etc/apt/sources.list.d/ubuntu.sources",
 )
 CA_DIR = "/usr/local/share/ca-certificates"
+CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 
 def pem_file(value: str) -> None:
@@ -170,13 +171,28 @@ def managed_files(f, s: Settings) -> list[str]:
     return [*files, UNATTENDED_CONF, PERIODIC_CONF]
 
 
+def bundle_lacks(ctx: Context, s: Settings) -> bool:
+    """Whether the system CA bundle lacks one of the extra certificates (one probe)."""
+    tests = []
+    for path in s.ca_certificates:
+        body = Path(path).expanduser().read_text().split("-----BEGIN CERTIFICATE-----")[1]
+        lines = body.split("-----END CERTIFICATE-----")[0].split()
+        # a line of the signature (the end of the DER): unique to this certificate, whereas
+        # the first lines share the ASN.1 header with others
+        marker = lines[-2] if len(lines) > 1 else lines[0]
+        tests.append(f"grep -qF -e {shell.cmd(marker)} {CA_BUNDLE}")
+    return not ctx.probe(" && ".join(tests)).ok
+
+
 def ca_changes(ctx: Context, s: Settings) -> list[Change]:
     changes: list[Change] = []
     for path in s.ca_certificates:
         local = Path(path).expanduser()
         dest = ca_dest(path)
         changes += file_content(ctx, dest, local.read_bytes(), summary=f"trust {local.name}")
-    if changes:
+    # Right files are not enough: the bundle may have been rebuilt without them (verify reads
+    # the bundle, and so do apt and pip).
+    if changes or (s.ca_certificates and bundle_lacks(ctx, s)):
         refresh = "if command -v update-ca-certificates >/dev/null; then update-ca-certificates; fi"
         changes.append(Change("update the CA bundle", (Run(refresh),)))
     return changes

@@ -152,6 +152,8 @@ def account_changes(ctx, s: Settings, name: str, passwd, groups, existing_groups
                     (Run(mkdir), Upload(path, content.encode(), "0600", name, name)),
                 )
             )
+        elif passwd:
+            changes += key_mode_changes(ctx, name, home)
     if s.passwordless_sudo:
         changes += template_file(
             ctx,
@@ -163,6 +165,26 @@ def account_changes(ctx, s: Settings, name: str, passwd, groups, existing_groups
             summary=f"give {name} passwordless sudo",
         )
     return changes
+
+
+def key_mode_changes(ctx: Context, name: str, home: str) -> list[Change]:
+    """sshd's permission rules (what verify_keys asserts): ~/.ssh closed to others, and
+    authorized_keys the user's and closed to others; else sshd ignores the keys."""
+    folder, path = f"{home}/.ssh", f"{home}/.ssh/authorized_keys"
+    out = ctx.probe(shell.cmd("stat", "-c", "%a %U", "--", folder, path), sudo=True)
+    rows = [line.split() for line in out.stdout.splitlines()]
+    if out.ok and len(rows) == 2 and all(len(row) == 2 for row in rows):
+        (dir_mode, _owner), (file_mode, file_owner) = rows
+        if int(dir_mode, 8) & 0o077 == 0 and int(file_mode, 8) & 0o077 == 0 and file_owner == name:
+            return []
+    fix = " && ".join(
+        (
+            shell.cmd("chmod", "go-rwx", "--", folder),
+            shell.cmd("chown", name, "--", path),
+            shell.cmd("chmod", "go-rwx", "--", path),
+        )
+    )
+    return [Change(f"close {path} to others (sshd's rules)", (Run(fix),))]
 
 
 def verify_accounts(host, s: Settings) -> None:

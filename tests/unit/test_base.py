@@ -301,3 +301,21 @@ def test_other_failures_get_no_source_hint():
     from provision import aptsources
 
     assert aptsources.hint("E: Unable to locate package nosuchthing\n") == ""
+
+
+def test_base_sees_a_bundle_rebuilt_without_the_extra_certificate(tmp_path):
+    """Issue 13: the certificate file is right but `update-ca-certificates --fresh` ran while it
+    was away: verify reads the bundle, so check must too."""
+    pem = tmp_path / "lab-proxy.crt"
+    pem.write_text("-----BEGIN CERTIFICATE-----\nMIIBlab\n-----END CERTIFICATE-----\n")
+    dest = "/usr/local/share/ca-certificates/provision-lab-proxy.crt"
+    remote = remote_with_files(FILES)
+    remote.on(rf"stat -c .*{dest}", f"644 root root\n{sha256(pem.read_bytes())}  {dest}\n")
+    remote.on(r"grep -qF -e MIIBlab /etc/ssl/certs/ca-certificates.crt", (1, ""))
+    changes = check(facts(dpkg_audit=""), remote, ca_certificates=(str(pem),))
+    assert [c.summary for c in changes if "CA" in c.summary or "trust" in c.summary] == [
+        "update the CA bundle"
+    ]
+    remote.on(r"grep -qF -e MIIBlab /etc/ssl/certs/ca-certificates.crt", (0, ""))
+    changes = check(facts(dpkg_audit=""), remote, ca_certificates=(str(pem),))
+    assert not [c for c in changes if "CA" in c.summary or "trust" in c.summary]

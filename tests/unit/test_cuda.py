@@ -484,3 +484,29 @@ def test_nvidia_keys_are_found_by_user_id_not_by_subkey():
         "uid:-::::1::CD::Debian Archive <ftpmaster@debian.org>:",
     ]
     assert cuda.nvidia_fingerprints(lines) == ("EB693B3035CD5710E231E123A4B469963BF863CC",)
+
+
+class KeyringHost:
+    """A testinfra stand-in: /etc/apt/trusted.gpg of `size` bytes that gpg cannot read."""
+
+    def __init__(self, size):
+        self.size = size
+        self.ran = []
+
+    def file(self, path):
+        return type("File", (), {"exists": True, "size": self.size})()
+
+    def run(self, command):
+        self.ran.append(command)
+        return type("Run", (), {"rc": 2, "stdout": "", "stderr": "no valid OpenPGP data found"})()
+
+
+def test_verify_no_apt_key_passes_the_empty_keyring_the_repair_leaves(monkeypatch):
+    """Issue 13 §2: deleting the last NVIDIA key leaves /etc/apt/trusted.gpg empty; check reads
+    that as no key (`[ -s ]`), so verify must too, not as an unreadable keyring."""
+    monkeypatch.setattr(cuda, "nvidia_only", lambda host, s: "12.8")
+    empty = KeyringHost(0)
+    cuda.verify_no_apt_key(empty, cuda.Settings())
+    assert empty.ran == []
+    with pytest.raises(AssertionError, match="cannot read"):
+        cuda.verify_no_apt_key(KeyringHost(263), cuda.Settings())

@@ -67,7 +67,35 @@ def test_users_converged_account_has_no_changes():
         "passwd bob:x:1001:1001::/home/bob:/bin/bash\ngroup video:x:44:bob\ngroup render:x:105:bob\n",
     )
     r.on(r"cat -- /home/bob/.ssh/authorized_keys", KEY + "\n")
+    r.on(r"stat -c .* -- /home/bob/.ssh /home/bob/.ssh/authorized_keys", "700 bob\n600 bob\n")
     assert check(r, accounts=("bob",), authorized_keys=(KEY,)) == []
+
+
+@pytest.mark.parametrize(
+    "stat",
+    [
+        "700 bob\n644 bob\n",  # authorized_keys readable by others: sshd ignores it
+        "755 bob\n600 bob\n",  # ~/.ssh open to others
+        "700 bob\n600 root\n",  # authorized_keys not the user's
+    ],
+)
+def test_users_sees_key_file_modes_that_sshd_refuses(stat):
+    """Issue 13: the key is there but sshd's permission rules are broken; verify_keys fails,
+    so check must plan the fix (modes/owner from sshd(8) StrictModes)."""
+    r = FakeRemote().on(
+        r"getent",
+        "passwd bob:x:1001:1001::/home/bob:/bin/bash\ngroup video:x:44:bob\ngroup render:x:105:bob\n",
+    )
+    r.on(r"cat -- /home/bob/.ssh/authorized_keys", KEY + "\n")
+    r.on(r"stat -c", stat)
+    changes = check(r, accounts=("bob",), authorized_keys=(KEY,))
+    assert [c.summary for c in changes] == [
+        "close /home/bob/.ssh/authorized_keys to others (sshd's rules)"
+    ]
+    assert changes[0].actions[0].command == (
+        "chmod go-rwx -- /home/bob/.ssh && chown bob -- /home/bob/.ssh/authorized_keys"
+        " && chmod go-rwx -- /home/bob/.ssh/authorized_keys"
+    )
 
 
 def test_users_passwordless_sudo_is_validated_by_visudo():
