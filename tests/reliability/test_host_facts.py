@@ -28,33 +28,22 @@ import os
 import socket
 import subprocess
 import sys
-import uuid
 import zipfile
 from pathlib import Path
 
-import container
 import pytest
 from common import ssh
 from pkgindex import make_wheelhouse, serve
 
-from hostrun import missing_tools, provision_runner
+from hostrun import booted, provision_runner
 
 pytestmark = pytest.mark.container
 
 
 @pytest.fixture(scope="module")
 def host(require_tier):
-    reason = missing_tools(
-        ("mmdebstrap", "systemd-nspawn", "ssh"), "mmdebstrap systemd-container openssh-client"
-    )
-    if reason:
-        require_tier("container", reason)
-    name = f"rf{uuid.uuid4().hex[:6]}"
-    h = container.up(name)
-    try:
-        yield h
-    finally:
-        container.down(name)
+    """One fresh container for the module, removed afterwards."""
+    yield from booted("container", require_tier)
 
 
 @pytest.fixture

@@ -14,13 +14,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
 from common import free_port, ssh
 
-from hostrun import missing_tools, provision_runner
+from hostrun import booted, provision_runner
 
 pytestmark = [pytest.mark.container, pytest.mark.reliability("host_text")]
 
@@ -36,20 +35,8 @@ RAW = ("\x1b", "\x07", "\x9b", "\u202e", "\r")
 
 @pytest.fixture(scope="module")
 def host(require_tier):
-    """A fresh container for this module (name with helper prefix rb)."""
-    reason = missing_tools(
-        ("mmdebstrap", "systemd-nspawn", "ssh"), "mmdebstrap systemd-container openssh-client"
-    )
-    if reason:
-        require_tier("container", reason)
-    import container
-
-    name = f"rb{uuid.uuid4().hex[:6]}"
-    box = container.up(name)
-    try:
-        yield box
-    finally:
-        container.down(name)
+    """One fresh container for the module, removed afterwards."""
+    yield from booted("container", require_tier)
 
 
 @pytest.fixture

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import re
 import subprocess
-import uuid
 from pathlib import Path
 
 import pytest
 from common import ssh
 from faults import Inside, When
 
-from hostrun import missing_tools, provision_runner
+from hostrun import booted, provision_runner
 
 pytestmark = pytest.mark.container
 
@@ -30,19 +29,8 @@ MAIN = "etc/ssh/sshd_config"
 
 @pytest.fixture(scope="module")
 def host(require_tier):
-    reason = missing_tools(
-        ("mmdebstrap", "systemd-nspawn", "ssh"), "mmdebstrap systemd-container openssh-client"
-    )
-    if reason:
-        require_tier("container", reason)
-    import container
-
-    name = f"ra{uuid.uuid4().hex[:6]}"
-    box = container.up(name)
-    try:
-        yield box
-    finally:
-        container.down(name)
+    """One fresh container for the module, removed afterwards."""
+    yield from booted("container", require_tier)
 
 
 @pytest.fixture(scope="module")

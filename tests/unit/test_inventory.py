@@ -120,5 +120,10 @@ def test_inventory_vars_for_a_group_that_does_not_exist_is_refused():
 
 
 def test_inventory_vars_for_a_group_defined_later_or_as_a_child_are_fine():
-    parse("[gpu:vars]\nbase.time_sync=false\n[gpu]\nbox\n", Path("inv.ini"))
-    parse("[lab:children]\ngpu\n[gpu:vars]\nbase.time_sync=false\n[lab]\nbox\n", Path("i"))
+    later = parse("[gpu:vars]\nbase.time_sync=false\n[gpu]\nbox\n", Path("inv.ini"))
+    assert later.groups_of("box") == ["gpu"]
+    assert later.groups["gpu"].vars["base.time_sync"].text == "false"
+    assert later.groups["gpu"].vars["base.time_sync"].where == "inv.ini:2"
+    child = parse("[lab:children]\ngpu\n[gpu:vars]\nbase.time_sync=false\n[lab]\nbox\n", Path("i"))
+    # gpu is declared only as lab's child: its vars are kept, not refused as a typo
+    assert child.groups["gpu"].vars["base.time_sync"].text == "false"
