@@ -563,7 +563,7 @@ def has_tensor_cores(gpu: compat.Gpu) -> bool:
 
 def _driver_packages(facts: Facts) -> dict[str, str]:
     """Installed NVIDIA driver packages -> version."""
-    from provision.steps.driver import DRIVER_PREFIXES, NOT_DRIVER
+    from provision.facts.gpu import DRIVER_PREFIXES, NOT_DRIVER
 
     return {
         name: pkg.version

@@ -212,6 +212,14 @@ class Remote:
             raise ProbeError(self.host, shell.mask(command, self.secrets), result, why)
         return result
 
+    def read_all(self, reads, login_user: str) -> dict:
+        """Answer declared reads in one command (facts.reads); a read's failure is data."""
+        from provision.facts import reads as batch
+
+        return batch.gather(
+            lambda script: self.run(script, sudo=True, check=False), reads, login_user
+        )
+
     def check_sudo(self) -> None:
         """Check the sudo password once, before any command that uses it (see sudoers)."""
         if self.is_root or not self.connection.sudo_password or not self.use_password:

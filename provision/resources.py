@@ -1,9 +1,9 @@
-"""Reusable desired-state helpers for steps' `check`: each reads (probes) and returns Changes.
+"""Reusable desired-state helpers for steps' `check`: each looks up its declared reads and
+returns Changes; `*_read` gives the Read a step declares for each helper it calls.
 
 A helper never changes anything on the host; the runner executes the actions it returns.
-A file's old content is read for a diff only when it is no secret: the probe that reads its
-mode and hash also asks the host (grep -q: an exit status, never the text) whether it holds
-key material, so a private (0600) file or a key is never fetched, shown or transcribed.
+A file's old content comes for a diff only when it is no secret (facts.files decides on the
+host), so a private (0600) file or a key is never fetched, shown or transcribed.
 """
 
 from __future__ import annotations
@@ -12,21 +12,13 @@ import re
 
 from provision import shell
 from provision.changes import Change, Restart, Run, Upload
+from provision.facts import files
+from provision.facts.files import KEY_MATERIAL, KEY_MATERIAL_RE, KEY_MARK, MAX_DIFF_BYTES
+from provision.facts.reads import Read
 from provision.step import Context
 from provision.templates import render, sha256, unified_diff
 
 APT_STAMP = "/var/lib/provision/apt-update-stamp"
-MAX_DIFF_BYTES = 64 * 1024
-# Key material and credentials: WireGuard's PrivateKey/PresharedKey, PEM and OpenSSH private
-# key blocks, `password = ...`-style lines. One POSIX ERE that Python's re reads the same way:
-# grep -qiE runs it on the host, re.I on the content we would write. A false match only hides
-# a diff.
-KEY_MATERIAL = (
-    r"privatekey|presharedkey|-----begin [a-z0-9 ]*private key-----"
-    r"|(password|passwd|secret|token|api_?key)[^=:]{0,3}[=:]"
-)
-KEY_MATERIAL_RE = re.compile(KEY_MATERIAL, re.I)
-KEY_MARK = "provision-key-material"
 
 
 def apt_update(lock_timeout_s: int) -> Run:
@@ -66,25 +58,6 @@ def packages(
     return [Change(f"install {len(missing)} {noun}: {', '.join(missing)}", tuple(actions))]
 
 
-def _state_probe(path: str) -> str:
-    """Mode, owner, group and sha256 of a file, then KEY_MARK when it holds key material (or
-    grep could not tell: exit 2), from `stat`, `sha256sum` and `grep -q`: no content leaves."""
-    grep = shell.cmd("grep", "-qiE", "-e", KEY_MATERIAL, "--", path)
-    return shell.and_(
-        shell.cmd("stat", "-c", "%a %U %G", "--", path),
-        shell.cmd("sha256sum", "--", path),
-        f"{{ {grep}; [ $? -eq 1 ] || echo {KEY_MARK}; }}",
-    )
-
-
-def _state(stdout: str, ok: bool) -> tuple[bool, list[str], str, bool]:
-    """(exists, [mode, owner, group], sha256, holds key material) from _state_probe's output."""
-    lines = stdout.split("\n")
-    if not (ok and len(lines) >= 2):
-        return False, [], "", False
-    return True, lines[0].split(), (lines[1].split() or [""])[0], KEY_MARK in lines[2:]
-
-
 def private_mode(mode: str) -> bool:
     """Whether a mode (octal digits, as stat %a prints it) lets neither group nor others read."""
     try:
@@ -106,26 +79,16 @@ def withheld(exists: bool, meta: list[str], key_material: bool, mode: str, conte
     return ""
 
 
-def prefetch_files(ctx: Context, paths: list[str]) -> None:
-    """Read the mode, owner and hash of several files in one probe, for file_content."""
-    paths = [p for p in dict.fromkeys(paths) if p not in ctx.file_states]
-    if len(paths) < 2:
-        return  # file_content probes a single file itself
-    parts = []
-    for i, path in enumerate(paths):
-        parts.append(f"echo @@{i}; {{ {_state_probe(path)}; }} 2>/dev/null && echo @@ok")
-    out = ctx.probe("; ".join(parts), sudo=True).stdout
-    found: dict[int, list[str]] = {}
-    current = None
-    for line in out.splitlines():
-        if line.startswith("@@") and line[2:].isdigit():
-            current = found.setdefault(int(line[2:]), [])
-        elif current is not None:
-            current.append(line)
-    for i, path in enumerate(paths):
-        lines = found.get(i, [])
-        ok = bool(lines) and lines[-1] == "@@ok"
-        ctx.file_states[path] = _state("\n".join(lines[:-1]) + "\n", ok)
+def file_read(ctx: Context, dest: str) -> Read:
+    """The declared read file_content makes of `dest` (with its content when diffs are shown)."""
+    return files.read(dest, ctx.diffs)
+
+
+def service_read(unit: str) -> Read:
+    """The declared read `service` makes of `unit`."""
+    return Read(
+        shell.cmd("systemctl", "show", "-p", "UnitFileState", "-p", "ActiveState", "--", unit)
+    )
 
 
 def file_content(
@@ -143,11 +106,11 @@ def file_content(
     summary: str = "",
 ) -> list[Change]:
     """The file holds exactly `content` with this mode and owner; else an atomic upload."""
-    if dest in ctx.file_states:
-        exists, current_meta, current_hash, key_material = ctx.file_states[dest]
-    else:
-        probe = ctx.probe(_state_probe(dest), sudo=True)
-        exists, current_meta, current_hash, key_material = _state(probe.stdout, probe.ok)
+    read = file_read(ctx, dest)
+    answer = ctx.read(read.command, sudo=True)
+    state = files.parse_state(answer.stdout, answer.ok)
+    exists, current_meta, current_hash = state.exists, list(state.meta), state.sha256
+    key_material = state.key_material
     wanted_meta = [format(int(mode, 8), "o"), owner, group]
     if exists and current_meta == wanted_meta and current_hash == sha256(content):
         return []
@@ -160,12 +123,9 @@ def file_content(
             # Decided from the mode and grep's exit status alone: the old text is never read.
             diff = f"{dest} differs (sha256 {was} -> {sha256(content)[:12]}); not shown: {why}\n"
         elif not same:
-            old = ""
-            if exists:
-                read = ctx.probe(
-                    shell.cmd("head", "-c", str(MAX_DIFF_BYTES + 1), "--", dest), sudo=True
-                )
-                old = read.stdout
+            old = state.content if exists and state.content is not None else ""
+            if exists and state.content is None:  # not read: too big to show, or not wanted
+                old = "x" * (MAX_DIFF_BYTES + 1)
             if len(old) > MAX_DIFF_BYTES or len(content) > MAX_DIFF_BYTES:
                 diff = f"sha256 {was} -> {sha256(content)[:12]}\n"
             else:
@@ -188,9 +148,7 @@ def template_file(
 
 def service(ctx: Context, unit: str, *, enabled: bool = True, running: bool = True) -> list[Change]:
     """The unit is enabled at boot and running (or not), in one probe."""
-    probe = ctx.probe(
-        shell.cmd("systemctl", "show", "-p", "UnitFileState", "-p", "ActiveState", "--", unit)
-    )
+    probe = ctx.read(service_read(unit).command)
     state = dict(line.split("=", 1) for line in probe.stdout.splitlines() if "=" in line)
     changes = []
     is_enabled = state.get("UnitFileState") in ("enabled", "enabled-runtime", "static", "alias")

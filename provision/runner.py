@@ -9,6 +9,7 @@ only its own remaining steps.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +21,7 @@ from provision.changes import Change, Guarded, Reboot, Restart, Run, Upload
 from provision.config import HostConfig
 from provision.errors import ProvisionError, StepError
 from provision.facts import GATHER_SCRIPT, Facts, check_supported, parse_facts
+from provision.facts.reads import Read
 from provision.facts import warnings as facts_warnings
 from provision.output import Reporter, Transcript
 from provision.remote import Remote, connect
@@ -61,6 +63,40 @@ class HostResult:
 def gather_facts(remote: Remote) -> Facts:
     """One round trip: run the gather script and parse it."""
     return parse_facts(remote.run(GATHER_SCRIPT, sudo=False).stdout)
+
+
+def strict_reads() -> bool:
+    """Whether a read a step did not declare is an error (every test sets it) rather than a
+    read of its own (counted in the transcript)."""
+    return os.environ.get("PROVISION_STRICT_READS", "") == "1"
+
+
+def context(
+    hc: HostConfig, remote: Remote, facts: Facts, gathered, *, diffs: bool = True
+) -> Context:
+    """The Context a step's reads() and check() see on this host."""
+    return Context(
+        hc.name,
+        facts,
+        hc.settings,
+        lambda c, sudo: remote.probe(c, sudo=sudo),
+        address=hc.connection.addr,
+        gathered=gathered,
+        strict=strict_reads(),
+        diffs=diffs,
+    )
+
+
+def gather_reads(
+    hc: HostConfig, remote: Remote, steps: tuple[Step, ...], facts: Facts, *, diffs: bool
+) -> dict[Read, object]:
+    """The declared reads of `steps`, answered in one round trip."""
+    ctx = context(hc, remote, facts, {}, diffs=diffs)
+    wanted: list[Read] = []
+    for step in steps:
+        if step.reads is not None:
+            wanted += step.reads(ctx)
+    return remote.read_all(wanted, facts.user)
 
 
 def preflight(hc: HostConfig, remote: Remote, facts: Facts) -> None:
@@ -263,23 +299,22 @@ def run_host(
             reporter.step_line(
                 hc.name, "resume", current.status, "; ".join(c.summary for c in resume)
             )
-        ctx = Context(
-            hc.name,
-            facts,
-            hc.settings,
-            lambda c, sudo: remote.probe(c, sudo=sudo),
-            address=hc.connection.addr,
-        )
+        diffs = plan or reporter.verbose
+        gathered = gather_reads(hc, remote, steps, facts, diffs=diffs)
+        ctx = context(hc, remote, facts, gathered, diffs=diffs)
         for step in steps:
             if step.preflight is not None:
                 step.preflight(ctx)
         changed_before = False
-        for step in steps:
+        for index, step in enumerate(steps):
             step_start = time.monotonic()
             current = StepResult(step.name, "ok")
             result.steps.append(current)
             try:
-                facts = run_step(hc, step, remote, facts, plan, reporter, current, remote_factory)
+                facts, gathered = run_step(
+                    hc, steps[index:], remote, facts, gathered, plan, reporter, current,
+                    remote_factory, diffs=diffs,
+                )  # fmt: skip
                 if host_lock is not None and not host_lock.alive():
                     # A reboot or a new address closed the connection the lock ran on.
                     host_lock.release()
@@ -287,6 +322,7 @@ def run_host(
                     host_lock, waited = take_host(hc, remote, facts, reporter, log)
                     if waited:
                         facts = gather_facts(remote)
+                        gathered = gather_reads(hc, remote, steps[index + 1 :], facts, diffs=diffs)
             except ProvisionError as exc:
                 current.status, current.error = "failed", exc
                 current.seconds = time.monotonic() - step_start
@@ -322,32 +358,32 @@ def run_host(
 
 def run_step(
     hc: HostConfig,
-    step: Step,
+    steps: tuple[Step, ...],
     remote: Remote,
     facts: Facts,
+    gathered: dict,
     plan: bool,
     reporter: Reporter,
     current: StepResult,
     remote_factory: Callable[..., Remote] = connect,
-) -> Facts:
-    """Check one step, apply its changes unless planning, and require convergence."""
-    ctx = Context(
-        hc.name,
-        facts,
-        hc.settings,
-        lambda c, sudo: remote.probe(c, sudo=sudo),
-        address=hc.connection.addr,
-    )
-    changes = step.check(ctx)
+    *,
+    diffs: bool = True,
+) -> tuple[Facts, dict]:
+    """Check the first of `steps`, apply its changes unless planning, and require convergence;
+    after a change, the facts and the reads of `steps` (this one and those after it) are read
+    again in one round trip each: (facts, gathered) for the next step."""
+    step = steps[0]
+    changes = step.check(context(hc, remote, facts, gathered, diffs=diffs))
     current.changes = changes
     if plan:
         current.status = "planned" if changes else "ok"
-        return facts
+        return facts, gathered
     if not changes:
-        return facts
+        return facts, gathered
     execute(remote, changes, reporter, hc, facts.boot_id, remote_factory)
     facts = gather_facts(remote)
-    leftover = step.check(Context(hc.name, facts, hc.settings, ctx.prober, address=ctx.address))
+    gathered = gather_reads(hc, remote, steps, facts, diffs=diffs)
+    leftover = step.check(context(hc, remote, facts, gathered, diffs=diffs))
     if leftover:
         raise StepError(
             f"{hc.name} {step.name}: did not converge; still to do after applying: "
@@ -356,7 +392,7 @@ def run_step(
             "the transcript has every command",
         )
     current.status = "changed"
-    return facts
+    return facts, gathered
 
 
 def run_hosts(

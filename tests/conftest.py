@@ -16,6 +16,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "hosts"))
 sys.path.insert(0, str(ROOT / "tests"))
+# A check that reads what its step did not declare fails every test (step.Context.read); the
+# CLI subprocesses the integration tiers start inherit it.
+os.environ["PROVISION_STRICT_READS"] = "1"
 
 
 @pytest.fixture(scope="session")

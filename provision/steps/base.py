@@ -11,14 +11,14 @@ when its configuration changes. Never reboots.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from provision import shell
 from provision.changes import Change, Run
 from provision.errors import Skip
-from provision.resources import file_content, packages, prefetch_files, service, template_file
+from provision.kernel import headers_packages
+from provision.resources import file_content, packages, service, template_file
 from provision.settings import absolute_path, each, hostname, package_name, positive, setting, url
 from provision.step import Context, Step
 
@@ -98,18 +98,6 @@ class Settings:
     )
     wait_for_cloud_init: bool = setting(True, "wait until cloud-init has finished")
     backup_dir: str = setting("/var/backups/provision", "where replaced files go", absolute_path)
-
-
-def headers_packages(kernel: str, os_id: str, os_version: str) -> list[str]:
-    """Headers for the running kernel plus the meta package that follows kernel updates."""
-    m = re.match(r"^(\d+\.\d+)\.\d+-\d+(?:\.\d+)*-(?P<flavour>[a-z0-9-]+)$", kernel)
-    if not m:
-        return [f"linux-headers-{kernel}"]
-    flavour = m["flavour"]
-    meta = f"linux-headers-{flavour}"
-    if os_id == "ubuntu" and os_version == "22.04" and flavour == "generic" and m[1] != "5.15":
-        meta = "linux-headers-generic-hwe-22.04"  # the HWE kernel, not 22.04's GA 5.15
-    return [f"linux-headers-{kernel}", meta]
 
 
 def default_components(os_id: str) -> tuple[str, ...]:
@@ -225,7 +213,6 @@ def check(ctx: Context) -> list[Change]:
     """What base would change on this host."""
     s: Settings = ctx.settings(Settings)
     f = ctx.facts
-    prefetch_files(ctx, managed_files(f, s))
     changes: list[Change] = []
     if s.wait_for_cloud_init and f.cloud_init in ("running", "not started", "not run"):
         wait = Run("cloud-init status --wait >/dev/null || true", timeout_s=3600)

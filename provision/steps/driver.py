@@ -34,6 +34,8 @@ from provision import compat, shell
 from provision.changes import Change, Reboot, Run
 from provision.errors import Skip, StepError
 from provision.facts import Facts
+from provision.facts.gpu import DRIVER_PREFIXES, NOT_DRIVER
+from provision.kernel import headers_packages
 from provision.resources import packages, service, template_file
 from provision.settings import one_of, setting
 from provision.step import Context, Step
@@ -43,20 +45,6 @@ BLACKLIST = "/etc/modprobe.d/provision-blacklist-nouveau.conf"
 INITRAMFS_STAMP = "/var/lib/provision/initramfs-nouveau-stamp"
 PERSISTENCED = "nvidia-persistenced.service"
 FABRICMANAGER = "nvidia-fabricmanager.service"
-# Package name prefixes that belong to a driver branch (the purge on a branch switch).
-DRIVER_PREFIXES = (
-    "nvidia-",
-    "libnvidia-",
-    "libcuda1",
-    "xserver-xorg-video-nvidia",
-    "linux-modules-nvidia-",
-    "linux-objects-nvidia-",
-    "linux-signatures-nvidia-",
-    "firmware-nvidia-",
-    "cuda-drivers",
-)
-# Not part of a driver branch even though the name matches (versions are not branches).
-NOT_DRIVER = ("nvidia-container-", "libnvidia-container", "nvidia-docker", "nvidia-cuda-")
 MOK_HINT = (
     "Secure Boot only loads signed modules. Either use Ubuntu's signed modules "
     "(driver.source = ubuntu, Ubuntu only), or enrol the DKMS signing key once: "
@@ -368,7 +356,7 @@ def check(ctx: Context) -> list[Change]:
     if choice.source != "ubuntu":
         wanted_all += fabric
         if not f.in_container:  # DKMS builds against the headers
-            wanted_all += base.headers_packages(f.kernel, f.os_id, f.os_version)
+            wanted_all += headers_packages(f.kernel, f.os_id, f.os_version)
     changes += install_changes(ctx, choice, s, wanted_all, bool(sources))
     if choice.source == "ubuntu" and fabric:  # ubuntu-drivers does not add it
         b: base.Settings = ctx.settings(base.Settings)

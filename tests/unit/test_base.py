@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from fakes import FakeRemote
+from provision import kernel as kernel_mod
 from provision.facts import parse_facts
 from provision.step import Context
 from provision.steps import base
@@ -117,7 +118,7 @@ def test_base_wants_headers_for_the_running_kernel_on_real_hardware():
     ],
 )
 def test_base_headers_packages(kernel, os_id, version, expected):
-    assert base.headers_packages(kernel, os_id, version) == expected
+    assert kernel_mod.headers_packages(kernel, os_id, version) == expected
 
 
 def test_base_fresh_ubuntu_waits_for_cloud_init_and_repairs_dpkg_first():

@@ -14,6 +14,7 @@ import pytest
 
 from fakes import FakeRemote
 from provision import resources
+from provision.facts import files
 from provision.facts import parse_facts
 from provision.step import Context
 from provision.templates import sha256
@@ -32,13 +33,13 @@ def ctx_for(remote: FakeRemote) -> Context:
 
 def host_file(mode: str, content: str, key_material: bool = False) -> FakeRemote:
     """A host whose CONF has this mode and content (its hash only; the text via head -c)."""
-    mark = f"{resources.KEY_MARK}\n" if key_material else ""
+    mark = f"{files.KEY_MARK}\n" if key_material else ""
     state = f"{mode} root root\n{sha256(content.encode())}  {CONF}\n{mark}"
     return FakeRemote().on(rf"sha256sum -- {CONF}", state)
 
 
 def reads(remote: FakeRemote) -> list[str]:
-    return [c for c in remote.ran if "head -c" in c or c.startswith("cat ")]
+    return [c for c in remote.ran if c.startswith(("head -c", "cat "))]
 
 
 def test_private_file_differs_without_its_content_being_read():
@@ -88,18 +89,51 @@ def test_private_file_with_only_its_mode_wrong_says_so_without_reading():
     assert reads(remote) == []
 
 
-def test_prefetched_files_carry_the_key_material_flag():
-    other = "/etc/example/other.conf"
-    batch = (
-        f"@@0\n644 root root\n{sha256(OLD.encode())}  {CONF}\n{resources.KEY_MARK}\n@@ok\n"
-        f"@@1\n644 root root\n{sha256(NEW)}  {other}\n@@ok\n"
+# --- the state read, run by the real shell on real files --------------------------------------
+
+
+def host_state(path: Path, content: bool = True) -> files.FileState:
+    """What facts.files' script, run by /bin/sh here, says about `path`."""
+    out = subprocess.run(
+        ["sh", "-c", files.state_script(str(path), content)], capture_output=True, text=True
     )
-    remote = FakeRemote().on("@@", batch)
-    ctx = ctx_for(remote)
-    resources.prefetch_files(ctx, [CONF, other])
-    assert ctx.file_states[CONF][3] is True and ctx.file_states[other][3] is False
-    (change,) = resources.file_content(ctx, CONF, NEW)
-    assert "not shown" in change.diff and reads(remote) == []
+    return files.parse_state(out.stdout, out.returncode == 0)
+
+
+def test_state_read_of_a_private_file_sends_no_content(tmp_path):
+    path = tmp_path / "wg0.conf"
+    path.write_text(OLD)
+    path.chmod(0o600)
+    state = host_state(path)
+    assert state.exists and state.meta[0] == "600" and state.content is None
+    assert state.sha256 == sha256(OLD.encode())
+
+
+def test_state_read_of_a_readable_key_sends_no_content(tmp_path):
+    path = tmp_path / "leaked.conf"
+    path.write_text(OLD)
+    path.chmod(0o644)
+    state = host_state(path)
+    assert state.key_material and state.content is None
+
+
+def test_state_read_of_an_ordinary_file_sends_it_only_when_asked(tmp_path):
+    path = tmp_path / "app.conf"
+    path.write_bytes(NEW)
+    path.chmod(0o644)
+    assert host_state(path).content == NEW.decode()
+    assert host_state(path, content=False).content is None
+    assert host_state(path, content=False).sha256 == sha256(NEW)
+
+
+def test_state_read_of_a_missing_file(tmp_path):
+    assert host_state(tmp_path / "nope") == files.FileState(False)
+
+
+def test_state_read_stops_past_the_diff_limit(tmp_path):
+    path = tmp_path / "big"
+    path.write_bytes(b"a" * (files.MAX_DIFF_BYTES + 100))
+    assert len(host_state(path).content) == files.MAX_DIFF_BYTES + 1
 
 
 # --- the pattern, run by the real grep -------------------------------------------------------
@@ -128,7 +162,7 @@ PLAIN_SAMPLES = [
 def test_key_material_pattern_agrees_with_grep(tmp_path, line):
     path = tmp_path / "f"
     path.write_text(f"# a config\n{line}\n")
-    grep = subprocess.run(["grep", "-qiE", "-e", resources.KEY_MATERIAL, "--", str(path)])
+    grep = subprocess.run(["grep", "-qiE", "-e", files.KEY_MATERIAL, "--", str(path)])
     expected = line in SECRET_SAMPLES
     assert grep.returncode == (0 if expected else 1)
-    assert bool(resources.KEY_MATERIAL_RE.search(path.read_text())) is expected
+    assert bool(files.KEY_MATERIAL_RE.search(path.read_text())) is expected

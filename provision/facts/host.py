@@ -145,6 +145,9 @@ class Facts:
     pending_restarts: tuple[str, ...] = ()
     local_now: int = 0  # this machine's clock when the facts arrived (epoch s; 0: unknown)
     debian_version: str = ""  # /etc/debian_version ("12.8"; "trixie/sid" on Ubuntu)
+    # Decisions made from exactly these facts (the GPU stack: provision.stack), made once and
+    # shared by every step that needs them; new facts start with an empty one.
+    memo: dict = field(default_factory=dict, compare=False, repr=False)
 
     def installed(self, name: str) -> bool:
         """Whether the package is installed."""
