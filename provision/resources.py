@@ -8,12 +8,10 @@ host), so a private (0600) file or a key is never fetched, shown or transcribed.
 
 from __future__ import annotations
 
-import re
-
 from provision import shell
 from provision.changes import Change, Restart, Run, Upload
 from provision.facts import files
-from provision.facts.files import KEY_MATERIAL, KEY_MATERIAL_RE, KEY_MARK, MAX_DIFF_BYTES
+from provision.facts.files import KEY_MATERIAL_RE, MAX_DIFF_BYTES
 from provision.facts.reads import Read
 from provision.step import Context
 from provision.templates import render, sha256, unified_diff

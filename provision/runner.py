@@ -21,8 +21,8 @@ from provision.changes import Change, Guarded, Reboot, Restart, Run, Upload
 from provision.config import HostConfig
 from provision.errors import ProvisionError, StepError
 from provision.facts import GATHER_SCRIPT, Facts, check_supported, parse_facts
-from provision.facts.reads import Read
 from provision.facts import warnings as facts_warnings
+from provision.facts.reads import Read
 from provision.output import Reporter, Transcript
 from provision.remote import Remote, connect
 from provision.step import Context, Step

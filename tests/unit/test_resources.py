@@ -14,8 +14,7 @@ import pytest
 
 from fakes import FakeRemote
 from provision import resources
-from provision.facts import files
-from provision.facts import parse_facts
+from provision.facts import files, parse_facts
 from provision.step import Context
 from provision.templates import sha256
 
