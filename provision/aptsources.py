@@ -52,7 +52,7 @@ def skew_text(text: str, local_now: float | None) -> str:
     m = CLOCK_RE.search(text)
     if not m:
         return ""
-    from provision.facts import human_duration  # the same wording as facts' warning
+    from provision.durations import human_duration  # the same wording as facts' warning
 
     skew = int(m.group(1)) - int(time.time() if local_now is None else local_now)
     if abs(skew) < 60:

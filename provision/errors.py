@@ -1,7 +1,8 @@
 """The ProvisionError tree: every failure a user should read, with a hint and an exit code.
 
-cli.py is the one place that catches ProvisionError; anything else is a bug and shows a
-traceback with --debug.
+A ProvisionError is the only failure shown as a message: the runner records one per host and
+goes on with the other hosts, and the CLI prints it with its hint and exits with its code.
+Anything else is a bug, and shows a traceback with --debug.
 """
 
 from __future__ import annotations

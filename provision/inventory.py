@@ -2,7 +2,8 @@
 
 Supported: `[group]` host lines `name key=value ...` (split like a shell), `[group:vars]`,
 `[all:vars]`, `[group:children]`, `#`/`;` comments, hosts before any section (ungrouped).
-No ranges, no YAML, no dynamic inventories. Keys are checked later, in config.py.
+No ranges, no YAML, no dynamic inventories. Keys are checked later: step settings in
+config.py, connection variables in hostvars.py.
 """
 
 from __future__ import annotations

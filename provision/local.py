@@ -1,4 +1,4 @@
-"""Run on the box itself (ansible_connection=local): subprocess, no SSH."""
+"""The transport on the box itself (ansible_connection=local): subprocess, no SSH."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import subprocess
 
 from provision import interrupt
 from provision.changes import Result
+from provision.connection import Connection
 from provision.errors import StepError
-from provision.remote import Connection, Remote
+from provision.transport import Remote
 
 
 class LocalRemote(Remote):

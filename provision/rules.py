@@ -126,14 +126,7 @@ def _gpu_stack(settings: dict[str, Any], sources: dict[str, str]) -> None:
     }
     if not wanted:
         return
-    names = {
-        "driver.branch": "branch",
-        "driver.flavour": "flavour",
-        "driver.source": "source",
-        "cuda.version": "cuda",
-        "pytorch.index": "torch_index",
-        "pytorch.version": "torch_version",
-    }
+    names = compat.SET_KEYS  # each setting's Request field
 
     def refusal(keys: list[str]) -> compat.Incompatible | None:
         request = compat.Request(**{names[k]: wanted[k] for k in keys})

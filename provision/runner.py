@@ -1,10 +1,11 @@
-"""Run steps on hosts: plan (check only) or apply (execute, then check again).
+"""Run steps on hosts: plan (check only) or apply (carry out, then check again).
 
-Per host: connect, gather facts, then for each step `check`; in plan mode record the changes;
-otherwise execute their actions, daemon-reload and restart each unit once, reboot when a
-change asks for it (and reboots are allowed), gather facts again and require that `check`
-now finds nothing ("did not converge" otherwise). One thread per host; a failing host stops
-only its own remaining steps.
+Per host: connect and gather the facts (one round trip), take the run lock, gather every
+selected step's declared reads (one more), then for each step `check`, a pure decision from
+facts, settings and reads. The executor (executor.Plan or executor.Apply) carries the
+changes out or not; after a change the facts and the remaining steps' reads are gathered
+again and `check` must now find nothing ("did not converge" otherwise). A no-op run is
+three remote commands. One thread per host; a failing host stops only its own steps.
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from provision import guard, hostlock, shell
-from provision.changes import Change, Guarded, Reboot, Restart, Run, Upload
-from provision.config import HostConfig
+from provision import guard, hostlock
+from provision.changes import Change
 from provision.errors import ProvisionError, StepError
+from provision.executor import Apply, Plan, resume_changes
 from provision.facts import GATHER_SCRIPT, Facts, check_supported, parse_facts
 from provision.facts import warnings as facts_warnings
 from provision.facts.reads import Read
+from provision.hostconfig import HostConfig
 from provision.output import Reporter, Transcript
 from provision.remote import Remote, connect
 from provision.step import Context, Step
@@ -131,31 +133,6 @@ def take_host(hc: HostConfig, remote: Remote, facts: Facts, reporter: Reporter, 
     return hostlock.acquire(hc.name, remote.open_stream, note)
 
 
-PENDING_RESTARTS = "/var/lib/provision/pending-restarts"
-
-
-def restart_marker(action: Restart) -> str:
-    """The pending-restart file's name: the unit, `~try` for a try-restart."""
-    return action.unit + ("~try" if action.only_if_running else "")
-
-
-def resume_changes(facts: Facts) -> list[Change]:
-    """The restarts an interrupted run left pending (its files are written already). A unit
-    that does not exist (its package never got installed) only loses its marker."""
-    changes = []
-    for marker in facts.pending_restarts:
-        unit, _, flag = marker.partition("~")
-        verb = "try-restart" if flag == "try" else "restart"
-        command = (
-            f"if systemctl cat -- {shell.cmd(unit)} >/dev/null 2>&1; then "
-            f"systemctl daemon-reload && {shell.cmd('systemctl', verb, '--', unit)}; fi && "
-            + shell.cmd("rm", "-f", "--", f"{PENDING_RESTARTS}/{marker}")
-        )
-        summary = f"restart {unit} (an interrupted run changed its files, not restarted yet)"
-        changes.append(Change(summary, (Run(command, description=f"restart {unit}"),)))
-    return changes
-
-
 def settle_rollbacks(
     hc: HostConfig, remote: Remote, facts: Facts, plan: bool, reporter: Reporter, log
 ) -> Facts:
@@ -181,76 +158,6 @@ def settle_rollbacks(
         reporter.step_line(hc.name, "-", "note", "an interrupted run's unconfirmed change was "
                            "rolled back by the host; checking again from there")  # fmt: skip
     return gather_facts(remote)
-
-
-def execute(
-    remote: Remote,
-    changes: list[Change],
-    reporter: Reporter,
-    hc: HostConfig,
-    boot_id: str,
-    remote_factory: Callable[..., Remote] = connect,
-) -> None:
-    """Run the actions of the changes; restarts once each at the end; then a reboot if asked."""
-    restarts: dict[str, Restart] = {}
-    reboots: list[Reboot] = []
-    units_changed = False
-    for change in changes:
-        wanted = [a for a in change.actions if isinstance(a, Restart) and a.unit not in restarts]
-        if wanted:
-            # Noted on the host before the change: a run cut off after it but before the
-            # restarts at the end leaves them to the next run (resume_changes).
-            markers = [f"{PENDING_RESTARTS}/{restart_marker(a)}" for a in wanted]
-            remote.run(
-                shell.and_(
-                    shell.cmd("mkdir", "-p", "--", PENDING_RESTARTS),
-                    shell.cmd("touch", "--", *markers),
-                )
-            )
-        for action in change.actions:
-            if isinstance(action, Run):
-                reporter.started(hc.name, action.description or change.summary)
-                try:
-                    remote.run(
-                        action.command, sudo=action.sudo, timeout_s=action.timeout_s, lock=True
-                    )
-                finally:
-                    reporter.finished(hc.name)
-            elif isinstance(action, Upload):
-                remote.put_atomic(action)
-                units_changed |= action.dest.startswith(("/etc/systemd/", "/lib/systemd/"))
-            elif isinstance(action, Restart):
-                restarts.setdefault(action.unit, action)
-            elif isinstance(action, Reboot):
-                reboots.append(action)
-            elif isinstance(action, Guarded):
-                reporter.started(hc.name, change.summary)
-                try:
-                    guard.apply(remote, action, hc.connection, remote_factory)
-                finally:
-                    reporter.finished(hc.name)
-    if units_changed:
-        remote.run("systemctl daemon-reload")
-    for unit, action in restarts.items():
-        verb = "try-restart" if action.only_if_running else "restart"
-        marker = f"{PENDING_RESTARTS}/{restart_marker(action)}"
-        remote.run(
-            shell.and_(
-                shell.cmd("systemctl", verb, "--", unit), shell.cmd("rm", "-f", "--", marker)
-            )
-        )
-    if reboots:
-        reasons = "; ".join(r.reason for r in reboots)
-        if not hc.allow_reboot:
-            raise StepError(
-                f"{hc.name}: a reboot is required ({reasons})",
-                "rerun with --allow-reboot, or reboot by hand and rerun",
-            )
-        reporter.started(hc.name, f"reboot ({reasons})")
-        try:
-            remote.reboot(hc.reboot_timeout_s, old_boot_id=boot_id)
-        finally:
-            reporter.finished(hc.name)
 
 
 def run_host(
@@ -290,12 +197,12 @@ def run_host(
             reporter.step_line(hc.name, "-", "warning", warning)
         if facts.rollbacks:
             facts = settle_rollbacks(hc, remote, facts, plan, reporter, log)
+        executor = Plan() if plan else Apply(remote, reporter, hc, remote_factory)
         resume = resume_changes(facts)
         if resume:
             current = StepResult("resume", "planned" if plan else "changed", resume)
             result.steps.append(current)
-            if not plan:
-                execute(remote, resume, reporter, hc, facts.boot_id, remote_factory)
+            executor.carry_out(resume, facts.boot_id)
             reporter.step_line(
                 hc.name, "resume", current.status, "; ".join(c.summary for c in resume)
             )
@@ -312,9 +219,8 @@ def run_host(
             result.steps.append(current)
             try:
                 facts, gathered = run_step(
-                    hc, steps[index:], remote, facts, gathered, plan, reporter, current,
-                    remote_factory, diffs=diffs,
-                )  # fmt: skip
+                    hc, steps[index:], remote, facts, gathered, executor, current, diffs=diffs
+                )
                 if host_lock is not None and not host_lock.alive():
                     # A reboot or a new address closed the connection the lock ran on.
                     host_lock.release()
@@ -362,25 +268,23 @@ def run_step(
     remote: Remote,
     facts: Facts,
     gathered: dict,
-    plan: bool,
-    reporter: Reporter,
+    executor: Plan | Apply,
     current: StepResult,
-    remote_factory: Callable[..., Remote] = connect,
     *,
     diffs: bool = True,
 ) -> tuple[Facts, dict]:
-    """Check the first of `steps`, apply its changes unless planning, and require convergence;
-    after a change, the facts and the reads of `steps` (this one and those after it) are read
-    again in one round trip each: (facts, gathered) for the next step."""
+    """Check the first of `steps`; with the apply executor, carry out its changes and require
+    convergence: the facts and the reads of `steps` (this one and those after it) are read
+    again, one round trip each, and check must find nothing. (facts, gathered) for the next."""
     step = steps[0]
     changes = step.check(context(hc, remote, facts, gathered, diffs=diffs))
     current.changes = changes
-    if plan:
+    if not executor.applies:
         current.status = "planned" if changes else "ok"
         return facts, gathered
     if not changes:
         return facts, gathered
-    execute(remote, changes, reporter, hc, facts.boot_id, remote_factory)
+    executor.carry_out(changes, facts.boot_id)
     facts = gather_facts(remote)
     gathered = gather_reads(hc, remote, steps, facts, diffs=diffs)
     leftover = step.check(context(hc, remote, facts, gathered, diffs=diffs))

@@ -12,7 +12,7 @@ import re
 import tempfile
 from pathlib import Path
 
-from provision.config import HostConfig
+from provision.hostconfig import HostConfig
 
 TUNNEL_SUFFIX = "-tunnel"
 

@@ -152,12 +152,17 @@ class _Sink:
 
 
 def drive(
-    channel, timeout_s: float | None, on_line, stoppable: bool, watch: bool = True
+    channel,
+    timeout_s: float | None,
+    on_line,
+    stoppable: bool,
+    watch: bool = True,
+    stop=lambda channel: channel.close(),
 ) -> tuple[int, str, str]:
     """Wait for the command on an exec'd channel: (exit status, stdout, stderr); 124 on
     timeout, -1 when the channel closed without a status. Polls, so a signal lands at once:
-    on Interrupted a stoppable command is signalled (TERM) and its channel closed; any other
-    is waited for (apt, dpkg), then Interrupted is raised."""
+    on Interrupted a stoppable command is stopped (`stop`: the transport signals it and
+    closes its channel); any other is waited for (apt, dpkg), then Interrupted is raised."""
     out, err = _Sink(on_line), _Sink(on_line)
     deadline = time.monotonic() + timeout_s if timeout_s else None
     interrupted: interrupt.Interrupted | None = None
@@ -192,21 +197,3 @@ def drive(
         raise interrupted
     status = channel.recv_exit_status() if channel.exit_status_ready() else -1
     return status, out.text(), err.text()
-
-
-def stop(channel) -> None:
-    """Stop the command on the host: sshd's "signal" request (TERM to its session: sudo
-    passes it on), then close the channel (a writer then dies of SIGPIPE)."""
-    from paramiko.common import cMSG_CHANNEL_REQUEST
-    from paramiko.message import Message
-
-    with contextlib.suppress(Exception):
-        m = Message()
-        m.add_byte(cMSG_CHANNEL_REQUEST)
-        m.add_int(channel.remote_chanid)
-        m.add_string("signal")
-        m.add_boolean(False)
-        m.add_string("TERM")
-        channel.transport._send_user_message(m)
-    with contextlib.suppress(Exception):
-        channel.close()

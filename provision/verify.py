@@ -17,8 +17,8 @@ from pathlib import Path
 
 import click
 
-from provision.config import HostConfig
 from provision.errors import ProvisionError, Skip
+from provision.hostconfig import HostConfig
 from provision.output import printable
 from provision.remote import Remote
 from provision.step import Step

@@ -11,6 +11,7 @@ import re
 import time
 from dataclasses import dataclass, field
 
+from provision.durations import human_duration
 from provision.errors import ProvisionError
 
 SUPPORTED = {("ubuntu", "22.04"), ("ubuntu", "24.04"), ("debian", "12")}
@@ -147,7 +148,7 @@ class Facts:
     debian_version: str = ""  # /etc/debian_version ("12.8"; "trixie/sid" on Ubuntu)
     # Decisions made from exactly these facts (the GPU stack: provision.stack), made once and
     # shared by every step that needs them; new facts start with an empty one.
-    memo: dict = field(default_factory=dict, compare=False, repr=False)
+    memo: dict = field(default_factory=dict, init=False, compare=False, repr=False)
 
     def installed(self, name: str) -> bool:
         """Whether the package is installed."""
@@ -383,17 +384,6 @@ def check_supported(host: str, facts: Facts) -> None:
 
 MAX_CLOCK_SKEW_S = 120  # beyond this, apt ("not valid yet"), TLS and logs go wrong
 UBUNTU_BASE_FILES = {"12": "22.04", "13": "24.04", "14": "26.04"}  # base-files NNubuntuM
-
-
-def human_duration(seconds: int) -> str:
-    """3d 4h 5min / 7min 3s / 42s."""
-    seconds = abs(int(seconds))
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    parts = [(days, "d"), (hours, "h"), (minutes, "min"), (secs, "s")]
-    shown = [f"{n}{unit}" for n, unit in parts if n][:3]
-    return " ".join(shown) or "0s"
 
 
 def clock_warning(host: str, facts: Facts) -> str:

@@ -17,12 +17,14 @@ from dataclasses import dataclass
 from provision import shell
 from provision.changes import Change, Run
 from provision.errors import ProvisionError, Skip
-from provision.resources import packages, service, template_file
+from provision.facts.reads import Read
+from provision.resources import file_read, packages, service, service_read, template_file
 from provision.settings import each, interface_name, setting
 from provision.step import Context, Step
 
 SLEEP_TARGETS = ("sleep.target", "suspend.target", "hibernate.target", "hybrid-sleep.target")
 LINK = "/etc/systemd/network/50-provision-wol.link"
+LOGIND_CONF = "/etc/systemd/logind.conf.d/provision.conf"
 
 
 def unit_name(value: str) -> None:
@@ -42,18 +44,44 @@ class Settings:
     wake_on_lan_interface: str = setting("", "NIC to enable wake-on-LAN on", interface_name)
 
 
-def check(ctx: Context) -> list[Change]:
-    """What autostart would change on this host."""
-    s: Settings = ctx.settings(Settings)
+def targets_read(s: Settings) -> Read:
+    """The default target, then `UNIT STATE` for each sleep target we mask."""
     units = list(SLEEP_TARGETS) if s.mask_sleep else []
-    probe = shell.and_(
+    command = shell.and_(
         "systemctl get-default",
         *(
             f"echo {shell.cmd(u)} $(systemctl is-enabled -- {shell.cmd(u)} 2>/dev/null)"
             for u in units
         ),
     )
-    lines = ctx.probe(probe + " ; true").stdout.splitlines()
+    return Read(command + " ; true")
+
+
+def ethtool_read(name: str) -> Read:
+    """The NIC's ethtool settings (its Wake-on line)."""
+    return Read(shell.cmd("ethtool", "--", name), sudo=True)
+
+
+def reads(ctx: Context) -> list[Read]:
+    """Every read autostart's check makes, from the facts and settings alone."""
+    s: Settings = ctx.settings(Settings)
+    f = ctx.facts
+    wanted = [targets_read(s)]
+    if s.ignore_lid:
+        wanted.append(file_read(ctx, LOGIND_CONF))
+    wanted += [service_read(unit) for unit in s.services]
+    name = s.wake_on_lan_interface
+    # Only where wol_changes gets that far: not in a container, and the NIC is there.
+    if name and not f.in_container and any(n.name == name for n in f.nics):
+        wanted += [file_read(ctx, LINK), ethtool_read(name)]
+    return wanted
+
+
+def check(ctx: Context) -> list[Change]:
+    """What autostart would change on this host."""
+    s: Settings = ctx.settings(Settings)
+    units = list(SLEEP_TARGETS) if s.mask_sleep else []
+    lines = ctx.read(targets_read(s).command).stdout.splitlines()
     changes: list[Change] = []
     if s.headless and lines and lines[0].strip() != "multi-user.target":
         changes.append(
@@ -75,7 +103,7 @@ def check(ctx: Context) -> list[Change]:
         changes += template_file(
             ctx,
             "autostart/logind.conf.j2",
-            "/etc/systemd/logind.conf.d/provision.conf",
+            LOGIND_CONF,
             {},
             restart="systemd-logind",
         )
@@ -109,7 +137,7 @@ def wol_changes(ctx: Context, s: Settings) -> list[Change]:
         summary=f"wake-on-LAN on {name} at every boot (MAC {nic.mac})",
     )
     changes += link
-    current = ctx.probe(shell.cmd("ethtool", "--", name), sudo=True).stdout
+    current = ctx.read(ethtool_read(name).command, sudo=True).stdout
     wol = next(
         (
             x.split(":", 1)[1].strip()
@@ -173,6 +201,7 @@ STEP = Step(
     summary="headless boot target, never sleep, services at boot, wake-on-LAN",
     settings=Settings,
     check=check,
+    reads=reads,
     verify=(
         verify_never_sleeps,
         verify_boot_target,

@@ -17,8 +17,16 @@ from pathlib import Path
 from provision import shell
 from provision.changes import Change, Run
 from provision.errors import Skip
+from provision.facts.reads import Read
 from provision.kernel import headers_packages
-from provision.resources import file_content, packages, service, template_file
+from provision.resources import (
+    file_content,
+    file_read,
+    packages,
+    service,
+    service_read,
+    template_file,
+)
 from provision.settings import absolute_path, each, hostname, package_name, positive, setting, url
 from provision.step import Context, Step
 
@@ -55,6 +63,12 @@ DISTRO_SOURCES = (
     "/etc/apt/sources.list.d/debian.sources",
     "/etc/apt/sources.list.d/ubuntu.sources",
 )
+# Which of the distribution's own source files are there (the mirror moves them aside).
+DISTRO_SOURCES_READ = Read(
+    " ; ".join(f"[ -e {p} ] && echo {p}" for p in DISTRO_SOURCES) + " ; true"
+)
+PROVISION_SOURCES = "/etc/apt/sources.list.d/provision.sources"
+SOURCES_LIST = "/etc/apt/sources.list"
 CA_DIR = "/usr/local/share/ca-certificates"
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
@@ -126,11 +140,9 @@ def sources_changes(ctx: Context, s: Settings) -> list[Change]:
         "components": s.apt_components or default_components(f.os_id),
         "keyring": keyring,
     }
-    changes = template_file(
-        ctx, "base/provision.sources.j2", "/etc/apt/sources.list.d/provision.sources", variables
-    )
-    changes += template_file(ctx, "base/sources.list.j2", "/etc/apt/sources.list", {})
-    present = ctx.probe(" ; ".join(f"[ -e {p} ] && echo {p}" for p in DISTRO_SOURCES) + " ; true")
+    changes = template_file(ctx, "base/provision.sources.j2", PROVISION_SOURCES, variables)
+    changes += template_file(ctx, "base/sources.list.j2", SOURCES_LIST, {})
+    present = ctx.read(DISTRO_SOURCES_READ.command)
     for path in present.stdout.split():
         backup = f"{s.backup_dir}{path}"
         move = shell.and_(
@@ -151,16 +163,8 @@ def ca_dest(path: str) -> str:
     return f"{CA_DIR}/provision-{Path(path).expanduser().stem}.crt"
 
 
-def managed_files(f, s: Settings) -> list[str]:
-    """The files base writes (read ahead in one probe)."""
-    files = [ca_dest(p) for p in s.ca_certificates]
-    if uses_timesyncd(f, s):
-        files.append(TIMESYNCD_CONF)
-    return [*files, UNATTENDED_CONF, PERIODIC_CONF]
-
-
-def bundle_lacks(ctx: Context, s: Settings) -> bool:
-    """Whether the system CA bundle lacks one of the extra certificates (one probe)."""
+def bundle_read(s: Settings) -> Read:
+    """Whether the system CA bundle holds every extra certificate (exit 0: it does)."""
     tests = []
     for path in s.ca_certificates:
         body = Path(path).expanduser().read_text().split("-----BEGIN CERTIFICATE-----")[1]
@@ -169,7 +173,28 @@ def bundle_lacks(ctx: Context, s: Settings) -> bool:
         # the first lines share the ASN.1 header with others
         marker = lines[-2] if len(lines) > 1 else lines[0]
         tests.append(f"grep -qF -e {shell.cmd(marker)} {CA_BUNDLE}")
-    return not ctx.probe(" && ".join(tests)).ok
+    return Read(" && ".join(tests))
+
+
+def reads(ctx: Context) -> list[Read]:
+    """Every read base's check makes, from the facts and settings alone. The CA bundle is read
+    even when check does not look at it (a certificate file is to be written anyway): check
+    decides that from another read's answer."""
+    s: Settings = ctx.settings(Settings)
+    f = ctx.facts
+    files = [ca_dest(p) for p in s.ca_certificates]
+    wanted: list[Read] = []
+    if s.ca_certificates:
+        wanted.append(bundle_read(s))
+    if s.apt_mirror:
+        files += [PROVISION_SOURCES, SOURCES_LIST]
+        wanted.append(DISTRO_SOURCES_READ)
+    if uses_timesyncd(f, s):
+        files.append(TIMESYNCD_CONF)
+        if f.installed("systemd-timesyncd"):
+            wanted.append(service_read("systemd-timesyncd"))
+    files += [UNATTENDED_CONF, PERIODIC_CONF]
+    return [file_read(ctx, dest) for dest in files] + wanted
 
 
 def ca_changes(ctx: Context, s: Settings) -> list[Change]:
@@ -180,7 +205,7 @@ def ca_changes(ctx: Context, s: Settings) -> list[Change]:
         changes += file_content(ctx, dest, local.read_bytes(), summary=f"trust {local.name}")
     # Right files are not enough: the bundle may have been rebuilt without them (verify reads
     # the bundle, and so do apt and pip).
-    if changes or (s.ca_certificates and bundle_lacks(ctx, s)):
+    if changes or (s.ca_certificates and not ctx.read(bundle_read(s).command).ok):
         refresh = "if command -v update-ca-certificates >/dev/null; then update-ca-certificates; fi"
         changes.append(Change("update the CA bundle", (Run(refresh),)))
     return changes
@@ -337,6 +362,7 @@ STEP = Step(
     "unattended-upgrades",
     settings=Settings,
     check=check,
+    reads=reads,
     verify=(
         verify_essentials,
         verify_dpkg,

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from provision import shell
 from provision.changes import Change, Guarded, Upload
 from provision.errors import ProvisionError, Skip
-from provision.resources import packages, template_file
+from provision.facts.reads import Read
+from provision.resources import file_read, packages, template_file
 from provision.settings import each, hostname, interface_name, ip_interface, positive, setting
 from provision.step import Context, Step
 from provision.wol import MAC_RE
@@ -72,6 +73,24 @@ class Settings:
         return []
 
 
+def others_read(s: Settings) -> Read:
+    """The other netplan files that name the interface (one path a line)."""
+    grep = f"grep -l -- {shell.cmd(s.interface)} /etc/netplan/*.yaml 2>/dev/null"
+    return Read(f"{grep} | grep -v -x -- {NETPLAN}; true", sudo=True)
+
+
+def reads(ctx: Context) -> list[Read]:
+    """Every read network's check makes, from the facts and settings alone. The other netplan
+    files are read even when ours is right already (check only looks when it is not)."""
+    s: Settings = ctx.settings(Settings)
+    f = ctx.facts
+    if not s.interface or f.in_container:
+        return []  # check reads nothing: it has nothing to do, or refuses
+    if not s.match_mac and not any(n.name == s.interface for n in f.nics):
+        return []  # check refuses: no such interface
+    return [file_read(ctx, NETPLAN), others_read(s)]
+
+
 def check(ctx: Context) -> list[Change]:
     """What network would change on this host."""
     s: Settings = ctx.settings(Settings)
@@ -104,8 +123,7 @@ def check(ctx: Context) -> list[Change]:
     written = template_file(ctx, "network/60-provision.yaml.j2", NETPLAN, variables, mode="0600")
     if not written:
         return changes
-    grep = f"grep -l -- {shell.cmd(s.interface)} /etc/netplan/*.yaml 2>/dev/null"
-    others = ctx.probe(f"{grep} | grep -v -x -- {NETPLAN}; true", sudo=True).stdout.split()
+    others = ctx.read(others_read(s).command, sudo=True).stdout.split()
     new_ip = str(ipaddress.ip_interface(s.address).ip)
     ours = nic is not None and any(a.split("/")[0] == ctx.address for a in nic.addresses)
     moving = ours and new_ip != ctx.address
@@ -146,5 +164,6 @@ STEP = Step(
     summary="static address via netplan (routes: to default), self-rollback, wake-on-LAN",
     settings=Settings,
     check=check,
+    reads=reads,
     verify=(verify_address,),
 )

@@ -4,11 +4,16 @@ Manages: a conda env `CONDA_PREFIX/envs/<env>` (when the conda step is enabled; 
 the conda group, group-writable) or a venv `/opt/provision/envs/<env>` with the system
 python3; `/opt/provision/envs/<env>` is always the way in (a link to the conda env). The
 packages come with pip from `https://download.pytorch.org/whl/<tag>` (the tag compat chose)
-or the user's mirror / find-links, never `-c pytorch`, first without dependencies and without
+(the tag of the host's GPU-stack decision, provision.stack) or the user's mirror / find-links,
+never `-c pytorch`, first without dependencies and without
 the extra index (so no other index's build of torch can win), and the installed build (the
 `+cpu`/`+cu126` tag) is checked against the chosen one. `<env>/provision-pytorch.json`
 records what was asked, so a changed request reinstalls and an unchanged one does nothing.
+The check reads the environment without importing torch (its distributions' metadata and
+files): a no-op costs no second of `import torch`.
 Restarts nothing; never reboots.
+The room: the layout and the create/install commands in pytorch_install.py; the verify checks
+in pytorch_verify.py.
 """
 
 from __future__ import annotations
@@ -17,93 +22,38 @@ import json
 import re
 from dataclasses import dataclass
 
-from provision import compat, shell
+from provision import compat, groupshare, shell, stack
 from provision.changes import Change, Run, Upload
-from provision.errors import ProvisionError, Skip
+from provision.errors import ProvisionError
+from provision.facts import pyenv
+from provision.facts.pyenv import env_read
+from provision.facts.reads import Read
 from provision.resources import packages
 from provision.settings import absolute_path, each, setting, url
 from provision.step import Context, Step
-from provision.steps import conda, driver
+from provision.steps.pytorch_install import (  # noqa: F401 (BUILD_CHECK: re-exported)
+    BUILD_CHECK,
+    ENVS,
+    MARKER,
+    Layout,
+    create_command,
+    index_url,
+    install_command,
+    name_of,
+    share_command,
+)
+from provision.steps.pytorch_verify import (  # noqa: F401 (NO_GPU, cuda_of_index: re-exported)
+    NO_GPU,
+    cuda_of_index,
+    verify_cuda_available,
+    verify_cuda_tag,
+    verify_gpu_matmul,
+    verify_import,
+)
 
 PACKAGES = ("torch", "torchvision", "torchaudio")
-ENVS = "/opt/provision/envs"
-MARKER = "provision-pytorch.json"
-PYTORCH_INDEX = "https://download.pytorch.org/whl/{tag}"
 CONDA_PYTHON = "3.12"
 REQUIREMENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-\[\],]*([<>=!~]=?[A-Za-z0-9.*+!,<>=~]+)?")
-SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"
-NO_GPU = "no NVIDIA GPU on this host (no PCI display device of vendor 10de)"
-
-# The build of the installed torch, read without importing it: the local version tag of its
-# metadata (2.13.0+cpu -> cpu, +cu126 -> cu126), else the CUDA version its torch/version.py
-# was built with (wheels without a tag: PyPI's, aarch64 CPU ones). None when neither tells.
-BUILD_FUNCTION = """\
-import importlib.metadata as md, re
-def torch_build():
-    try:
-        version = md.version("torch")
-    except md.PackageNotFoundError:
-        return None
-    if "+" in version:
-        return version.split("+", 1)[1]
-    try:
-        text = md.distribution("torch").locate_file("torch/version.py").read_text()
-    except Exception:
-        return None
-    m = re.search(r"^cuda\\b[^=\\n]*=\\s*(?:['\\"]([0-9.]+)['\\"]|None)", text, re.M)
-    if not m:
-        return None
-    return "cu" + m.group(1).replace(".", "") if m.group(1) else "cpu"
-"""
-# One probe of an environment: its Python, the versions of the packages (importlib.metadata),
-# torch's build (BUILD_FUNCTION) and whether it imports, and the marker the last install wrote.
-# Prints one JSON object.
-PROBE = (
-    BUILD_FUNCTION
-    + """\
-import json, os, sys
-out = {"python": "%d.%d" % sys.version_info[:2], "versions": {}, "cuda": None, "error": ""}
-for name in sys.argv[1:]:
-    try:
-        out["versions"][name] = md.version(name)
-    except md.PackageNotFoundError:
-        out["versions"][name] = None
-out["build"] = torch_build()
-if out["versions"].get("torch"):
-    try:
-        import torch
-        out["cuda"] = torch.version.cuda
-    except Exception as exc:
-        out["error"] = repr(exc)[:300]
-try:
-    with open(os.path.join(sys.prefix, "provision-pytorch.json")) as marker:
-        out["marker"] = json.load(marker)
-except (OSError, ValueError):
-    out["marker"] = None
-print(json.dumps(out))
-"""
-)
-# After an install: the torch now in the env must be the chosen index's build (argv[1]),
-# whatever another index or find-links page offered.
-BUILD_CHECK = (
-    BUILD_FUNCTION
-    + """\
-import sys
-have, want = torch_build(), sys.argv[1]
-if have is not None and have != want:
-    sys.exit("pip installed torch %s, the %s build, but the %s index was chosen: another index "
-             "or find-links page served it (pytorch.extra_index_url / find_links)"
-             % (md.version("torch"), have, want))
-"""
-)
-GPU_CHECK = """\
-import torch
-assert torch.cuda.is_available(), "torch.cuda.is_available() is False"
-x = torch.randn(512, 512, device="cuda")
-y = (x @ x).sum().item()
-torch.cuda.synchronize()
-print(torch.cuda.get_device_name(0), y == y)
-"""
 
 
 def env_name(value: str) -> None:
@@ -161,25 +111,10 @@ class Settings:
     ca_bundle: str = setting("", "CA bundle on the host for the pip index", absolute_path)
 
 
-@dataclass(frozen=True)
-class Layout:
-    """Where the environment lives and how it is made."""
-
-    path: str  # the environment itself
-    link: str  # /opt/provision/envs/<env>: the path itself for a venv, a link to a conda env
-    conda_prefix: str  # "" for a venv
-    group: str  # the conda group that shares the env ("" for a venv)
-    channels: tuple[str, ...]
-
-    @property
-    def python(self) -> str:
-        return f"{self.path}/bin/python"
-
-
 def layout(ctx: Context, s: Settings) -> Layout:
     """A conda env when the conda step is enabled, else a venv."""
     link = f"{ENVS}/{s.env}"
-    c: conda.Settings = ctx.settings(conda.Settings)
+    c = ctx.of("conda")
     if c.enabled:
         prefix = c.prefix.rstrip("/")
         return Layout(f"{prefix}/envs/{s.env}", link, prefix, c.group, c.channels)
@@ -187,8 +122,8 @@ def layout(ctx: Context, s: Settings) -> Layout:
 
 
 def choice(ctx: Context) -> compat.Choice:
-    """compat's decision for this host and the user's explicit requests."""
-    return driver.choice_for(ctx)
+    """The host's GPU-stack decision (provision.stack)."""
+    return stack.decision(ctx)
 
 
 def preflight(ctx: Context) -> None:
@@ -213,117 +148,27 @@ def requirements(s: Settings, chosen: compat.Choice) -> list[str]:
     return [torch_requirement(s, chosen) if p == "torch" else p for p in s.packages]
 
 
-def cuda_of_index(tag: str) -> str | None:
-    """torch.version.cuda that wheels from this index report: cpu → None, cu126 → 12.6."""
-    if tag == "cpu":
-        return None
-    digits = tag[2:]
-    return f"{digits[:-1]}.{digits[-1]}"
+def link_read(env: Layout) -> Read:
+    """The read of what /opt/provision/envs/<env> is (its kind, and a link's target)."""
+    return Read(
+        f"{shell.cmd('stat', '-c', '%F', '--', env.link)}; {shell.cmd('readlink', '--', env.link)}"
+    )
 
 
-def index_url(s: Settings, tag: str) -> str:
-    """The pip index for the PyTorch packages."""
-    return s.index_url or PYTORCH_INDEX.format(tag=tag)
-
-
-def pip_options(s: Settings, index: str, *, extra: bool = True) -> list[str]:
-    """Source options shared by the pip calls (index, mirrors, CA bundle); `extra=False`
-    leaves out the extra index (the torch packages come from the chosen index only)."""
-    options = ["--index-url", index] if index else []
-    if s.extra_index_url and extra:
-        options += ["--extra-index-url", s.extra_index_url]
-    if s.find_links:
-        options += ["--find-links", s.find_links]
-    # The system bundle by default: pip's own (certifi) lacks the CAs base.ca_certificates adds.
-    return [*options, "--cert", s.ca_bundle or SYSTEM_CA]
-
-
-def install_command(
-    s: Settings, env: Layout, tag: str, reqs: list[str], *, uninstall_first: bool
-) -> str:
-    """pip install of the PyTorch packages, then the extra packages (torch kept as it is)."""
-    pip = [env.python, "-m", "pip"]
-    quiet = ["--disable-pip-version-check", "--no-input", "--progress-bar", "off"]
-    steps = []
-    if env.conda_prefix:
-        steps.append("umask 0002")  # group-writable files in the shared env
-    if uninstall_first:
-        names = [re.split(r"[<>=!~\[]", r)[0] for r in s.packages]
-        steps.append(shell.cmd(*pip, "uninstall", "-y", *quiet[:2], *names))
-    index = index_url(s, tag)
-    # The PyTorch packages from the chosen index (and find-links) only, without dependencies:
-    # an extra index may serve another build of the same release (PyPI's CUDA torch for a cpu
-    # request), and pip takes whichever sorts highest. Then the dependencies from every
-    # source: the torch packages, satisfied, stay as installed (no --upgrade).
-    no_deps = ["--no-deps", *pip_options(s, index, extra=False)]
-    steps.append(shell.cmd(*pip, "install", *quiet, *no_deps, *reqs))
-    steps.append(shell.cmd(*pip, "install", *quiet, *pip_options(s, index), *reqs))
-    if s.extra_packages:
-        # Extras come from the user's index (or pip's default, PyPI); the torch requirement is
-        # repeated so that an extra cannot swap the build for another index's torch.
-        extra = [r for r in reqs if r.startswith("torch")]
-        options = pip_options(s, s.index_url)
-        steps.append(shell.cmd(*pip, "install", *quiet, *options, *s.extra_packages, *extra))
-    steps.append(shell.cmd(env.python, "-c", BUILD_CHECK, tag))  # fails loudly on another build
-    if env.conda_prefix:
-        steps.append(share_command(env))
-    return shell.and_(*steps)
-
-
-def share_command(env: Layout) -> str:
-    """The env owned by the conda group, group-writable, directories setgid."""
-    return conda.share_command(env.path, env.group)
-
-
-def create_command(s: Settings, env: Layout, python: str, link_kind: str) -> str:
-    """A fresh conda env (conda-forge's python, never -c pytorch) or a venv."""
-    steps = []
-    if env.conda_prefix:
-        channels = [a for ch in env.channels for a in ("-c", ch)]
-        conda_bin = f"{env.conda_prefix}/bin/conda"
-        missing = f"no conda in {env.conda_prefix}: run the conda step first"
-        steps += [
-            f"{{ {shell.cmd('test', '-x', conda_bin)} || "
-            f"{{ {shell.cmd('echo', missing)} >&2; exit 1; }}; }}",
-            "umask 0002",
-            shell.cmd("rm", "-rf", "--", env.path),
-            shell.cmd(
-                conda_bin, "create", "-y", "-p", env.path,
-                f"python={python}", "--override-channels", *channels,
-            ),
-        ]  # fmt: skip
-    else:
-        steps.append(shell.cmd("mkdir", "-p", "--", ENVS))
-        if link_kind == "symbolic link":  # left by a conda env: never clear through it
-            steps.append(shell.cmd("rm", "-f", "--", env.link))
-        else:
-            steps.append(shell.cmd("rm", "-rf", "--", env.path))
-        steps.append(shell.cmd("python3", "-m", "venv", env.path))
-    return shell.and_(*steps)
+SYSTEM_PYTHON = Read("python3 -c 'import sys; print(\"%d.%d\" % sys.version_info[:2])'")
 
 
 def probe_env(ctx: Context, python: str, names: list[str]) -> dict | None:
     """What the environment holds (None when there is no working python in it)."""
-    out = ctx.probe(shell.cmd(python, "-c", PROBE, *names))
-    if not out.ok:
-        return None
-    try:
-        return json.loads(out.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        return None
+    return pyenv.parse_env(ctx.read(env_read(python, names).command))
 
 
 def system_python(ctx: Context) -> str:
     """The system python3's X.Y."""
-    out = ctx.probe("python3 -c 'import sys; print(\"%d.%d\" % sys.version_info[:2])'")
+    out = ctx.read(SYSTEM_PYTHON.command)
     if not out.ok:
         raise ProvisionError(f"{ctx.host}: python3 does not run", out.stderr.strip()[-300:])
     return out.stdout.strip()
-
-
-def name_of(req: str) -> str:
-    """The distribution name of a requirement ("torch<2.15" → "torch")."""
-    return re.split(r"[<>=!~\[]", req)[0]
 
 
 def check(ctx: Context) -> list[Change]:
@@ -347,9 +192,7 @@ def check(ctx: Context) -> list[Change]:
                 "for another Python",
             )
         changes += packages(ctx, ["python3-venv"])
-    link = ctx.probe(
-        f"{shell.cmd('stat', '-c', '%F', '--', env.link)}; {shell.cmd('readlink', '--', env.link)}"
-    )
+    link = ctx.read(link_read(env).command)
     link_kind, _, target = link.stdout.partition("\n")
     link_kind, target = link_kind.strip(), target.strip()
     reqs = requirements(s, chosen)
@@ -398,7 +241,7 @@ def check(ctx: Context) -> list[Change]:
         elif wrong_build:
             reason = f"torch {versions['torch']} is the {build} build, the {tag} index is chosen"
         elif broken:
-            reason = f"torch does not import: {broken[:80]}"
+            reason = f"torch is incomplete: {broken[:80]}"
         elif missing:
             reason = f"missing {', '.join(missing)}"
         elif marker:
@@ -432,7 +275,8 @@ def check(ctx: Context) -> list[Change]:
             Change(f"install {what} from {index_url(s, tag)} into {env.path} ({reason})", actions)
         )
     elif env.conda_prefix:
-        stray = ctx.probe(conda.unshared_probe(env.path, env.group), sudo=True).stdout.strip()
+        share = groupshare.unshared_read(env.path, env.group)
+        stray = ctx.read(share.command, sudo=share.sudo).stdout.strip()
         if stray:
             changes.append(
                 Change(
@@ -443,73 +287,22 @@ def check(ctx: Context) -> list[Change]:
     return changes
 
 
-# --- verify ---------------------------------------------------------------------------------
-
-
-def _python(s: Settings) -> str:
+def reads(ctx: Context) -> list[Read]:
+    """Everything check reads: the system python (venv), the way in, the environment."""
+    s: Settings = ctx.settings(Settings)
     if not s.enabled:
-        raise Skip("pytorch.enabled is off")
-    return f"{ENVS}/{s.env}/bin/python"
-
-
-def _marker(host, s: Settings) -> dict:
-    out = host.run(shell.cmd("cat", "--", f"{ENVS}/{s.env}/{MARKER}"))
-    assert out.rc == 0, f"{ENVS}/{s.env}/{MARKER} is missing: the pytorch step has not run"
-    return json.loads(out.stdout)
-
-
-def _gpu(host) -> None:
-    """Skip without a GPU; fail when nvidia-smi is there but cannot list the GPUs."""
-    if not driver.has_gpu(host):
-        raise Skip(NO_GPU)
-    out = host.run("nvidia-smi -L")
-    assert out.rc == 0 and "GPU" in out.stdout, (
-        f"nvidia-smi -L failed (driver not loaded, or a reboot is needed): "
-        f"{(out.stdout + out.stderr).strip()[-300:]}"
-    )
-
-
-def verify_import(host, s: Settings) -> None:
-    """`import torch` works in the environment"""
-    python = _python(s)
-    out = host.run(shell.cmd(python, "-c", "import torch; print(torch.__version__)"))
-    assert out.rc == 0, f"import torch failed: {out.stderr.strip()[-400:]}"
-
-
-def verify_cuda_tag(host, s: Settings) -> None:
-    """torch's CUDA build matches the planned wheel index"""
-    python = _python(s)
-    tag = _marker(host, s)["index"]
-    out = host.run(shell.cmd(python, "-c", "import torch; print(torch.version.cuda)"))
-    assert out.rc == 0, f"import torch failed: {out.stderr.strip()[-400:]}"
-    want = cuda_of_index(tag)
-    have = out.stdout.strip()
-    assert have == str(want), f"torch.version.cuda is {have}, the {tag} index means {want}"
-
-
-def _gpu_python(host, s: Settings) -> str:
-    python = _python(s)
-    _gpu(host)
-    if _marker(host, s)["index"] == "cpu":
-        raise Skip("the environment holds CPU-only wheels (pytorch index cpu)")
-    return python
-
-
-def verify_cuda_available(host, s: Settings) -> None:
-    """torch.cuda.is_available() on the GPU host"""
-    python = _gpu_python(host, s)
-    out = host.run(shell.cmd(python, "-c", "import torch; print(torch.cuda.is_available())"))
-    assert out.stdout.strip() == "True", (
-        f"torch.cuda.is_available() is not True: {(out.stdout + out.stderr).strip()[-400:]}"
-    )
-
-
-def verify_gpu_matmul(host, s: Settings) -> None:
-    """a small matmul runs on the GPU"""
-    python = _gpu_python(host, s)
-    out = host.run(shell.cmd(python, "-c", GPU_CHECK))
-    assert out.rc == 0, f"GPU matmul failed: {(out.stdout + out.stderr).strip()[-400:]}"
-    assert out.stdout.strip().endswith("True"), f"GPU matmul gave NaN: {out.stdout.strip()}"
+        return []
+    env = layout(ctx, s)
+    found = [] if env.conda_prefix else [SYSTEM_PYTHON]
+    found.append(link_read(env))
+    chosen = stack.try_decision(ctx)
+    if chosen is None:
+        return found  # compat refuses: preflight and check say why
+    reqs = requirements(s, chosen)
+    found.append(env_read(env.python, [name_of(r) for r in [*reqs, *s.extra_packages]]))
+    if env.conda_prefix:
+        found.append(groupshare.unshared_read(env.path, env.group))
+    return found
 
 
 STEP = Step(
@@ -519,4 +312,5 @@ STEP = Step(
     check=check,
     verify=(verify_import, verify_cuda_tag, verify_cuda_available, verify_gpu_matmul),
     preflight=preflight,
+    reads=reads,
 )

@@ -30,9 +30,12 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from provision import shell
+from provision import resources, shell
 from provision.changes import Change, Guarded, Run, Upload
 from provision.errors import ProvisionError, Skip, StepError
+from provision.facts import sshd as sshd_facts
+from provision.facts.reads import Read
+from provision.firewall import UFW_STATUS, ufw_active, ufw_allows
 from provision.resources import packages, service, template_file
 from provision.settings import each, one_of, positive, setting, unix_name
 from provision.step import Context, Step
@@ -41,7 +44,6 @@ from provision.steps.sshd_config import (
     our_position,
     override_uploads,
     overrides,
-    parse_effective,
     read_sshd,
     refuse_invalid,
     unexplained,
@@ -49,6 +51,7 @@ from provision.steps.sshd_config import (
 from provision.templates import render, sha256
 
 TEMPLATE = "ssh/00-provision.conf.j2"
+JAIL = "/etc/fail2ban/jail.d/provision-sshd.conf"
 RESOLVED_CONF = "/etc/systemd/resolved.conf.d/provision-no-multicast.conf"
 # Ubuntu 24.04: ssh.socket listens and its generator reads Port from sshd_config at
 # daemon-reload. Debian 12 / Ubuntu 22.04: ssh.service listens itself.
@@ -115,6 +118,24 @@ def variables(s: Settings) -> dict:
     }
 
 
+def reads(ctx: Context) -> list[Read]:
+    """What check reads: sshd (one script), our drop-in's state for the diff, the firewall's
+    and the resolver's files, from the facts and settings alone."""
+    s: Settings = ctx.settings(Settings)
+    f = ctx.facts
+    wanted = [sshd_facts.READ, resources.file_read(ctx, CONF)]
+    if (s.ufw or s.fail2ban) and not f.in_container:
+        if s.ufw and f.installed("ufw"):
+            wanted.append(UFW_STATUS)
+        if s.fail2ban:
+            wanted.append(resources.file_read(ctx, JAIL))
+            if f.installed("fail2ban"):
+                wanted.append(resources.service_read("fail2ban"))
+    if not s.resolver_multicast and has_resolved(f):
+        wanted.append(resources.file_read(ctx, RESOLVED_CONF))
+    return wanted
+
+
 def check(ctx: Context) -> list[Change]:
     """What ssh would change on this host."""
     s: Settings = ctx.settings(Settings)
@@ -142,11 +163,6 @@ def resolver_changes(ctx: Context, s: Settings) -> list[Change]:
     )
 
 
-def ufw_allows(status: str, rule: str) -> bool:
-    """Whether `ufw status` output has an ALLOW line for the rule (e.g. 22/tcp)."""
-    return any(line.split()[:2] == [rule, "ALLOW"] for line in status.splitlines())
-
-
 def firewall_changes(ctx: Context, s: Settings) -> list[Change]:
     """ufw (the SSH port allowed first, then enabled) and fail2ban's sshd jail."""
     if not (s.ufw or s.fail2ban):
@@ -161,13 +177,13 @@ def firewall_changes(ctx: Context, s: Settings) -> list[Change]:
     wanted = (["ufw"] if s.ufw else []) + (["fail2ban", "python3-systemd"] if s.fail2ban else [])
     changes = packages(ctx, wanted)
     if s.ufw:
-        status = ctx.probe("ufw status", sudo=True).stdout if f.installed("ufw") else ""
+        status = ctx.read(UFW_STATUS.command, sudo=True).stdout if f.installed("ufw") else ""
         rule = f"{s.port}/tcp"
         if not ufw_allows(status, rule):
             changes.append(
                 Change(f"allow SSH ({rule}) in ufw", (Run(shell.cmd("ufw", "allow", rule)),))
             )
-        if "Status: active" not in status:
+        if not ufw_active(status):
             changes.append(Change("enable ufw (SSH allowed first)", (Run("ufw --force enable"),)))
     if s.fail2ban:
         variables = {
@@ -178,7 +194,7 @@ def firewall_changes(ctx: Context, s: Settings) -> list[Change]:
         changes += template_file(
             ctx,
             "ssh/fail2ban-sshd.conf.j2",
-            "/etc/fail2ban/jail.d/provision-sshd.conf",
+            JAIL,
             variables,
             restart="fail2ban",
         )
@@ -223,7 +239,7 @@ def sshd_changes(ctx: Context, s: Settings) -> list[Change]:
         ["644", "root", "root"],
         sha256(render(TEMPLATE, **variables(s))),
     ):
-        # Differs (or is missing): file_content probes it again for the plan's diff.
+        # Differs (or is missing): file_content's own read of it (declared) gives the diff.
         ours = template_file(
             ctx, TEMPLATE, CONF, variables(s), mode="0644", validate="sshd -t -f {path}"
         )
@@ -261,7 +277,7 @@ def sshd_changes(ctx: Context, s: Settings) -> list[Change]:
 
 def effective(host) -> dict[str, str]:
     """`sshd -T`: the values sshd really uses, lower-case keys (lists joined by spaces)."""
-    return {k: " ".join(v) for k, v in parse_effective(host.check_output("sshd -T")).items()}
+    return sshd_facts.effective(host.check_output("sshd -T"))
 
 
 def verify_hardened(host, s: Settings) -> None:
@@ -280,7 +296,7 @@ def verify_firewall(host, s: Settings) -> None:
         raise Skip("ssh.ufw and ssh.fail2ban are off")
     if s.ufw:
         status = host.check_output("ufw status")
-        assert "Status: active" in status, "ufw is not active"
+        assert ufw_active(status), "ufw is not active"
         assert ufw_allows(status, f"{s.port}/tcp"), f"ufw does not allow {s.port}/tcp"
     if s.fail2ban:
         jail = host.run("fail2ban-client status sshd")
@@ -289,11 +305,7 @@ def verify_firewall(host, s: Settings) -> None:
 
 def verify_listening(host, s: Settings) -> None:
     """sshd listens on the configured port"""
-    ports = {
-        line.split()[1]
-        for line in host.check_output("sshd -T").splitlines()
-        if line.startswith("port ")
-    }
+    ports = set(sshd_facts.parse_effective(host.check_output("sshd -T")).get("port", []))
     assert str(s.port) in ports, f"sshd -T ports: {sorted(ports)}"
     listening = host.run(f"ss -Htln 'sport = :{s.port}'")
     if listening.rc != 0:
@@ -350,4 +362,5 @@ STEP = Step(
     settings=Settings,
     check=check,
     verify=(verify_hardened, verify_listening, verify_exposure, verify_firewall),
+    reads=reads,
 )

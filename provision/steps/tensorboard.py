@@ -13,16 +13,21 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from provision import shell
+from provision import resources, shell
 from provision.changes import Change, Restart, Run
 from provision.errors import ProvisionError, Skip
+from provision.facts.reads import Read
+from provision.firewall import UFW_STATUS, ufw_allows
 from provision.resources import packages, service, template_file
 from provision.settings import absolute_path, setting, unix_name, url
 from provision.step import Context, Step
-from provision.steps import ssh
 
 VENV = "/opt/provision/tensorboard"
 UNIT = "provision-tensorboard.service"
+UNIT_FILE = f"/etc/systemd/system/{UNIT}"
+LOGDIR_MARK = "@@logdir"
+# The installed version, if the own venv has TensorBoard (exit 1 when it has not).
+VERSION_READ = Read(f"{VENV}/bin/python -c 'import tensorboard; print(tensorboard.__version__)'")
 SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"
 
 
@@ -54,12 +59,24 @@ class Settings:
     pip_index_url: str = setting("", "pip index mirror (empty: PyPI)", url)
 
 
-def account(ctx: Context, s: Settings) -> tuple[str, str, str]:
-    """(user, group, home) the service runs as."""
+def account_read(ctx: Context, s: Settings) -> Read:
+    """One read: the passwd line and primary group of the account it runs as, then (after
+    LOGDIR_MARK) the owner and group of the log directory, which by default is in that
+    account's home: the host finds the home itself, so nothing waits on another read."""
+    name = shell.cmd(s.user or ctx.facts.user)
+    logdir = shell.cmd(s.logdir) if s.logdir else f'"$(getent passwd {name} | cut -d: -f6)/runs"'
+    return Read(
+        f"getent passwd {name} && id -gn {name}; echo {LOGDIR_MARK}; stat -c '%U %G' -- {logdir}"
+    )
+
+
+def account(ctx: Context, s: Settings) -> tuple[str, str, str, list[str]]:
+    """(user, group, home) the service runs as, and the log directory's owner and group."""
     name = s.user or ctx.facts.user
-    # One probe: the passwd line, then the primary group's name.
-    out = ctx.probe(f"getent passwd {shell.cmd(name)} && id -gn {shell.cmd(name)}").stdout
-    lines = out.strip().splitlines()
+    out = ctx.read(account_read(ctx, s).command).stdout.splitlines()
+    # The mark is the last line of its kind: a passwd line has no line break to fake one.
+    mark = max((i for i, line in enumerate(out) if line == LOGDIR_MARK), default=len(out))
+    lines, owner = [x for x in out[:mark] if x.strip()], " ".join(out[mark + 1 :])
     fields = lines[0].split(":") if lines else []
     if len(fields) < 7:
         raise ProvisionError(
@@ -67,7 +84,7 @@ def account(ctx: Context, s: Settings) -> tuple[str, str, str]:
             "create it with the users step, or set tensorboard.user",
         )
     group = (lines[1].strip() if len(lines) > 1 else "") or name
-    return name, group, fields[5]
+    return name, group, fields[5], owner.split()
 
 
 def install_command(s: Settings) -> str:
@@ -84,12 +101,26 @@ def install_command(s: Settings) -> str:
     )
 
 
+def reads(ctx: Context) -> list[Read]:
+    """What check reads, from the settings and facts alone."""
+    s: Settings = ctx.settings(Settings)
+    if not s.enabled:
+        return []
+    wanted = [account_read(ctx, s)]
+    if not s.python:
+        wanted.append(VERSION_READ)
+    wanted += [resources.file_read(ctx, UNIT_FILE), resources.service_read(UNIT)]
+    if s.bind_all and ctx.of("ssh").ufw:
+        wanted.append(UFW_STATUS)
+    return wanted
+
+
 def check(ctx: Context) -> list[Change]:
     """What tensorboard would change on this host."""
     s: Settings = ctx.settings(Settings)
     if not s.enabled:
         return []
-    user, group, home = account(ctx, s)
+    user, group, home, owner = account(ctx, s)
     logdir = s.logdir or f"{home}/runs"
     changes: list[Change] = []
     if s.python:
@@ -97,9 +128,7 @@ def check(ctx: Context) -> list[Change]:
     else:
         tensorboard = f"{VENV}/bin/tensorboard"
         changes += packages(ctx, ["python3-venv"])
-        have = ctx.probe(
-            f"{VENV}/bin/python -c 'import tensorboard; print(tensorboard.__version__)'"
-        )
+        have = ctx.read(VERSION_READ.command)
         version = have.stdout.strip() if have.ok else ""
         if not version or (s.version and version != s.version):
             what = f"TensorBoard {s.version}" if s.version else "TensorBoard"
@@ -116,7 +145,6 @@ def check(ctx: Context) -> list[Change]:
                     ),
                 )
             )
-    owner = ctx.probe(shell.cmd("stat", "-c", "%U %G", "--", logdir)).stdout.split()
     if owner != [user, group]:
         mkdir = shell.cmd("install", "-d", "-o", user, "-g", group, "-m", "0755", "--", logdir)
         changes.append(Change(f"create {logdir} for {user}", (Run(mkdir),)))
@@ -131,15 +159,15 @@ def check(ctx: Context) -> list[Change]:
     changes += template_file(
         ctx,
         "tensorboard/provision-tensorboard.service.j2",
-        f"/etc/systemd/system/{UNIT}",
+        UNIT_FILE,
         variables,
         restart=UNIT,
     )
     changes += service(ctx, UNIT)
-    if s.bind_all and ctx.settings(ssh.Settings).ufw:
-        status = ctx.probe("ufw status", sudo=True).stdout
+    if s.bind_all and ctx.of("ssh").ufw:
+        status = ctx.read(UFW_STATUS.command, sudo=True).stdout
         rule = f"{s.port}/tcp"
-        if not ssh.ufw_allows(status, rule):
+        if not ufw_allows(status, rule):
             changes.append(
                 Change(
                     f"allow TensorBoard ({rule}) in ufw (tensorboard.bind_all)",
@@ -191,4 +219,6 @@ STEP = Step(
     settings=Settings,
     check=check,
     verify=(verify_running, verify_http, verify_local_only),
+    reads=reads,
+    services=(("tensorboard", "port"),),
 )

@@ -16,7 +16,8 @@ from pathlib import Path
 from provision import shell
 from provision.changes import Change, Run, Upload
 from provision.errors import Skip
-from provision.resources import template_file
+from provision.facts.reads import Read
+from provision.resources import file_read, template_file
 from provision.settings import absolute_path, each, setting, unix_name
 from provision.step import Context, Step
 
@@ -88,18 +89,61 @@ def parse_getent(text: str) -> tuple[dict[str, list[str]], dict[str, list[str]]]
     return users, groups
 
 
+def getent_read(s: Settings) -> Read:
+    """The accounts' passwd entries and the wanted groups (docker too), tagged by kind."""
+    return Read(
+        "; ".join(
+            [f"getent passwd {shell.cmd(n)} | sed 's/^/passwd /'" for n in s.accounts]
+            + [f"getent group {shell.cmd(g)} | sed 's/^/group /'" for g in [*s.groups, "docker"]]
+            + ["true"]
+        )
+    )
+
+
+def in_home(name: str, command: str) -> str:
+    """`command` with "$h" the account's home as the host's passwd database has it: the home
+    is found on the host, in the same read (exit 2 when there is no such account)."""
+    home = f"getent passwd {shell.cmd(name)} | cut -d: -f6"
+    return f'h=$({home}) && [ -n "$h" ] || exit 2; {command}'
+
+
+def keys_read(name: str) -> Read:
+    """The account's authorized_keys (as root: the file is the user's own, mode 0600)."""
+    return Read(in_home(name, 'cat -- "$h/.ssh/authorized_keys"'), sudo=True)
+
+
+def key_modes_read(name: str) -> Read:
+    """Mode and owner of ~/.ssh and ~/.ssh/authorized_keys, one line each."""
+    stat = shell.cmd("stat", "-c", "%a %U", "--")
+    return Read(in_home(name, f'{stat} "$h/.ssh" "$h/.ssh/authorized_keys"'), sudo=True)
+
+
+def sudoers_path(name: str) -> str:
+    """The account's sudoers drop-in."""
+    return f"/etc/sudoers.d/provision-{name}"
+
+
+def reads(ctx: Context) -> list[Read]:
+    """Every read users' check makes, from the settings alone. An account's key files are
+    read before check knows it exists (a read of a missing account's home exits 2)."""
+    s: Settings = ctx.settings(Settings)
+    if not s.accounts:
+        return []
+    wanted = [getent_read(s)]
+    for name in s.accounts:
+        if keys_for(s, name):
+            wanted += [keys_read(name), key_modes_read(name)]
+        if s.passwordless_sudo:
+            wanted.append(file_read(ctx, sudoers_path(name)))
+    return wanted
+
+
 def check(ctx: Context) -> list[Change]:
     """What users would change on this host."""
     s: Settings = ctx.settings(Settings)
     if not s.accounts:
         return []
-    wanted_groups = [*s.groups, "docker"]
-    probe = "; ".join(
-        [f"getent passwd {shell.cmd(n)} | sed 's/^/passwd /'" for n in s.accounts]
-        + [f"getent group {shell.cmd(g)} | sed 's/^/group /'" for g in wanted_groups]
-        + ["true"]
-    )
-    users, groups = parse_getent(ctx.probe(probe).stdout)
+    users, groups = parse_getent(ctx.read(getent_read(s).command).stdout)
     existing_groups = [g for g in s.groups if g in groups] + (
         ["docker"] if "docker" in groups else []
     )
@@ -136,7 +180,7 @@ def account_changes(ctx, s: Settings, name: str, passwd, groups, existing_groups
     keys = keys_for(s, name)
     if keys:
         path = f"{home}/.ssh/authorized_keys"
-        current = ctx.probe(shell.cmd("cat", "--", path), sudo=True).stdout if passwd else ""
+        current = ctx.read(keys_read(name).command, sudo=True).stdout if passwd else ""
         have = {line.strip() for line in current.splitlines()}
         missing_keys = [k for k in keys if k not in have]
         if missing_keys:
@@ -158,7 +202,7 @@ def account_changes(ctx, s: Settings, name: str, passwd, groups, existing_groups
         changes += template_file(
             ctx,
             "users/sudoers.j2",
-            f"/etc/sudoers.d/provision-{name}",
+            sudoers_path(name),
             {"name": name},
             mode="0440",
             validate="visudo -cf {path}",
@@ -171,7 +215,7 @@ def key_mode_changes(ctx: Context, name: str, home: str) -> list[Change]:
     """sshd's permission rules (what verify_keys asserts): ~/.ssh closed to others, and
     authorized_keys the user's and closed to others; else sshd ignores the keys."""
     folder, path = f"{home}/.ssh", f"{home}/.ssh/authorized_keys"
-    out = ctx.probe(shell.cmd("stat", "-c", "%a %U", "--", folder, path), sudo=True)
+    out = ctx.read(key_modes_read(name).command, sudo=True)
     rows = [line.split() for line in out.stdout.splitlines()]
     if out.ok and len(rows) == 2 and all(len(row) == 2 for row in rows):
         (dir_mode, _owner), (file_mode, file_owner) = rows
@@ -244,5 +288,6 @@ STEP = Step(
     summary="accounts, authorized_keys, GPU groups (video, render, docker), passwordless sudo",
     settings=Settings,
     check=check,
+    reads=reads,
     verify=(verify_accounts, verify_keys, verify_sudo, verify_sudoers_files),
 )

@@ -10,6 +10,8 @@ A second host runs pytorch without conda: a plain venv with the system python3.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from common import ssh
 from condafixture import build as build_installer
@@ -83,6 +85,9 @@ def test_all_brings_the_gpu_stack_from_nothing_to_a_green_verify(stack, tmp_path
         assert f" {step} " in plan.stdout or f"{step}:" in plan.stdout, plan.stdout
     provision("all", "--host", stack.name)
     provision("all", "--host", stack.name, "--plan", "--detailed-exitcode")
+    assert commands_of_last_run(tmp_path / "logs") <= 3  # facts, run lock, declared reads
+    provision("all", "--host", stack.name)  # a no-op apply: the same three
+    assert commands_of_last_run(tmp_path / "logs") <= 3
     verify = provision("verify", "--host", stack.name, check_rc=None)
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert "no NVIDIA GPU on this host" in verify.stdout
@@ -93,6 +98,15 @@ def test_all_brings_the_gpu_stack_from_nothing_to_a_green_verify(stack, tmp_path
     assert version.stdout.strip() == "2.13.0+cpu"
     nvcc = ssh(stack, "bash -lc 'nvcc --version'")
     assert "release 12.8" in nvcc.stdout
+
+
+def commands_of_last_run(log_dir) -> int:
+    """The remote command count the newest transcript ends with ("# 3 commands, 1.2s")."""
+    newest = max(log_dir.glob("*.log"), key=lambda p: p.stat().st_mtime_ns)
+    last = newest.read_text().rstrip().splitlines()[-1]
+    m = re.fullmatch(r"# (\d+) commands, [\d.]+s", last)
+    assert m, last
+    return int(m.group(1))
 
 
 @pytest.fixture(scope="module")

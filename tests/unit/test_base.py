@@ -1,14 +1,15 @@
-"""base.check as a table: facts and probe answers in, changes and commands out."""
+"""base.check as a table: facts and the answers to its declared reads in, changes and commands
+out. Every check runs on a strict Context: a read base does not declare fails the test."""
 
 import dataclasses
 from pathlib import Path
 
 import pytest
 
+import declared
 from fakes import FakeRemote
 from provision import kernel as kernel_mod
 from provision.facts import parse_facts
-from provision.step import Context
 from provision.steps import base
 from provision.templates import render, sha256
 
@@ -51,8 +52,7 @@ def remote_with_files(files=FILES, missing=()):
 
 def check(f, remote, **settings):
     s = base.Settings(**settings)
-    ctx = Context("box", f, {"base": s}, lambda c, sudo: remote.probe(c, sudo=sudo))
-    return base.check(ctx)
+    return base.check(declared.context(base.STEP, f, {"base": s}, remote))
 
 
 def test_base_converged_host_has_no_changes():
@@ -175,38 +175,80 @@ def test_base_ca_certificate_is_uploaded_and_bundle_refreshed(tmp_path):
     assert any(c.summary == "update the CA bundle" for c in changes)
 
 
-def test_base_reads_its_files_in_one_probe():
-    """The no-op cost: base's three files are one round trip, not three (issue 8)."""
+TIMESYNCD = "/etc/systemd/timesyncd.conf.d/provision.conf"
+UNATTENDED = "/etc/apt/apt.conf.d/51provision-unattended-upgrades"
+PERIODIC = "/etc/apt/apt.conf.d/52provision-periodic"
+
+
+def right(dest, mode="644"):
+    """The stat/sha256 lines of `dest` holding its template's rendering."""
+    template, variables = FILES[dest]
+    return f"{mode} root root\n{sha256(render(template, **variables))}  {dest}\n"
+
+
+def test_base_reads_are_declared_and_gathered_in_one_command():
+    """The no-op cost: base's files and its service are read in the one batch, and check
+    reads nothing else (issue 17; issue 8 had them in one probe of their own)."""
     f = facts(container="none", dpkg_audit="", kernel="6.1.0-56-amd64")
     headers = ("linux-headers-6.1.0-56-amd64", "linux-headers-amd64")
     f = dataclasses.replace(f, packages=all_installed(f, *headers), apt_stamp=f.now)
-    out = ""
-    order = base.managed_files(f, base.Settings())
-    assert sorted(order) == sorted(FILES)
-    for i, dest in enumerate(order):
-        template, variables = FILES[dest]
-        digest = sha256(render(template, **variables))
-        out += f"@@{i}\n644 root root\n{digest}  {dest}\n@@ok\n"
-    r = FakeRemote().on(r"echo @@0; .*echo @@2; ", out)
-    r.on(r"systemctl show", "UnitFileState=enabled\nActiveState=active\n")
+    r = remote_with_files()
     assert check(f, r) == []
-    assert sum("stat -c" in c for c in r.ran) == 1
+    assert r.commands == 1  # the batch; each declared read is looked up in its answers
+    (batch,) = r.batches
+    assert {d for d in FILES if any(f"-- {d} " in x.command for x in batch)} == set(FILES)
+    assert any(x.command.startswith("systemctl show") for x in batch)
 
 
-def test_base_batch_probe_tells_missing_and_wrong_mode_apart():
+def test_base_declared_reads_tell_missing_and_wrong_mode_apart():
     f = facts(container="none", dpkg_audit="", kernel="6.1.0-56-amd64")
     f = dataclasses.replace(f, packages=all_installed(f, "linux-headers-6.1.0-56-amd64"))
-    dests = base.managed_files(f, base.Settings())
-    digest = sha256(render(*FILES[dests[1]][:1], **FILES[dests[1]][1]))
-    stamp = sha256(render(*FILES[dests[2]][:1], **FILES[dests[2]][1]))
-    out = (
-        f"@@0\n@@1\n600 root root\n{digest}  {dests[1]}\n@@ok\n"
-        f"@@2\n644 root root\n{stamp}  {dests[2]}\n@@ok\n"
-    )
-    r = FakeRemote().on(r"echo @@0; ", out).on(r"head -c", "x\n")
+    r = FakeRemote().on(r"stat -c", (1, "")).on(r"head -c", "x\n")
+    r.on(rf"stat -c .*{UNATTENDED}", right(UNATTENDED, mode="600"))
+    r.on(rf"stat -c .*{PERIODIC}", right(PERIODIC))
     r.on(r"systemctl show", "UnitFileState=enabled\nActiveState=active\n")
     summaries = [c.summary for c in check(f, r, kernel_headers=False)]
-    assert summaries == [f"write {dests[0]}", f"update {dests[1]}"]
+    assert summaries == [f"write {TIMESYNCD}", f"update {UNATTENDED}"]
+
+
+def every_setting(tmp_path):
+    """Settings that take base down every branch that reads the host."""
+    pem = tmp_path / "lab-proxy.crt"
+    pem.write_text("-----BEGIN CERTIFICATE-----\nMIIBlab\nAAAA\n-----END CERTIFICATE-----\n")
+    return base.Settings(apt_mirror="http://mirror.lab/debian", ca_certificates=(str(pem),)), pem
+
+
+@pytest.mark.parametrize("facts_file", declared.FACT_FILES)
+def test_base_check_reads_only_what_it_declares_on_an_empty_host(facts_file, tmp_path):
+    """Every declared read answers `absent` (exit 1, nothing): check plans every file and
+    reads nothing it did not declare."""
+    s, _ = every_setting(tmp_path)
+    f = declared.recorded(facts_file)
+    changes = base.check(declared.answered(base.STEP, f, {"base": s}, declared.absent))
+    summaries = [c.summary for c in changes]
+    assert "write /etc/apt/sources.list.d/provision.sources" in summaries
+    assert f"write {UNATTENDED}" in summaries and f"write {PERIODIC}" in summaries
+    assert "trust lab-proxy.crt" in summaries and "update the CA bundle" in summaries
+    assert not any(s.startswith("move ") for s in summaries)  # no distro source file there
+
+
+@pytest.mark.parametrize("facts_file", declared.FACT_FILES)
+def test_base_check_reads_only_what_it_declares_on_a_converged_host(facts_file, tmp_path):
+    """Converged answers (files right, bundle complete, timesyncd as it should be) take check
+    down the other branches: nothing but the facts' own work (cloud-init, dpkg, packages)."""
+    _, pem = every_setting(tmp_path)
+    s = base.Settings(ca_certificates=(str(pem),))
+    f = declared.recorded(facts_file)
+    dest = "/usr/local/share/ca-certificates/provision-lab-proxy.crt"
+    r = remote_with_files()
+    r.on(rf"stat -c .*{dest}", f"644 root root\n{sha256(pem.read_bytes())}  {dest}\n")
+    r.on(r"grep -qF -e MIIBlab /etc/ssl/certs/ca-certificates.crt", (0, ""))
+    active = "inactive" if f.in_container else "active"  # timesyncd skips a container
+    r.on(r"systemctl show", f"UnitFileState=enabled\nActiveState={active}\n")
+    changes = base.check(declared.context(base.STEP, f, {"base": s}, r))
+    summaries = [c.summary for c in changes]
+    facts_work = ("wait for cloud-init", "repair an interrupted dpkg", "install ")
+    assert [x for x in summaries if not x.startswith(facts_work)] == []
 
 
 # --- a failed apt-get update: the source's file:line and the fix (issue 13 §8) ---------------

@@ -147,3 +147,77 @@ def test_expose_relay_needs_the_relay_in_the_inventory(tmp_path):
     result = CliRunner().invoke(cli, ["expose-relay", "-i", str(inventory), "--host", "box"])
     assert result.exit_code == 2, result.output
     assert "is not a host in the inventory" in result.output
+
+
+def test_over_hosts_connects_gathers_and_closes_each_host(tmp_path, monkeypatch, capsys):
+    """The one connect/gather/close loop of facts, compat, verify and doctor (issue 17 §3)."""
+    from types import SimpleNamespace
+
+    from fakes import FakeRemote
+    from provision import runner
+    from provision.cli.hosts import over_hosts
+    from provision.errors import ConnectError, StepError
+
+    closed = []
+
+    class Closing(FakeRemote):
+        def close(self):
+            closed.append(self.host)
+
+    def connect(connection, **kwargs):
+        if connection.host == "down":
+            raise ConnectError("down: cannot connect to 192.0.2.9:22", "check the address")
+        return Closing([(r"^.*gather facts", "")], host=connection.host, **kwargs)
+
+    monkeypatch.setattr(remote, "connect", connect)
+    monkeypatch.setattr(
+        runner,
+        "gather_facts",
+        lambda r: (r.run("gather facts", sudo=False), f"facts of {r.host}")[1],
+    )
+    hosts = [
+        SimpleNamespace(name=n, connection=remote.Connection(host=n, addr="192.0.2.9"))
+        for n in ("down", "up", "broken")
+    ]
+
+    def use(hc, r, f):
+        if hc.name == "broken":
+            raise StepError("broken: the check failed")
+        return f
+
+    unreachable = []
+    out = over_hosts(hosts, use, log_dir=tmp_path, unreachable=unreachable)
+    assert out == {"up": "facts of up"}
+    assert unreachable == ["down", "broken"]
+    assert closed == ["up", "broken"]  # closed after use, also when use failed
+    err = capsys.readouterr().err
+    assert "down: cannot connect to 192.0.2.9:22" in err and "broken: the check failed" in err
+    logs = {p.name.split("-")[0]: p.read_text() for p in tmp_path.glob("*.log")}
+    assert sorted(logs) == ["broken", "down", "up"]
+    assert "$ gather facts" in logs["up"] and "gather" not in logs["down"]
+    # Without the list, the first failure is the command's error: no host after it is tried.
+    closed.clear()
+    with pytest.raises(ConnectError):
+        over_hosts(hosts, use)
+    assert closed == []
+
+
+def test_compat_host_asks_with_the_hosts_settings_and_the_flags_on_top(tmp_path, monkeypatch):
+    """compat --host: the host's GPUs and OS from its facts, its driver/cuda/pytorch settings
+    as the request (one place: provision.stack), a flag overriding a setting."""
+    import json
+    from pathlib import Path
+
+    from fakes import FakeRemote
+
+    recorded = (Path(__file__).parent.parent / "data/facts/ubuntu-22.04-gpu.txt").read_text()
+    monkeypatch.setattr(remote, "connect", lambda *a, **k: FakeRemote([(r".", recorded)]))
+    inventory = "[g]\nbox ansible_host=192.0.2.7 driver.branch=570 cuda.version=12.8\n"
+    asked = invoke(["compat", "--host", "box", "--json"], inventory, tmp_path)
+    assert asked.exit_code == 0, asked.output
+    answer = json.loads(asked.output)["box"]
+    assert answer["os"] == "ubuntu-22.04" and answer["gpus"][0]["device_id"] == "10de:1b06"
+    assert answer["driver"]["branch"] == 570 and answer["cuda"] == "12.8"
+    flagged = invoke(["compat", "--host", "box", "--json", "--branch", "580"], inventory, tmp_path)
+    answer = json.loads(flagged.output)["box"]
+    assert answer["driver"]["branch"] == 580 and answer["cuda"] == "12.8"

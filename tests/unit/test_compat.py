@@ -14,6 +14,7 @@ from provision.compat import (
     Incompatible,
     Request,
     UnknownCard,
+    card_table,
     choose,
     gpu_by_id,
     gpu_by_name,
@@ -30,7 +31,7 @@ TODAY = datetime.date(2026, 12, 1)  # the date the tables were checked against t
 @pytest.fixture(autouse=True)
 def pinned_today(monkeypatch):
     """Branch end dates are judged on the day the tables were written (not the test's day)."""
-    monkeypatch.setattr(compat, "_today", lambda: TODAY)
+    monkeypatch.setattr(compat.versions, "current_date", lambda: TODAY)
 
 
 def cards(*ids):
@@ -477,7 +478,7 @@ def test_every_table_entry_carries_its_source_and_a_confidence():
     entries += [(f"ubuntu {k}", f) for k, f in tables.UBUNTU_BRANCH_FACTS.items()]
     entries += [(f"debian {k}", f) for k, f in tables.DEBIAN_BRANCH_FACTS.items()]
     entries += [(f"repo {k}", f) for k, f in tables.NVIDIA_REPO_FACTS.items()]
-    entries += [("cards", tables.CARD_SOURCES), ("debian kernel", tables.DEBIAN_KERNEL_FACT)]
+    entries += [("cards", card_table.CARD_SOURCES), ("debian kernel", tables.DEBIAN_KERNEL_FACT)]
     entries += [("fabric manager", tables.FABRICMANAGER_FACT)]
     missing = [name for name, fact in entries if not sourced(fact)]
     assert not missing, f"entries without a source: {missing}"
@@ -632,6 +633,16 @@ def test_end_dates():
     assert compat.branch_ended(620, datetime.date(2029, 10, 1))
 
 
+def test_the_date_that_tests_pin_is_the_one_every_lookup_reads(monkeypatch):
+    """The autouse pin works only if choose() and branch_ended() both read the date through
+    compat.versions.current_date: a later day must reach them without today= (R580 LTSB ends
+    June 2028, NVIDIA's lifecycle)."""
+    monkeypatch.setattr(compat.versions, "current_date", lambda: datetime.date(2028, 7, 1))
+    assert compat.branch_ended(580)
+    choice = choose(cards("2684"), "ubuntu-24.04", Request(branch=580))
+    assert any("R580 reached end of life in June 2028" in w for w in choice.warnings)
+
+
 def test_default_moves_off_580_only_when_it_is_no_longer_supported():
     later = datetime.date(2028, 7, 1)  # R580 LTSB ends June 2028; R620 LTSB runs to Sept 2029
     choice = choose(cards("2684"), "ubuntu-24.04", today=later)
@@ -764,7 +775,7 @@ def test_every_card_by_its_name_and_by_its_id(row):
     assert by_id.device_id == device_id and (by_id.arch, by_id.compute) == (arch, cc)
 
 
-@pytest.mark.parametrize("alias, device_id", list(tables.SMI_NAMES.items()))
+@pytest.mark.parametrize("alias, device_id", list(card_table.SMI_NAMES.items()))
 def test_nvidia_smi_names(alias, device_id):
     assert parse_gpu(alias).device_id == device_id
 

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 
+import declared
 from fakes import FakeRemote
 from provision import shell
+from provision.changes import Result
 from provision.config import build_settings, parse_set
 from provision.errors import ConfigError, ProvisionError
 from provision.facts import parse_facts
-from provision.step import Context
 from provision.steps import conda, users
 from provision.templates import render, sha256
 
@@ -46,13 +47,14 @@ def facts(name="debian-12-nspawn.txt", **changes):
 
 
 def check(remote, settings=None, facts_file="debian-12-nspawn.txt", accounts=(), **fact_changes):
-    ctx = Context(
-        "box",
-        facts(facts_file, **fact_changes),
-        {"conda": settings or conda.Settings(), "users": users.Settings(accounts=accounts)},
-        lambda c, sudo: remote.probe(c, sudo=sudo),
-    )
-    return conda.check(ctx)
+    f = facts(facts_file, **fact_changes)
+    s = {"conda": settings or conda.Settings(), "users": users.Settings(accounts=accounts)}
+    return conda.check(declared.context(conda.STEP, f, s, remote))
+
+
+def bashrc(r, user, home, marked=""):
+    """Answer conda's one read of a user's home and their ~/.bashrc's marked lines."""
+    return r.on(rf"bashrc {user} ", f"{home}\n{marked}")
 
 
 def fresh_remote():
@@ -60,10 +62,9 @@ def fresh_remote():
     r.on(r"/opt/conda/bin/conda --version", (127, ""))
     r.on(r"test -e /opt/conda'", (1, ""))
     r.on(r"getent group conda", (2, ""))
-    r.on(r"getent passwd tester", "tester:x:1000:1000::/home/tester:/bin/bash\n")
-    r.on(r"getent passwd alice", "alice:x:1001:1001::/home/alice:/bin/bash\n")
+    bashrc(r, "tester", "/home/tester")
+    bashrc(r, "alice", "/home/alice")
     r.on(r"stat -c", (1, ""))
-    r.on(r"grep -F", (1, ""))
     return r
 
 
@@ -75,7 +76,6 @@ def converged_remote():
     r = FakeRemote()
     r.on(r"/opt/conda/bin/conda --version", "conda 26.3.2\n")
     r.on(r"getent group conda", "conda:x:999:tester\n")
-    r.on(r"getent passwd tester", "tester:x:1000:1000::/home/tester:/bin/bash\n")
     r.on(r"find /opt/conda", "")
     r.on(
         r"sha256sum -- /opt/conda/.condarc",
@@ -85,8 +85,7 @@ def converged_remote():
         r"sha256sum -- /etc/profile.d/provision-conda.sh",
         f"644 root root\n{digest('conda/provision-conda.sh.j2', PROFILE)}  x\n",
     )
-    r.on(r"grep -F -- .*/home/tester/.bashrc", BASHRC + "\n")
-    return r
+    return bashrc(r, "tester", "/home/tester", BASHRC + "\n")
 
 
 @pytest.mark.parametrize("facts_file", ["debian-12-nspawn.txt", "ubuntu-24.04-fresh.txt"])
@@ -142,7 +141,8 @@ def test_users_default_to_accounts_and_the_login_user_or_conda_users():
 
 
 def test_stale_bashrc_line_is_replaced_not_duplicated():
-    r = converged_remote().on(r"grep -F", "if [ -f /old/conda.sh ]; then ...  # provision: conda\n")
+    stale = "if [ -f /old/conda.sh ]; then ...  # provision: conda\n"
+    r = bashrc(converged_remote(), "tester", "/home/tester", stale)
     (change,) = check(r)
     assert change.summary == "add conda to /home/tester/.bashrc (# provision: conda)"
     command = change.actions[0].command
@@ -297,3 +297,53 @@ def test_anaconda_with_accept_tos_accepts_each_default_channel_visibly():
 
 def test_miniforge_never_touches_the_tos():
     assert not any("Terms of Service" in c.summary for c in check(fresh_remote()))
+
+
+# --- declared reads: check and preflight read nothing else ------------------------------------
+
+FACT_FILES = ("debian-12-nspawn.txt", "ubuntu-22.04-gpu.txt", "ubuntu-24.04-fresh.txt")
+ANACONDA = conda.Settings(
+    distribution="anaconda",
+    accept_tos=True,
+    installer_url="https://repo.example/Anaconda3.sh",
+    installer_sha256="0" * 64,
+)
+
+
+@pytest.mark.parametrize("facts_file", FACT_FILES)
+@pytest.mark.parametrize("settings", [conda.Settings(), ANACONDA, conda.Settings(users=("alice",))])
+@pytest.mark.parametrize("answers", [fresh_remote, converged_remote])
+def test_check_and_preflight_read_only_what_conda_declares(facts_file, settings, answers):
+    f = facts(facts_file)
+    s = {"conda": settings, "users": users.Settings(accounts=("alice",))}
+    r = bashrc(answers(), "alice", "/home/alice")
+    r.answers.append((r".", Result(1, "")))  # the last rule: a declared read no rule answers
+    declared.check_declared(conda.STEP, f, s, r)
+
+
+def test_the_bashrc_read_runs_here(tmp_path):
+    """The one read of a user's ~/.bashrc, by this machine's sh, with a getent that knows one
+    account: its home on the first line, then the marked lines; exit 3 for a missing account."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".bashrc").write_text(f"alias ll='ls -l'\n{BASHRC}\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    getent = bin_dir / "getent"
+    getent.write_text(
+        '#!/bin/sh\n[ "$1 $2 $3" = "passwd -- tester" ] || exit 2\n'
+        f'echo "tester:x:1000:1000::{home}:/bin/bash"\n'
+    )
+    getent.chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+
+    def run(user):
+        proc = subprocess.run(
+            conda.bashrc_read(user).command, shell=True, capture_output=True, text=True, env=env
+        )
+        return proc.returncode, proc.stdout
+
+    assert run("tester") == (0, f"{home}\n{BASHRC}\n")
+    assert run("nobody")[0] == conda.NO_ACCOUNT
+    (home / ".bashrc").unlink()
+    assert run("tester") == (0, f"{home}\n")  # no ~/.bashrc yet: the line is to be added

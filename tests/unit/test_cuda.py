@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
+import declared
 from fakes import FakeRemote
-from provision import aptsources, compat
+from provision import aptsources, compat, cudarepo
 from provision.errors import ConfigError, ProvisionError, Skip
-from provision.facts import Package, parse_facts
+from provision.facts import Package, files, parse_facts
 from provision.resources import APT_STAMP
 from provision.step import Context
 from provision.steps import base, cuda, driver, pytorch
@@ -89,7 +90,7 @@ def check(f, r, **cuda_settings):
         "cuda": cuda.Settings(**{"version": "12.8", **cuda_settings}),
         "pytorch": pytorch.Settings(),
     }
-    return cuda.check(Context("box", f, settings, lambda c, sudo: r.probe(c, sudo=sudo)))
+    return cuda.check(declared.context(cuda.STEP, f, settings, r))
 
 
 def commands(change):
@@ -107,7 +108,7 @@ def converged_files(distro="debian12", repo=OFFICIAL + "/debian12/x86_64/", orig
         f"/etc/apt/sources.list.d/cuda-{distro}-x86_64.list": render(
             "cuda/cuda.list.j2", **list_vars
         ),
-        cuda.PIN: render("cuda/cuda-repository-pin-600.j2", origin=origin),
+        cudarepo.PIN: render("cuda/cuda-repository-pin-600.j2", origin=origin),
         cuda.PROFILE: render("cuda/cuda.sh.j2", version="12.8", bin_dir="/usr/local/cuda-12.8/bin"),
     }
 
@@ -140,7 +141,7 @@ def test_debian_fresh_host_gets_contrib_keyring_source_pin_update_toolkit_profil
     assert files["/etc/apt/sources.list.d/cuda-debian12-x86_64.list"].splitlines()[-1] == (
         f"deb [signed-by=/usr/share/keyrings/cuda-archive-keyring.gpg] {OFFICIAL}/debian12/x86_64/ /"
     )
-    pin = files[cuda.PIN].splitlines()
+    pin = files[cudarepo.PIN].splitlines()
     assert pin[-3:] == [
         "Package: *",
         "Pin: origin developer.download.nvidia.com",
@@ -159,7 +160,7 @@ def test_debian_contrib_is_added_on_the_hosts_own_mirror_and_suites():
         "http://deb.debian.org/debian-security/\tbookworm-security\tmain\t/etc/apt/sources.list",
     )
     changes = check(facts(), remote(state(targets)))
-    sources = uploads(changes)[cuda.COMPONENTS_SOURCES]
+    sources = uploads(changes)[cudarepo.COMPONENTS_SOURCES]
     stanzas = [s for s in sources.split("\n\n") if "Types:" in s]
     assert [s[s.index("Types:") :].splitlines() for s in stanzas] == [
         [
@@ -188,12 +189,12 @@ def test_debian_with_contrib_already_gets_no_components_file():
 def test_components_file_goes_once_other_sources_have_contrib():
     targets = (
         DEBIAN_MAIN.replace("\tmain\t", "\tcontrib\t"),
-        f"http://deb.debian.org/debian/\tbookworm\tcontrib\t{cuda.COMPONENTS_SOURCES}",
+        f"http://deb.debian.org/debian/\tbookworm\tcontrib\t{cudarepo.COMPONENTS_SOURCES}",
     )
     changes = check(facts(), remote(state((DEBIAN_MAIN, *targets))))
-    backup = f"/var/backups/provision{cuda.COMPONENTS_SOURCES}"
+    backup = f"/var/backups/provision{cudarepo.COMPONENTS_SOURCES}"
     assert changes[0].summary == (
-        f"move {cuda.COMPONENTS_SOURCES} to {backup} (other sources have its components)"
+        f"move {cudarepo.COMPONENTS_SOURCES} to {backup} (other sources have its components)"
     )
 
 
@@ -225,7 +226,7 @@ def test_mirror_url_is_used_for_download_source_and_pin():
         f"] {mirror}/debian12/x86_64/ /"
         in files["/etc/apt/sources.list.d/cuda-debian12-x86_64.list"]
     )
-    assert "Pin: origin mirror.lab\n" in files[cuda.PIN]
+    assert "Pin: origin mirror.lab\n" in files[cudarepo.PIN]
     assert "developer.download.nvidia.com" not in install + "".join(files.values())
 
 
@@ -251,10 +252,37 @@ def converged_remote(**state_kwargs):
 CONVERGED = ("cuda-keyring=1.1-1", "cuda-toolkit-12-8")
 
 
-def test_converged_host_has_no_changes_in_few_probes():
+# What a converged NVIDIA-repo Debian 12 host must be asked, from the module docstring's list
+# of what the step manages there: apt's configuration, and each file it writes.
+MANAGED_ON_DEBIAN = (
+    "/etc/apt/sources.list.d/cuda-debian12-x86_64.list",
+    "/etc/apt/preferences.d/cuda-repository-pin-600",
+    "/etc/profile.d/cuda.sh",
+    "/etc/apt/sources.list.d/provision-components.sources",
+)
+
+
+@pytest.mark.parametrize("diffs", [True, False])
+def test_converged_host_is_decided_from_its_declared_reads_in_one_batch(diffs):
     r = converged_remote()
-    assert check(facts("debian-12-nspawn", *CONVERGED), r) == []
-    assert len(r.ran) == 4  # apt state, list file, pin, profile
+    f = facts("debian-12-nspawn", *CONVERGED)
+    settings = {
+        "base": base.Settings(),
+        "driver": driver.Settings(),
+        "cuda": cuda.Settings(version="12.8"),
+        "pytorch": pytorch.Settings(),
+    }
+    ctx = Context("box", f, settings, gathered={}, strict=True, diffs=diffs)
+    ctx.gathered = r.read_all(cuda.STEP.reads(ctx), f.user)
+    assert cuda.check(ctx) == []  # strict: any read it did not declare raises UndeclaredRead
+    assert r.commands == 1 and ctx.undeclared == []  # the one batch, nothing else
+    batch = r.batches[-1]
+    assert [rd for rd in batch if "apt-get indextargets" in rd.command] == [cudarepo.STATE_READ]
+    for path in MANAGED_ON_DEBIAN:
+        want = files.read(path, diffs)
+        assert want in batch, f"{path} is not declared (diffs={diffs})"
+        assert want.sudo  # a file's state is read as root: 0600 files too
+    assert len(batch) == 1 + len(MANAGED_ON_DEBIAN), batch
 
 
 def test_lists_not_downloaded_yet_only_updates():
@@ -342,7 +370,7 @@ def test_cpu_wheels_and_no_version_install_nothing():
     }
     r = FakeRemote()
     f = facts("ubuntu-22.04-gpu")
-    assert cuda.check(Context("box", f, settings, lambda c, sudo: r.probe(c, sudo=sudo))) == []
+    assert cuda.check(declared.context(cuda.STEP, f, settings, r)) == []
     assert r.ran == []
 
 
@@ -361,7 +389,7 @@ def test_debian_distro_toolkit_needs_contrib_and_non_free():
         "download the new package lists",
         "install 1 package: nvidia-cuda-toolkit",
     ]
-    assert "Components: contrib non-free\n" in uploads(changes)[cuda.COMPONENTS_SOURCES]
+    assert "Components: contrib non-free\n" in uploads(changes)[cudarepo.COMPONENTS_SOURCES]
     assert commands(changes[2]) == [
         f"{APT_GET} install --no-install-recommends nvidia-cuda-toolkit"
     ]
@@ -426,10 +454,10 @@ def run_keyring_install(tmp_path, served: Path):
         stub.chmod(0o755)
     repo = cuda.Repo("debian12", "x86_64", "http://127.0.0.1:9/debian12/x86_64/")
     downloads = tmp_path / "downloads"
-    command = cuda.keyring_install(repo, str(downloads)).command
+    command = cudarepo.keyring_install(repo, str(downloads)).command
     env = {**os.environ, "PATH": f"{stubs}:{os.environ['PATH']}"}
     proc = subprocess.run(["sh", "-c", command], env=env, capture_output=True, text=True)
-    return proc, downloads / cuda.KEYRING_DEB
+    return proc, downloads / cudarepo.KEYRING_DEB
 
 
 @pytest.mark.skipif(not Path("/usr/bin/dpkg-deb").exists(), reason="needs dpkg-deb")
@@ -510,3 +538,29 @@ def test_verify_no_apt_key_passes_the_empty_keyring_the_repair_leaves(monkeypatc
     assert empty.ran == []
     with pytest.raises(AssertionError, match="cannot read"):
         cuda.verify_no_apt_key(KeyringHost(263), cuda.Settings())
+
+
+# --- declared reads: check and preflight read nothing else ------------------------------------
+
+FACT_FILES = ("debian-12-docker", "debian-12-nspawn", "ubuntu-22.04-gpu", "ubuntu-24.04-fresh")
+
+
+@pytest.mark.parametrize("facts_file", FACT_FILES)
+@pytest.mark.parametrize(
+    "cuda_settings",
+    [{}, {"version": "12.8"}, {"source": "distro"}, {"repo_url": "http://mirror.lab/cuda"}],
+)
+@pytest.mark.parametrize("pytorch_index", ["", "cpu"])
+@pytest.mark.parametrize("answers", ["bare", "converged"])
+def test_check_and_preflight_read_only_what_cuda_declares(
+    facts_file, cuda_settings, pytorch_index, answers
+):
+    f = facts(facts_file, *CONVERGED)
+    s = {
+        "base": base.Settings(),
+        "driver": driver.Settings(require_gpu=False),
+        "cuda": cuda.Settings(**cuda_settings),
+        "pytorch": pytorch.Settings(index=pytorch_index),
+    }
+    r = converged_remote() if answers == "converged" else remote(state(targets=()))
+    declared.check_declared(cuda.STEP, f, s, r)

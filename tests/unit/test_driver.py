@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
+import declared
 from fakes import FakeRemote
-from provision import compat
-from provision.changes import Reboot, Run, Upload
+from provision import compat, cudarepo, stack
+from provision.changes import Reboot, Result, Run, Upload
 from provision.errors import ConfigError, StepError
 from provision.facts import Package, PciDevice, parse_facts
 from provision.step import Context
@@ -55,7 +56,7 @@ def run_check(f, remote, **settings):
         "pytorch": pytorch.Settings(**settings.pop("pytorch", {})),
         "base": base.Settings(**settings.pop("base", {})),
     }
-    return driver.check(Context("box", f, s, lambda c, sudo: remote.probe(c, sudo=sudo)))
+    return driver.check(declared.context(driver.STEP, f, s, remote))
 
 
 def host(blacklist=True, stamp=True, modinfo="", nouveau=False, components="contrib non-free"):
@@ -222,7 +223,7 @@ def test_debian_nonfree_path_exact_packages_and_components():
     f = dataclasses.replace(f, container="none")
     changes = run_check(f, host(components=""), driver={"source": "debian"})
     text = summaries(changes)
-    index = text.index(f"write {cuda.COMPONENTS_SOURCES}")
+    index = text.index(f"write {cudarepo.COMPONENTS_SOURCES}")
     sources = changes[index].actions[0]
     assert b"Components: contrib non-free non-free-firmware" in sources.content
     assert b"URIs: http://deb.debian.org/debian/" in sources.content  # the host's own mirror
@@ -270,12 +271,12 @@ def test_debian_default_is_nvidias_repo_for_580():
         calls.append(url)
         return []
 
-    original = cuda.repo_changes
-    cuda.repo_changes = fake_repo
+    original = cudarepo.repo_changes
+    cudarepo.repo_changes = fake_repo
     try:
         changes = run_check(f, r, cuda={"repo_url": "http://mirror.example/cuda/repos"})
     finally:
-        cuda.repo_changes = original
+        cudarepo.repo_changes = original
     assert calls == ["http://mirror.example/cuda/repos"]
     assert any("nvidia-open-580" in c for c in commands(changes))
 
@@ -424,7 +425,7 @@ def test_debian_own_packages_follow_compats_flavour(flavour):
     wanted = [n for n in install.split() if n.startswith(("nvidia", "libcuda", "firmware-"))]
     assert wanted and all(n in records for n in wanted), wanted
     # and compat says the same
-    choice = driver.choice_for(
+    choice = stack.decision(
         Context(
             "box",
             f,
@@ -461,7 +462,7 @@ def test_plan_packages_match_compats_flavour_on_each_os(
         "pytorch": pytorch.Settings(),
         "base": base.Settings(),
     }
-    choice = driver.choice_for(Context("box", f, s, FakeRemote().probe))
+    choice = stack.decision(Context("box", f, s, FakeRemote().probe))
     assert choice.flavour == flavour
     names = driver.driver_packages(choice, f, s["driver"])
     if flavour == "open":
@@ -534,7 +535,8 @@ class FakeHost:
     def run(self, command):
         if "is-failed" in command:
             return FakeRun(0 if self.failed else 1)
-        return FakeRun(0, "gpu\n" if self.gpu else "")
+        # the sysfs PCI read (facts.gpu.PCI_SCRIPT): an RTX 4090's display function, or none
+        return FakeRun(0, "0000:01:00.0 0x2684 0x030000\n" if self.gpu else "")
 
     def file(self, path):
         return type("File", (), {"exists": self.loaded})()
@@ -591,12 +593,12 @@ def test_nvswitch_box_gets_the_fabric_manager_of_the_branch(source, branch, pack
     f = facts("ubuntu-24.04-fresh", gpus=[H100_SXM, NVSWITCH], secure_boot="disabled")
     r = host()
     calls = []
-    original = cuda.repo_changes
-    cuda.repo_changes = lambda ctx, url: calls.append(url) or []
+    original = cudarepo.repo_changes
+    cudarepo.repo_changes = lambda ctx, url: calls.append(url) or []
     try:
         changes = run_check(f, r, driver={"source": source, "branch": branch})
     finally:
-        cuda.repo_changes = original
+        cudarepo.repo_changes = original
     cmds = " | ".join(commands(changes))
     assert package in cmds and "install" in cmds
     assert "apt-mark hold" in cmds and package in next(c for c in commands(changes) if "hold" in c)
@@ -614,3 +616,54 @@ def test_nvswitch_on_debian_nonfree_is_refused_with_the_way_out():
     with pytest.raises(ConfigError) as info:
         run_check(f, host(), driver={"source": "debian"})
     assert "NVSwitch" in info.value.message and "driver.source = nvidia" in info.value.hint
+
+
+# --- declared reads: check and preflight read nothing else ------------------------------------
+
+FACT_FILES = ("debian-12-docker", "debian-12-nspawn", "ubuntu-22.04-gpu", "ubuntu-24.04-fresh")
+BARE = "@@targets\n@@fetched\n@@keyring\n@@apt-key\n@@end\n"
+
+
+def bare_host():
+    """Every read answered as on a bare host: nothing there (exit 1), apt without sources."""
+    return FakeRemote().on(r".", (1, "")).on(r"apt-get indextargets", BARE)
+
+
+def set_up_host():
+    """The converged host's answers (host()), anything else absent."""
+    r = host()
+    r.answers.append((r".", Result(1, "")))  # the last rule: only what no other rule answers
+    return r
+
+
+# A fabric-managed HGX box with its driver (580 from NVIDIA's repo) already installed.
+HGX_DONE = installed("nvidia-open-580", "nvidia-fabricmanager-580", "nvidia-persistenced")
+
+
+@pytest.mark.parametrize("facts_file", FACT_FILES)
+@pytest.mark.parametrize(
+    "gpus, driver_settings, packages",
+    [
+        (None, {}, None),
+        (None, {"require_gpu": False}, None),
+        (None, {"require_gpu": False}, installed("nvidia-persistenced")),
+        ([RTX_4090], {"source": "nvidia"}, None),
+        ([RTX_4090], {"source": "debian"}, None),
+        ([RTX_4090], {"flavour": "open", "persistenced": False}, None),
+        ([H100_SXM, NVSWITCH], {"source": "nvidia"}, None),
+        ([H100_SXM, NVSWITCH], {"source": "nvidia", "branch": 580}, HGX_DONE),
+    ],
+)
+@pytest.mark.parametrize("answers", [bare_host, set_up_host])
+def test_check_and_preflight_read_only_what_driver_declares(
+    facts_file, gpus, driver_settings, packages, answers
+):
+    f = facts(facts_file, gpus=gpus, packages=packages)
+    s = {
+        "driver": driver.Settings(**driver_settings),
+        "cuda": cuda.Settings(),
+        "pytorch": pytorch.Settings(),
+        "base": base.Settings(),
+    }
+    declared.check_declared(driver.STEP, f, s, answers())
+    declared.check_declared(driver.STEP, dataclasses.replace(f, container="none"), s, answers())

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
+import declared
 from fakes import FakeRemote
 from provision import compat
 from provision.errors import ProvisionError, Skip
-from provision.facts import parse_facts
-from provision.step import Context
+from provision.facts import parse_facts, pyenv
 from provision.steps import conda, cuda, driver, pytorch, users
 
 CERT = "--cert /etc/ssl/certs/ca-certificates.crt"
@@ -33,7 +33,7 @@ def context(remote, p=None, c=None, facts_file="debian-12-nspawn.txt"):
         "cuda": cuda.Settings(),
         "users": users.Settings(),
     }
-    return Context("box", f, settings, lambda cmd, sudo: remote.probe(cmd, sudo=sudo))
+    return declared.context(pytorch.STEP, f, settings, remote)
 
 
 def check(remote, p=None, c=None, facts_file="debian-12-nspawn.txt"):
@@ -222,8 +222,10 @@ def test_no_marker_or_missing_package_or_broken_torch_reinstalls():
     assert check(no_marker, CPU_SETTINGS)[0].summary.endswith("(no provision-pytorch.json yet)")
     gone = remote_with(installed(version=None), link=link)
     assert check(gone, CPU_SETTINGS)[0].summary.endswith("(missing torch)")
-    broken = env_state("3.11", {"torch": "2.13.0+cpu"}, marker=CPU_REQUEST, error="ImportError()")
-    assert "torch does not import" in check(remote_with(broken, link=link), CPU_SETTINGS)[0].summary
+    gone_file = "torch/lib/libtorch_cpu.so is missing"
+    broken = env_state("3.11", {"torch": "2.13.0+cpu"}, marker=CPU_REQUEST, error=gone_file)
+    summary = check(remote_with(broken, link=link), CPU_SETTINGS)[0].summary
+    assert f"torch is incomplete: {gone_file}" in summary
 
 
 def test_env_with_another_python_is_recreated():
@@ -290,7 +292,8 @@ def test_gpu_checks_skip_without_a_gpu_and_fail_with_a_broken_driver():
     for check_ in (pytorch.verify_cuda_available, pytorch.verify_gpu_matmul):
         with pytest.raises(Skip, match=r"no NVIDIA GPU on this host \(no PCI display device"):
             check_(no_gpu, s)
-    broken = FakeHost({"/sys/bus/pci/devices": (0, "gpu\n"), "nvidia-smi -L": (9, "")})
+    gpu = "0000:01:00.0 0x2684 0x030000\n"  # the sysfs PCI read: an RTX 4090's display function
+    broken = FakeHost({"/sys/bus/pci/devices": (0, gpu), "nvidia-smi -L": (9, "")})
     with pytest.raises(AssertionError, match="nvidia-smi -L failed"):
         pytorch.verify_cuda_available(broken, s)
 
@@ -352,7 +355,7 @@ def fake_torch(site: Path, version: str, version_py: str | None) -> None:
 def test_the_build_is_read_without_importing_torch(tmp_path, version, version_py, build):
     fake_torch(tmp_path, version, version_py)
     (tmp_path / "torch.py").write_text("raise SystemExit('torch was imported')\n")
-    script = f"import sys; sys.path.insert(0, {str(tmp_path)!r})\n" + pytorch.BUILD_FUNCTION
+    script = f"import sys; sys.path.insert(0, {str(tmp_path)!r})\n" + pyenv.BUILD_FUNCTION
     script += "print(torch_build())"
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == str(build), out
@@ -368,3 +371,67 @@ def test_build_check_after_install_fails_on_another_build(tmp_path):
     assert "pip installed torch 2.13.0+cu130, the cu130 build, but the cpu index" in wrong.stderr
     right = subprocess.run([sys.executable, "-c", prefix + pytorch.BUILD_CHECK, "cu130"])
     assert right.returncode == 0
+
+
+# --- declared reads: check and preflight read nothing else ------------------------------------
+
+FACT_FILES = ("debian-12-nspawn.txt", "ubuntu-22.04-gpu.txt", "ubuntu-24.04-fresh.txt")
+
+
+@pytest.mark.parametrize("facts_file", FACT_FILES)
+@pytest.mark.parametrize("conda_enabled", [True, False])
+@pytest.mark.parametrize("p", [pytorch.Settings(), CPU_SETTINGS])
+@pytest.mark.parametrize(
+    "answers",
+    [
+        lambda: remote_with(None),
+        lambda: remote_with(installed(), link=f"symbolic link\n{CONDA_ENV}\n"),
+        lambda: remote_with(installed(), link="directory\n"),
+    ],
+    ids=["bare", "conda-env", "venv"],
+)
+def test_check_and_preflight_read_only_what_pytorch_declares(facts_file, conda_enabled, p, answers):
+    f = dataclasses.replace(parse_facts((DATA / facts_file).read_text()), user="tester")
+    settings = {
+        "pytorch": p,
+        "conda": conda.Settings(enabled=conda_enabled),
+        "driver": driver.Settings(),
+        "cuda": cuda.Settings(),
+        "users": users.Settings(),
+    }
+    r = answers().on(r"find /opt/conda", "/opt/conda/envs/dl/x\n")
+    declared.check_declared(pytorch.STEP, f, settings, r)
+
+
+def test_a_no_op_reads_the_environment_without_importing_torch():
+    (env,) = [rd for rd in pytorch.reads(context(remote_with(None))) if "importlib" in rd.command]
+    assert "import torch" not in env.command and "torch.version" not in env.command
+    assert "import torch" not in pyenv.PROBE
+
+
+def test_the_environment_read_runs_here_and_finds_a_deleted_package_file(tmp_path):
+    """The PROBE script on this machine's Python, against a package whose RECORD lists a file
+    that is gone: it names that file, and takes the versions from the metadata."""
+    site = tmp_path / "site"
+    pkg = site / "torch"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("raise SystemExit('torch must not be imported')\n")
+    (pkg / "version.py").write_text("cuda = '12.6'\n")
+    info = site / "torch-2.13.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: torch\nVersion: 2.13.0\n")
+    (info / "RECORD").write_text(
+        "torch/__init__.py,,\ntorch/version.py,,\ntorch/lib/libtorch_cpu.so,,\n"
+        "torch/__pycache__/version.cpython-311.pyc,,\n../../bin/torchrun,,\n"
+        "torch-2.13.0.dist-info/RECORD,,\n"
+    )
+    env = {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}
+    run = [sys.executable, "-S", "-c", pyenv.PROBE, "torch", "numpy"]
+    out = json.loads(subprocess.run(run, capture_output=True, text=True, env=env).stdout)
+    assert out["versions"] == {"torch": "2.13.0", "numpy": None}
+    assert out["build"] == "cu126"  # from torch/version.py's text, never an import
+    assert out["error"] == "torch/lib/libtorch_cpu.so is missing"
+    (pkg / "lib").mkdir()
+    (pkg / "lib" / "libtorch_cpu.so").write_bytes(b"")
+    out = json.loads(subprocess.run(run, capture_output=True, text=True, env=env).stdout)
+    assert out["error"] == ""  # bytecode caches and scripts outside the package do not count

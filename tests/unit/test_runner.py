@@ -650,10 +650,11 @@ def signalled():
 
 def test_an_interrupt_stops_a_safe_command_at_once(signalled):
     from provision import interrupt, streams
+    from provision.remote import stop_channel
 
     channel = FakeChannel(b"never read\n", polls=10**9)
     with pytest.raises(interrupt.Interrupted):
-        streams.drive(channel, None, None, stoppable=True)
+        streams.drive(channel, None, None, stoppable=True, stop=stop_channel)
     assert channel.closed and channel.signalled
 
 

@@ -180,6 +180,54 @@ def test_size():
     ]
 
 
+# --- the PCI and module reads shared with the host facts (provision.facts.gpu) -------------
+
+FACTS = DATA.parent / "facts"  # real hosts' facts output: PCI_SCRIPT's lines, /proc's version
+
+
+def facts_section(recording: str, name: str) -> list[str]:
+    """One @@section of a recorded facts output, as its lines."""
+    text = (FACTS / f"{recording}.txt").read_text()
+    lines = []
+    for line in text.split(f"\n@@{name}\n", 1)[1].splitlines():
+        if line.startswith("@@"):
+            break
+        lines.append(line)
+    return lines
+
+
+def with_facts_reads(recording: str, smi_exit: int, smi: str) -> status.HostStatus:
+    pci = "\n".join(facts_section(recording, "pci"))
+    module = facts_section(recording, "nvidia")[:1]
+    text = f"@@pci\n{pci}\n@@module\n{''.join(module)}\n@@smi\n{smi}\n@@smi-exit\n{smi_exit}\n"
+    return status.parse("box", text)
+
+
+def test_a_gtx_1080_ti_in_the_facts_pci_lines_is_a_gpu_without_a_driver():
+    # ubuntu-22.04-gpu: 0000:01:00.0 0x1b06 0x030000 (the card) and .1 0x040300 (its audio)
+    st = with_facts_reads("ubuntu-22.04-gpu", 127, "")
+    assert st.gpu_reason.startswith("NVIDIA GPU found but no driver installed")
+    assert with_facts_reads("debian-12-nspawn", 127, "").gpu_reason == "no NVIDIA GPU"
+
+
+def test_mismatch_names_the_module_version_of_a_real_proc_version_line():
+    # its /proc/driver/nvidia/version: "NVRM version: NVIDIA UNIX x86_64 Kernel Module
+    # 550.127.08  Thu Nov 28 2024"
+    smi = (
+        "Failed to initialize NVML: Driver/library version mismatch\nNVML library version: 550.135"
+    )
+    st = with_facts_reads("ubuntu-22.04-gpu", 18, smi)
+    assert st.gpu_reason == (
+        "driver/library version mismatch (module 550.127.08, library 550.135): reboot needed"
+    )
+
+
+def test_the_hdmi_audio_function_alone_is_no_gpu_in_either_line_format():
+    assert not status.has_gpu(["0000:01:00.1 0x10ef 0x040300", "0000:01:00.1 0x040300"])
+    assert status.has_gpu(["0000:01:00.0 0x1b06 0x030000"])
+    assert status.has_gpu(["0000:65:00.0 0x030200"])  # a 3D controller (A100), older format
+
+
 # --- the script, for real, under sh ---------------------------------------------------------
 
 FAKE_SMI = """#!/bin/sh

@@ -73,3 +73,97 @@ def test_ssh_config_keeps_forwards_out_of_the_plain_entry(tmp_path):
     )
     start, end = sshconfig.markers("box")
     assert result.output.startswith(start) and result.output.rstrip().endswith(end)
+
+
+# --- the services come from the steps (Step.services), not from the CLI (issue 17 §5) ---------
+
+
+def declaring(monkeypatch, services_by_step):
+    """Every step declares exactly the services given here (by step name), none otherwise."""
+    import dataclasses
+
+    from provision.cli import forward
+    from provision.steps import STEPS
+
+    steps = tuple(
+        dataclasses.replace(s, services=tuple(services_by_step.get(s.name, ()))) for s in STEPS
+    )
+    monkeypatch.setattr(forward, "STEPS", steps)
+
+
+def refuse_to_connect(monkeypatch):
+    """A test that reached the network would hang on 10.0.0.5: fail at once instead."""
+    from provision import remote
+
+    def refuse(self):
+        raise AssertionError("tried to connect")
+
+    monkeypatch.setattr(remote.SSHRemote, "open", refuse)
+
+
+def invoke(tmp_path, args):
+    runner = CliRunner()
+    with runner.isolated_filesystem(temp_dir=tmp_path):
+        with open("inventory.ini", "w") as f:
+            f.write(INV)
+        return runner.invoke(cli, args)
+
+
+def test_ssh_config_forwards_what_the_steps_declare(tmp_path, monkeypatch):
+    # ssh.port is a port setting like any other: declared as a service, it is forwarded, and
+    # TensorBoard's port, no longer declared, is not.
+    declaring(monkeypatch, {"ssh": [("sshd", "port")]})
+    result = invoke(tmp_path, ["ssh-config", "--host", "box", "--set", "ssh.port=2222"])
+    assert result.exit_code == 0, result.output
+    assert "    LocalForward 127.0.0.1:2222 127.0.0.1:2222\n" in result.output
+    assert "6006" not in result.output
+
+
+def test_ssh_config_leaves_out_the_services_of_a_disabled_step(tmp_path):
+    on = invoke(tmp_path, ["ssh-config", "--host", "box", "--set", "tensorboard.port=7007"])
+    assert "    LocalForward 127.0.0.1:7007 127.0.0.1:7007\n" in on.output, on.output
+    off = invoke(tmp_path, ["ssh-config", "--host", "box", "--set", "tensorboard.enabled=false"])
+    assert off.exit_code == 0, off.output
+    assert "LocalForward" not in off.output and "Host box-tunnel" not in off.output
+
+
+def test_tunnel_opens_the_declared_service_port_by_default(tmp_path):
+    # the bind check runs on the port the tunnel would open: the service's setting
+    with listening() as s:
+        port = s.getsockname()[1]
+        result = invoke(tmp_path, ["tunnel", "--host", "box", "--set", f"tensorboard.port={port}"])
+    assert result.exit_code == 2, result.output
+    assert f"cannot open the tunnel: 127.0.0.1:{port} is in use" in result.output
+
+
+def test_tunnel_with_no_declared_service_asks_for_a_port(tmp_path, monkeypatch):
+    declaring(monkeypatch, {})
+    refuse_to_connect(monkeypatch)
+    result = invoke(tmp_path, ["tunnel", "--host", "box"])
+    assert result.exit_code == 2, result.output
+    assert "box: no service to forward" in result.output and "--port" in result.output
+
+
+def test_tunnel_local_port_is_for_one_forward(tmp_path, monkeypatch):
+    declaring(monkeypatch, {"ssh": [("sshd", "port")], "tensorboard": [("tensorboard", "port")]})
+    refuse_to_connect(monkeypatch)
+    result = invoke(tmp_path, ["tunnel", "--host", "box", "--local-port", "9000"])
+    assert result.exit_code == 2, result.output
+    assert "--local-port is for one forward, not 2 (sshd, tensorboard)" in result.output
+
+
+def test_tunnel_forwards_each_declared_service_of_the_enabled_steps(monkeypatch):
+    from types import SimpleNamespace
+
+    from provision.cli.forward import tunnel_forwards
+
+    declaring(monkeypatch, {"ssh": [("sshd", "port")], "tensorboard": [("tensorboard", "port")]})
+    settings = {"ssh": SimpleNamespace(port=2222), "tensorboard": SimpleNamespace(port=6007)}
+    assert tunnel_forwards("box", settings, None, None) == [(2222, 2222), (6007, 6007)]
+    settings["tensorboard"].enabled = False
+    assert tunnel_forwards("box", settings, None, None) == [(2222, 2222)]
+    # --port wins over the declared services; --local-port moves it here
+    assert tunnel_forwards("box", settings, 8888, 9999) == [(9999, 8888)]
+    # every declaring step off: still their ports (a service the user runs by hand)
+    settings["ssh"].enabled = False
+    assert tunnel_forwards("box", settings, None, None) == [(2222, 2222), (6007, 6007)]

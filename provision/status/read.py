@@ -1,21 +1,15 @@
-"""`provision status`: what each box is doing right now, across hosts, read-only.
-
-One shell script per host per refresh (SCRIPT) prints marked sections: load, uptime, the
-pending-reboot flag, `df`, the NVIDIA PCI devices, the loaded kernel module's version and two
-`nvidia-smi --format=csv,noheader,nounits` queries (GPUs, then compute processes with their
-owners from `ps`). `parse` turns that text into a HostStatus and `render` into a table; both
-are pure, and unit-tested on recorded outputs (tests/data/status/). When there is no GPU
-table, HostStatus.gpu_reason says why: no NVIDIA GPU, no driver, driver not loaded, a
-driver/library mismatch (reboot needed) or the nvidia-smi error itself.
+"""`provision status`'s read: one read-only script per host per refresh (SCRIPT) and the pure
+parsers that turn its `@@name` sections into a HostStatus. The NVIDIA PCI walk and the
+module's version line are provision.facts.gpu's, read one way for every user.
 """
 
 from __future__ import annotations
 
 import re
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
-from provision.output import printable
+from provision.facts import smi, split_sections
+from provision.facts.gpu import PCI_SCRIPT, is_display, module_version
 
 GPU_FIELDS = (
     "index,name,utilization.gpu,memory.used,memory.total,temperature.gpu,power.draw,power.limit,"
@@ -33,18 +27,14 @@ if [ -e /var/run/reboot-required ]; then
   echo required; cat /var/run/reboot-required.pkgs 2>/dev/null
 fi
 echo @@df; timeout 10 df -P -k -T 2>/dev/null
-echo @@pci
-for d in /sys/bus/pci/devices/*; do
-  [ "$(cat "$d/vendor" 2>/dev/null)" = 0x10de ] && echo "${{d##*/}} $(cat "$d/class")"
-done
+echo @@pci; {PCI_SCRIPT}
 echo @@module; head -n 1 /proc/driver/nvidia/version 2>/dev/null
 echo @@smi
 if command -v nvidia-smi >/dev/null 2>&1; then
-  timeout {SMI_TIMEOUT_S} nvidia-smi --query-gpu={GPU_FIELDS} --format=csv,noheader,nounits 2>&1
+  {smi.query("gpu", GPU_FIELDS, SMI_TIMEOUT_S)}
   rc=$?; echo "@@smi-exit"; echo $rc
   if [ $rc = 0 ]; then
-    apps=$(timeout {SMI_TIMEOUT_S} nvidia-smi --query-compute-apps={APP_FIELDS} \\
-      --format=csv,noheader,nounits 2>&1)
+    apps=$({smi.query("compute-apps", APP_FIELDS, SMI_TIMEOUT_S)})
     echo @@apps; printf '%s\\n' "$apps"
     echo @@owners
     printf '%s\\n' "$apps" | while IFS=, read -r uuid pid mem; do
@@ -138,25 +128,11 @@ class HostStatus:
 
 
 def sections(text: str) -> dict[str, list[str]]:
-    """The script's output split at its "@@name" lines."""
-    out: dict[str, list[str]] = {}
-    current = None
-    for line in text.splitlines():
-        if line.startswith("@@") and " " not in line:
-            current = line[2:]
-            out[current] = []
-        elif current is not None:
-            out[current].append(line)
-    return out
+    """The script's output split at its "@@name" lines, each section as its lines."""
+    return {name: body.splitlines() for name, body in split_sections(text).items()}
 
 
-def number(value: str) -> float | None:
-    """An nvidia-smi value: None for "[N/A]", "N/A", "[Not Supported]", "[Unknown Error]"..."""
-    value = value.strip()
-    try:
-        return float(value)
-    except ValueError:
-        return None
+number = smi.number  # an nvidia-smi value; None for "[N/A]" and the like
 
 
 def parse_gpus(lines: list[str]) -> list[Gpu]:
@@ -165,7 +141,7 @@ def parse_gpus(lines: list[str]) -> list[Gpu]:
     for line in lines:
         if not line.strip():
             continue
-        cells = [c.strip() for c in line.split(",")]
+        cells = smi.cells(line)
         if not cells[0].isdigit():
             continue  # a warning nvidia-smi printed between the rows
         # A name with a comma would shift the columns: rejoin the middle.
@@ -201,7 +177,7 @@ def parse_processes(app_lines: list[str], owner_lines: list[str], gpus: list[Gpu
     index_of = {g.uuid: g.index for g in gpus}
     processes = []
     for line in app_lines:
-        cells = [c.strip() for c in line.split(",")]
+        cells = smi.cells(line)
         if len(cells) != 3 or not cells[1].isdigit():
             continue  # "No running processes found" on old drivers, or nothing at all
         pid = int(cells[1])
@@ -228,26 +204,32 @@ def parse_disks(lines: list[str]) -> list[Disk]:
     return sorted(disks, key=lambda d: (d.mount != "/", d.mount))
 
 
+def has_gpu(pci_lines: list[str]) -> bool:
+    """Whether the PCI section lists a display controller. The class is the last field:
+    PCI_SCRIPT prints "slot device class", recordings of the older script "slot class"."""
+    return any(is_display(line.split()[-1]) for line in pci_lines if len(line.split()) > 1)
+
+
 def gpu_reason(smi_exit: int, smi_lines: list[str], pci_lines: list[str], module: str) -> str:
     """Why nvidia-smi gave no GPU table, in words a box owner acts on."""
-    has_gpu = any(len(p.split()) > 1 and p.split()[1].startswith("0x03") for p in pci_lines)
+    gpu = has_gpu(pci_lines)
     text = "\n".join(smi_lines).strip()
     if smi_exit == 127:
-        if not has_gpu:
+        if not gpu:
             return "no NVIDIA GPU"
         return "NVIDIA GPU found but no driver installed (nvidia-smi missing): run provision driver"
     if "version mismatch" in text:
         lib = re.search(r"NVML library version:\s*(\S+)", text)
-        mod = re.search(r"Kernel Module.*?\s(\d+\.\d+(?:\.\d+)?)\s", module + " ")
+        mod = module_version(module)
         versions = ", ".join(
-            v for v in (mod and f"module {mod.group(1)}", lib and f"library {lib.group(1)}") if v
+            v for v in (mod and f"module {mod}", lib and f"library {lib.group(1)}") if v
         )
         return (
             "driver/library version mismatch"
             + (f" ({versions})" if versions else "")
             + (": reboot needed")
         )
-    if not has_gpu and ("No devices were found" in text or "couldn't communicate" in text):
+    if not gpu and ("No devices were found" in text or "couldn't communicate" in text):
         return "no NVIDIA GPU"
     if smi_exit == 9 or "couldn't communicate with the NVIDIA driver" in text:
         return "driver not loaded: reboot needed?"
@@ -291,116 +273,6 @@ def parse(host: str, text: str) -> HostStatus:
     return status
 
 
-# --- rendering (pure) -----------------------------------------------------------------------
-
-
-def size(n_bytes: float) -> str:
-    """1.8T, 120G, 512M: df -h style."""
-    value = float(n_bytes)
-    for unit in ("B", "K", "M", "G", "T", "P"):
-        if value < 1024 or unit == "P":
-            return f"{value:.0f}{unit}" if value >= 10 or unit == "B" else f"{value:.1f}{unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
-
-
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    minutes = int(seconds // 60)
-    days, rest = divmod(minutes, 24 * 60)
-    hours, mins = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours}h"
-    return f"{hours}h {mins}m" if hours else f"{mins}m"
-
-
-def _opt(value: float | None, fmt: str = "{:.0f}") -> str:
-    return "N/A" if value is None else fmt.format(value)
-
-
-def _gib(mib: float | None) -> str:
-    return "N/A" if mib is None else f"{mib / 1024:.1f}"
-
-
-def _process_text(p: GpuProcess) -> str:
-    mem = f" {_gib(p.memory_mib)}G" if p.memory_mib is not None else ""
-    return f"{p.user}:{p.command}({p.pid}){mem}"
-
-
-def table(header: list[str], rows: list[list[str]], right: frozenset[int] = frozenset()):
-    """Aligned columns; a row of two cells is [first column, text over the rest]. Cells are
-    the host's text (GPU and process names): made printable before they are measured."""
-    rows = [[printable(c) for c in r] for r in rows]
-    full = [r for r in [header, *rows] if len(r) == len(header)]
-    widths = [max(len(r[i]) for r in full) for i in range(len(header))]
-    widths[0] = max(len(r[0]) for r in [header, *rows])
-    lines = []
-    for row in [header, *rows]:
-        if len(row) != len(header):
-            lines.append(f"{row[0]:<{widths[0]}}  {row[1]}".rstrip())
-            continue
-        cells = [
-            c.rjust(widths[i]) if i in right else c.ljust(widths[i]) for i, c in enumerate(row)
-        ]
-        lines.append("  ".join(cells).rstrip())
-    return lines
-
-
-def render(statuses: list[HostStatus], name_width: int = 40) -> str:
-    """Two tables: the GPUs of every host, then each host's load, uptime, disks, reboot."""
-    gpu_rows = []
-    for st in statuses:
-        if st.error:
-            gpu_rows.append([st.host, "-  unreachable (see below)"])
-            continue
-        if not st.gpus:
-            gpu_rows.append([st.host, "-  " + st.gpu_reason])
-            continue
-        for g in st.gpus:
-            procs = [p for p in st.processes if p.gpu_index == g.index]
-            mem = f"{_gib(g.memory_used_mib)}/{_gib(g.memory_total_mib)}G"
-            power = f"{_opt(g.power_draw_w)}/{_opt(g.power_limit_w)}W"
-            gpu_rows.append(
-                [
-                    st.host,
-                    str(g.index),
-                    g.name[:name_width],
-                    _opt(g.utilization_pct, "{:.0f}%"),
-                    mem,
-                    _opt(g.temperature_c, "{:.0f}C"),
-                    power,
-                    ", ".join(_process_text(p) for p in procs) or "-",
-                ]
-            )
-        unmapped = [p for p in st.processes if p.gpu_index is None]
-        if unmapped:
-            others = ", ".join(_process_text(p) for p in unmapped)
-            gpu_rows.append([st.host, "?", "", "", "", "", "", others])
-    host_rows = []
-    for st in statuses:
-        if st.error:
-            host_rows.append([st.host, "error: " + st.error])
-            continue
-        load = " ".join(f"{x:.2f}" for x in st.load) if st.load else "?"
-        disks = ", ".join(
-            f"{d.mount} {size(d.free_bytes)} of {size(d.size_bytes)}" for d in st.disks
-        )
-        reboot = "no"
-        if st.reboot_required:
-            reasons = ", ".join(st.reboot_reasons)
-            reboot = f"REQUIRED ({reasons})" if reasons else "REQUIRED"
-        host_rows.append([st.host, duration(st.uptime_s), load, disks or "?", reboot])
-    gpu_header = ["HOST", "GPU", "NAME", "UTIL", "MEMORY", "TEMP", "POWER", "PROCESSES"]
-    lines = table(gpu_header, gpu_rows, right=frozenset({3, 4, 5, 6}))
-    lines.append("")
-    lines += table(["HOST", "UP", "LOAD 1/5/15", "DISK FREE", "REBOOT"], host_rows)
-    return "\n".join(lines) + "\n"
-
-
-# --- gathering ------------------------------------------------------------------------------
-
-
 def gather(host: str, remote) -> HostStatus:
     """Run the script once on an open Remote and parse it."""
     result = remote.probe(SCRIPT)
@@ -411,39 +283,3 @@ def gather(host: str, remote) -> HostStatus:
         return parse(host, result.stdout)
     except ValueError as exc:
         return HostStatus(host, error=f"unexpected status output: {exc}")
-
-
-class Poller:
-    """Keeps one connection per host open between refreshes; gathers all hosts in parallel."""
-
-    def __init__(self, configs, parallel: int = 16, connect=None) -> None:
-        if connect is None:
-            from provision.remote import connect
-        self.configs = list(configs)
-        self.connect = connect
-        self.remotes: dict[str, object] = {}
-        self.pool = ThreadPoolExecutor(max_workers=max(1, min(parallel, len(self.configs))))
-
-    def _one(self, hc) -> HostStatus:
-        from provision.errors import ConnectError, ProvisionError
-
-        remote = self.remotes.get(hc.name)
-        try:
-            if remote is None:
-                remote = self.connect(hc.connection)
-                self.remotes[hc.name] = remote
-            return gather(hc.name, remote)
-        except ProvisionError as exc:
-            if isinstance(exc, ConnectError) and remote is not None:
-                remote.close()
-                self.remotes.pop(hc.name, None)  # reconnect on the next refresh
-            return HostStatus(hc.name, error=exc.message.removeprefix(f"{hc.name}: "))
-
-    def refresh(self) -> list[HostStatus]:
-        return list(self.pool.map(self._one, self.configs))
-
-    def close(self) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
-        for remote in self.remotes.values():
-            remote.close()
-        self.remotes.clear()

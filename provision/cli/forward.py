@@ -1,0 +1,178 @@
+"""`tunnel` and `ssh-config`: reach the services the steps run on a box (each step declares
+them in Step.services) from this machine, over SSH."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from provision.cli.app import cli
+from provision.cli.options import host_options
+from provision.errors import ConfigError
+from provision.steps import STEPS
+
+
+def declared(steps=None) -> list[tuple]:
+    """(step, service name, the setting holding its port) for every service a step declares
+    (Step.services); `steps` defaults to every step."""
+    return [
+        (step, name, key)
+        for step in (STEPS if steps is None else steps)
+        for name, key in step.services
+    ]
+
+
+SERVICE_NAMES = ", ".join(name for _step, name, _key in declared()) or "no service"
+PORT_SETTINGS = ", ".join(f"{step.key}.{key}" for step, _name, key in declared()) or "none"
+
+
+def service_ports(
+    settings_by_key: dict, *, enabled_only: bool, steps=None
+) -> list[tuple[str, int]]:
+    """(service name, port on the box) of the declared services, from one host's settings;
+    with enabled_only, only those of steps that are not switched off (`<step>.enabled`)."""
+    out = []
+    for step, name, key in declared(steps):
+        settings = settings_by_key[step.key]
+        if enabled_only and not getattr(settings, "enabled", True):
+            continue
+        out.append((name, getattr(settings, key)))
+    return out
+
+
+@cli.command(
+    name="ssh-config",
+    help="Print (or --write) `Host` entries so plain ssh/scp/rsync reach the hosts (no "
+    "connection).\n\n"
+    "`Host NAME` has no port forwards; `Host NAME-tunnel` carries the LocalForwards of the "
+    f"enabled services ({SERVICE_NAMES}) (`ssh -N NAME-tunnel`), so a second plain ssh never "
+    "fails on an already bound port.",
+)
+@host_options
+@click.option("--write", is_flag=True, help="add/update the entries in the ssh config file")
+@click.option(
+    "--config-file",
+    type=click.Path(path_type=Path),
+    default=Path("~/.ssh/config"),
+    show_default=True,
+    help="the ssh config file for --write",
+)
+def ssh_config(
+    target,
+    write,
+    config_file,
+) -> None:
+    """Host entries for ssh (help: the command's help= above, which names the services)."""
+    from provision import sshconfig
+
+    configs = target.configs()
+    blocks = {}
+    for hc in configs:
+        ports = service_ports(hc.settings, enabled_only=True)
+        blocks[hc.name] = sshconfig.entry(hc, [(port, port) for _name, port in ports])
+    if not write:
+        click.echo("\n".join(blocks.values()), nl=False)
+        return
+    path = config_file.expanduser()
+    changed = sshconfig.write(path, blocks)
+    click.echo(f"{'updated' if changed else 'unchanged'}: {path} ({', '.join(blocks)})")
+
+
+@cli.command(
+    help=f"Forward {SERVICE_NAMES} (or --port) on the box to 127.0.0.1 here, until Ctrl-C."
+)
+@host_options
+@click.option(
+    "--port",
+    "remote_port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help=f"the port on the box [default: {PORT_SETTINGS}]",
+)
+@click.option(
+    "--local-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="the port here [default: the same]",
+)
+def tunnel(
+    target,
+    remote_port,
+    local_port,
+) -> None:
+    """Forward the services (help: the command's help= above, which names them)."""
+    import contextlib
+    import time
+
+    from provision.remote import connect
+
+    configs = target.configs()
+    if len(configs) != 1:
+        raise ConfigError("tunnel takes one host", where="--host")
+    hc = configs[0]
+    if hc.connection.local:
+        raise ConfigError(
+            f"{hc.name} is local (ansible_connection=local): no tunnel needed", where="--host"
+        )
+    forwards = tunnel_forwards(hc.name, hc.settings, remote_port, local_port)
+    for local, _remote in forwards:
+        _refuse_a_taken_port(hc.name, local)
+    remote = connect(hc.connection)
+    try:
+        with contextlib.ExitStack() as stack:
+            for local, there in forwards:
+                stack.enter_context(remote.forward_local(local, there))
+                click.echo(
+                    f"{hc.name}: 127.0.0.1:{there} is at http://127.0.0.1:{local}/ "
+                    "(Ctrl-C closes it)",
+                    err=True,
+                )
+            while True:
+                time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        remote.close()
+
+
+def tunnel_forwards(
+    host: str, settings_by_key: dict, remote_port: int | None, local_port: int | None, steps=None
+) -> list[tuple[int, int]]:
+    """(port here, port on the box) for each forward `tunnel` opens: --port, else every
+    declared service of the host's enabled steps."""
+    if remote_port:
+        return [(local_port or remote_port, remote_port)]
+    # The enabled services; when every step that declares one is off, still their ports (a
+    # service the user runs by hand), as `tunnel` always did for TensorBoard's port.
+    ports = service_ports(settings_by_key, enabled_only=True, steps=steps) or service_ports(
+        settings_by_key, enabled_only=False, steps=steps
+    )
+    if not ports:
+        raise ConfigError(f"{host}: no service to forward", "give --port", where="--port")
+    if local_port and len(ports) > 1:
+        names = ", ".join(name for name, _port in ports)
+        raise ConfigError(
+            f"--local-port is for one forward, not {len(ports)} ({names})",
+            "add --port to pick the service's port on the box",
+            where="--local-port",
+        )
+    return list(dict.fromkeys((local_port or port, port) for _name, port in ports))
+
+
+def _refuse_a_taken_port(host: str, local_port: int) -> None:
+    """ConfigError when local_port is taken here: the browser would reach the other program."""
+    from provision import localport
+
+    busy = localport.bind_error(local_port)
+    if busy:
+        raise ConfigError(
+            f"{host}: cannot open the tunnel: {busy}",
+            "stop that program, or pick a free port here with --local-port"
+            + (
+                f" (e.g. --local-port {free})"
+                if (free := localport.free_port_near(local_port))
+                else ""
+            ),
+            where="--local-port",
+        )

@@ -1,0 +1,55 @@
+"""The one connect → gather facts → close loop the read-only commands share (facts, compat,
+verify, doctor): a command says what to do with each open host, this module does the rest."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TypeVar
+
+import click
+
+from provision.errors import ProvisionError
+from provision.output import error_text
+
+T = TypeVar("T")
+
+
+def over_hosts(
+    configs: Iterable,
+    use: Callable[..., T],
+    *,
+    log_dir: Path | None = None,
+    unreachable: list[str] | None = None,
+) -> dict[str, T]:
+    """Connect to each host in turn, gather its facts, call use(hc, remote, facts) while the
+    connection is open, close it; {host name: what use returned}.
+
+    With log_dir, each host's commands go to a transcript there. With `unreachable` (a list),
+    a host whose connection, facts or `use` raise a ProvisionError is named on stderr, added
+    to the list and skipped; without it the error propagates (exit 2 for a ConfigError)."""
+    # Late imports: `provision --help` must not load the SSH stack (tests/unit/test_startup.py).
+    from provision import remote as remote_mod
+    from provision.output import Transcript
+    from provision.runner import gather_facts
+
+    out: dict[str, T] = {}
+    for hc in configs:
+        transcript = Transcript(log_dir, hc.name, []) if log_dir is not None else None
+        try:
+            kwargs = {} if transcript is None else {"log": transcript.write}
+            # looked up at call time so that tests can replace provision.remote.connect
+            remote = remote_mod.connect(hc.connection, **kwargs)
+            try:
+                out[hc.name] = use(hc, remote, gather_facts(remote))
+            finally:
+                remote.close()
+        except ProvisionError as exc:
+            if unreachable is None:
+                raise
+            click.echo(f"{hc.name}: " + error_text(exc), err=True)
+            unreachable.append(hc.name)
+        finally:
+            if transcript is not None:
+                transcript.close()
+    return out

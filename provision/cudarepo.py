@@ -1,0 +1,307 @@
+"""NVIDIA's CUDA apt repository, and the distribution components the GPU steps need: shared by
+the driver step (its `nvidia` and `debian` paths) and the cuda step.
+
+The repository for this release only (ubuntu2204, ubuntu2404 or debian12; x86_64 or sbsa): the
+`cuda-keyring` 1.1-1 package (its key in `/usr/share/keyrings/cuda-archive-keyring.gpg`; never
+apt-key, and NVIDIA keys left in apt-key's legacy keyring are removed), our own source file at
+the keyring package's path (`/etc/apt/sources.list.d/cuda-<distro>-<arch>.list`, so mirrors
+work), the priority-600 pin, and no source of another CUDA repository (moved to
+/var/backups/provision). The components (contrib, non-free, non-free-firmware, multiverse)
+live in one file for every GPU step, `/etc/apt/sources.list.d/provision-components.sources`:
+two steps asking for different sets would rewrite it back and forth.
+
+What apt is configured with is one read (`STATE_PROBE`); each helper here has a `*_reads`
+function giving the reads a step declares for it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from urllib.parse import urlsplit
+
+from provision import compat, resources, shell, stack
+from provision.changes import Change, Run
+from provision.errors import ProvisionError
+from provision.facts import split_sections
+from provision.facts.reads import Read
+from provision.resources import apt_update, template_file
+from provision.step import Context
+
+NVIDIA_REPO = "https://developer.download.nvidia.com/compute/cuda/repos"
+KEYRING_PACKAGE = "cuda-keyring"
+KEYRING_VERSION = "1.1-1"
+KEYRING_DEB = f"{KEYRING_PACKAGE}_{KEYRING_VERSION}_all.deb"
+KEYRING = "/usr/share/keyrings/cuda-archive-keyring.gpg"
+PIN = "/etc/apt/preferences.d/cuda-repository-pin-600"
+COMPONENTS_SOURCES = "/etc/apt/sources.list.d/provision-components.sources"
+DOWNLOADS = "/var/lib/provision"
+BACKUP_DIR = "/var/backups/provision"
+APT_KEY_KEYRING = "/etc/apt/trusted.gpg"
+ARCH_DIRS = {"amd64": "x86_64", "arm64": "sbsa"}
+OFFICIAL_MIRRORS = {
+    "debian": ("http://deb.debian.org/debian", "http://deb.debian.org/debian-security"),
+    "ubuntu": ("http://archive.ubuntu.com/ubuntu", "http://security.ubuntu.com/ubuntu"),
+}
+COMPONENT_ORDER = ("contrib", "non-free", "non-free-firmware", "multiverse")
+
+
+@dataclass(frozen=True)
+class Repo:
+    """NVIDIA's CUDA repository for one host: where it is and the files that name it."""
+
+    distro: str  # ubuntu2204 | ubuntu2404 | debian12
+    arch_dir: str  # x86_64 | sbsa
+    url: str  # <repo_url>/<distro>/<arch_dir>/
+
+    @property
+    def list_file(self) -> str:
+        return f"/etc/apt/sources.list.d/cuda-{self.distro}-{self.arch_dir}.list"
+
+    @property
+    def origin(self) -> str:
+        return urlsplit(self.url).hostname or ""
+
+
+def repo_for(os_key: str, arch: str, repo_url: str) -> Repo:
+    """The repository directory that serves this release and architecture (never another's)."""
+    distro = compat.cuda_repo_distro(os_key)
+    arch_dir = ARCH_DIRS.get(arch)
+    if not arch_dir:
+        raise compat.Incompatible(
+            f"NVIDIA's CUDA repository has no packages for the {arch} architecture",
+            "it serves amd64 (x86_64) and arm64 (sbsa) hosts; use cuda.source = distro",
+        )
+    return Repo(distro, arch_dir, f"{repo_url.rstrip('/')}/{distro}/{arch_dir}/")
+
+
+@dataclass(frozen=True)
+class AptState:
+    """What one read tells about the host's apt configuration."""
+
+    targets: tuple[tuple[str, str, str, str], ...]  # (repo uri, release, component, entry)
+    fetched: frozenset[str]  # repo URIs whose lists apt has downloaded
+    keyring_present: bool
+    apt_key_nvidia: tuple[str, ...]  # fingerprints of NVIDIA keys in /etc/apt/trusted.gpg
+
+
+STATE_PROBE = f"""
+echo @@targets
+apt-get indextargets --no-release-info \\
+  --format '$(REPO_URI)\t$(RELEASE)\t$(COMPONENT)\t$(SOURCESENTRY)' || echo @@broken
+echo @@fetched
+apt-get indextargets --format '$(REPO_URI)' 2>/dev/null
+echo @@keyring
+[ -s {KEYRING} ] && echo present
+echo @@apt-key
+[ -s {APT_KEY_KEYRING} ] && command -v gpg >/dev/null &&
+  gpg --batch --show-keys --with-colons {APT_KEY_KEYRING} 2>/dev/null | grep -E '^(pub|fpr|uid):'
+echo @@end
+"""
+STATE_READ = Read(STATE_PROBE)
+
+
+def apt_state(ctx: Context) -> AptState:
+    """One read: configured index targets, downloaded lists, the keyring, apt-key's keys."""
+    result = ctx.read(STATE_READ.command, sudo=STATE_READ.sudo)
+    sections = {k: v.splitlines() for k, v in split_sections(result.stdout).items()}
+    if "end" not in sections or "broken" in sections:
+        raise ProvisionError(
+            f"{ctx.host}: apt cannot read its sources (apt-get indextargets failed)",
+            f"run `apt-get update` on the host and fix the error it shows\n{result.stderr[-500:]}",
+        )
+    targets = []
+    for line in sections.get("targets", []):
+        fields = line.split("\t")
+        if len(fields) == 4:
+            component = "" if fields[2] == "$(COMPONENT)" else fields[2]
+            targets.append((fields[0], fields[1], component, fields[3].rsplit(":", 1)[0]))
+    return AptState(
+        targets=tuple(targets),
+        fetched=frozenset(line.strip() for line in sections.get("fetched", []) if line.strip()),
+        keyring_present="present" in sections.get("keyring", []),
+        apt_key_nvidia=nvidia_fingerprints(sections.get("apt-key", [])),
+    )
+
+
+def nvidia_fingerprints(colon_lines: list[str]) -> tuple[str, ...]:
+    """Fingerprints of keys with an NVIDIA user id, from `gpg --with-colons` pub/fpr/uid lines."""
+    found: list[str] = []
+    fingerprint = ""
+    for line in colon_lines:
+        fields = line.split(":")
+        if fields[0] == "pub":
+            fingerprint = ""
+        elif fields[0] == "fpr" and not fingerprint and len(fields) > 9:
+            fingerprint = fields[9]
+        elif fields[0] == "uid" and len(fields) > 9 and "nvidia" in fields[9].lower():
+            found += [fingerprint] if fingerprint and fingerprint not in found else []
+    return tuple(found)
+
+
+def is_cuda_repo(uri: str, repo_url: str) -> bool:
+    """NVIDIA's official repository, or a <distro>/<arch>/ directory under the mirror."""
+    base = repo_url.rstrip("/") + "/"
+    if "/compute/cuda/repos/" in uri:
+        return True
+    rest = uri[len(base) :] if uri.startswith(base) else ""
+    return bool(re.fullmatch(r"(ubuntu|debian)[0-9]+/[a-z0-9_]+/", rest))
+
+
+def stray_cuda_sources(state: AptState, repo: Repo, repo_url: str) -> list[str]:
+    """Source files that point at a CUDA repository other than ours (another release, the
+    official one next to a mirror, a second list for ours)."""
+    stray = []
+    for uri, _release, _component, entry in state.targets:
+        if is_cuda_repo(uri, repo_url) and entry != repo.list_file and entry not in stray:
+            stray.append(entry)
+    return stray
+
+
+def move_aside(path: str, why: str) -> Change:
+    """Move a file into BACKUP_DIR (same path below it), kept for the user to look at."""
+    backup = f"{BACKUP_DIR}{path}"
+    move = shell.and_(
+        shell.cmd("mkdir", "-p", "--", str(PurePosixPath(backup).parent)),
+        shell.cmd("mv", "-f", "--", path, backup),
+    )
+    return Change(f"move {path} to {backup} ({why})", (Run(move),))
+
+
+def keyring_install(repo: Repo, downloads: str = DOWNLOADS) -> Run:
+    """Download cuda-keyring, refuse (and delete) anything that is not cuda-keyring 1.1-1, and
+    install it. dpkg keeps our list file (a conffile of the package) on a reinstall."""
+    deb = f"{downloads}/{KEYRING_DEB}"
+    url_ = repo.url + KEYRING_DEB
+    wanted = f"{KEYRING_PACKAGE} {KEYRING_VERSION}"
+    fields = shell.cmd("dpkg-deb", "--show", "--showformat=${Package} ${Version}", deb)
+    message = "%s is not %s (it says: %s); refused and deleted it\\n"
+    refuse = shell.cmd("printf", message, url_, wanted)
+    check = (
+        f'got=$({fields} 2>/dev/null) || got="not a .deb"; '
+        f'if [ "$got" != {shell.cmd(wanted)} ]; then {shell.cmd("rm", "-f", "--", deb)}; '
+        f'{refuse} "$got" >&2; exit 1; fi'
+    )
+    return Run(
+        shell.and_(
+            shell.cmd("mkdir", "-p", "--", downloads),
+            shell.cmd("curl", "-fsSL", "--retry", "3", "-o", deb, url_),
+            f"( {check} )",
+            shell.cmd("dpkg", "--force-confdef", "--force-confold", "-i", deb),
+            shell.cmd("rm", "-f", "--", deb),
+        ),
+        timeout_s=600,
+        description=f"install {KEYRING_DEB}",
+    )
+
+
+def repo_reads(ctx: Context, repo_url: str) -> list[Read]:
+    """The reads repo_changes makes (none where this host has no repository: it refuses)."""
+    f = ctx.facts
+    try:
+        repo = repo_for(f.os_key, f.arch, repo_url)
+    except ProvisionError:
+        return []  # preflight and check say why
+    reads = [STATE_READ, resources.file_read(ctx, repo.list_file), resources.file_read(ctx, PIN)]
+    if f.os_id == "debian":
+        reads += components_reads(ctx)
+    return reads
+
+
+def repo_changes(ctx: Context, repo_url: str, lock_timeout_s: int = 600) -> list[Change]:
+    """NVIDIA's CUDA repository for this host, ready for apt: cuda-keyring, our source file,
+    the pin, contrib on Debian, no stray CUDA sources or apt-key keys, lists downloaded."""
+    f = ctx.facts
+    repo = repo_for(f.os_key, f.arch, repo_url)
+    state = apt_state(ctx)
+    changes: list[Change] = []
+    for fingerprint in state.apt_key_nvidia:
+        delete = shell.cmd(
+            "gpg", "--batch", "--yes", "--no-default-keyring", "--keyring", APT_KEY_KEYRING,
+            "--delete-keys", fingerprint,
+        )  # fmt: skip
+        changes.append(
+            Change(f"remove NVIDIA key {fingerprint[-8:]} from apt-key's keyring", (Run(delete),))
+        )
+    for path in stray_cuda_sources(state, repo, repo_url):
+        if not path.startswith("/etc/apt/sources.list.d/"):
+            raise ProvisionError(
+                f"{ctx.host}: {path} names a CUDA repository other than {repo.url}",
+                f"remove that line; provision keeps its CUDA source in {repo.list_file}",
+            )
+        changes.append(move_aside(path, f"a CUDA source other than {repo.url}"))
+    if f.os_id == "debian":
+        changes += components_changes(ctx, wanted_components(ctx) or ("contrib",), state)
+    package = f.packages.get(KEYRING_PACKAGE)
+    keyring_ok = package and package.installed and package.version == KEYRING_VERSION
+    if not (keyring_ok and state.keyring_present):
+        changes.append(Change(f"install {KEYRING_DEB} from {repo.url}", (keyring_install(repo),)))
+    changes += template_file(
+        ctx,
+        "cuda/cuda.list.j2",
+        repo.list_file,
+        {"distro": repo.distro, "arch_dir": repo.arch_dir, "repo": repo.url, "keyring": KEYRING},
+    )
+    changes += template_file(ctx, "cuda/cuda-repository-pin-600.j2", PIN, {"origin": repo.origin})
+    if changes or repo.url not in state.fetched:
+        changes.append(
+            Change(f"download the package lists of {repo.url}", (apt_update(lock_timeout_s),))
+        )
+    return changes
+
+
+# --- distribution components (contrib, non-free, multiverse) ------------------------------
+
+
+def wanted_components(ctx: Context) -> tuple[str, ...]:
+    """Every distribution component the enabled GPU steps need here: one file serves them all
+    (two steps asking for different sets would rewrite it back and forth)."""
+    f = ctx.facts
+    c, d = ctx.of("cuda"), ctx.of("driver")
+    want: set[str] = set()
+    if d.enabled and (f.gpus or not d.require_gpu):
+        source = stack.decision(ctx).source
+        if f.os_id == "debian" and source == "debian":
+            want |= {"contrib", "non-free", "non-free-firmware"}
+        elif f.os_id == "debian" and source == "nvidia":
+            want.add("contrib")
+    if c.enabled and c.source == "distro":
+        want |= {"multiverse"} if f.os_id == "ubuntu" else {"contrib", "non-free"}
+    elif c.enabled and f.os_id == "debian":
+        want.add("contrib")
+    return tuple(x for x in COMPONENT_ORDER if x in want)
+
+
+def components_reads(ctx: Context) -> list[Read]:
+    """The reads components_changes makes: apt's state and our components file."""
+    return [STATE_READ, resources.file_read(ctx, COMPONENTS_SOURCES)]
+
+
+def components_changes(
+    ctx: Context, components: tuple[str, ...], state: AptState | None = None
+) -> list[Change]:
+    """The components are enabled for this release, on the host's own mirrors: our deb822 file
+    adds those no other source has, and goes away again once other sources have them."""
+    f = ctx.facts
+    state = state or apt_state(ctx)
+    family = (f.codename, f"{f.codename}-updates", f"{f.codename}-security")
+    others = [t for t in state.targets if t[3] != COMPONENTS_SOURCES]
+    present = {component for _uri, release, component, _entry in others if release == f.codename}
+    missing = [c for c in components if c not in present]
+    ours = any(t[3] == COMPONENTS_SOURCES for t in state.targets)
+    if not missing:
+        return [move_aside(COMPONENTS_SOURCES, "other sources have its components")] if ours else []
+    entries: dict[str, list[str]] = {}
+    for uri, release, component, _entry in others:
+        if component == "main" and release in family and release not in entries.get(uri, []):
+            entries.setdefault(uri, []).append(release)
+    if not entries:
+        mirror, security = OFFICIAL_MIRRORS[f.os_id]
+        entries = {mirror: list(family[:2]), security: [family[2]]}
+    variables = {
+        "entries": [{"uri": uri, "suites": suites} for uri, suites in entries.items()],
+        "components": missing,
+        "keyring": f"/usr/share/keyrings/{f.os_id}-archive-keyring.gpg",
+    }
+    return template_file(ctx, "cuda/components.sources.j2", COMPONENTS_SOURCES, variables)

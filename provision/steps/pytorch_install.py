@@ -1,0 +1,134 @@
+"""pytorch's environment and install commands: where the environment lives (a conda env
+linked from /opt/provision/envs/<env>, or a venv there), the command that creates it, and the
+pip commands that install the PyTorch packages from the chosen index only, check the build
+that arrived, and share a conda env with its group.
+
+Functions here take the pytorch step's Settings (`s`), which is not imported:
+provision.steps.pytorch imports this module.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from provision import groupshare, shell
+from provision.facts.pyenv import BUILD_FUNCTION
+
+ENVS = "/opt/provision/envs"
+MARKER = "provision-pytorch.json"
+PYTORCH_INDEX = "https://download.pytorch.org/whl/{tag}"
+SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"
+
+# After an install: the torch now in the env must be the chosen index's build (argv[1]),
+# whatever another index or find-links page offered.
+BUILD_CHECK = (
+    BUILD_FUNCTION
+    + """\
+import sys
+have, want = torch_build(), sys.argv[1]
+if have is not None and have != want:
+    sys.exit("pip installed torch %s, the %s build, but the %s index was chosen: another index "
+             "or find-links page served it (pytorch.extra_index_url / find_links)"
+             % (md.version("torch"), have, want))
+"""
+)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the environment lives and how it is made."""
+
+    path: str  # the environment itself
+    link: str  # /opt/provision/envs/<env>: the path itself for a venv, a link to a conda env
+    conda_prefix: str  # "" for a venv
+    group: str  # the conda group that shares the env ("" for a venv)
+    channels: tuple[str, ...]
+
+    @property
+    def python(self) -> str:
+        return f"{self.path}/bin/python"
+
+
+def name_of(req: str) -> str:
+    """The distribution name of a requirement ("torch<2.15" → "torch")."""
+    return re.split(r"[<>=!~\[]", req)[0]
+
+
+def index_url(s, tag: str) -> str:
+    """The pip index for the PyTorch packages."""
+    return s.index_url or PYTORCH_INDEX.format(tag=tag)
+
+
+def pip_options(s, index: str, *, extra: bool = True) -> list[str]:
+    """Source options shared by the pip calls (index, mirrors, CA bundle); `extra=False`
+    leaves out the extra index (the torch packages come from the chosen index only)."""
+    options = ["--index-url", index] if index else []
+    if s.extra_index_url and extra:
+        options += ["--extra-index-url", s.extra_index_url]
+    if s.find_links:
+        options += ["--find-links", s.find_links]
+    # The system bundle by default: pip's own (certifi) lacks the CAs base.ca_certificates adds.
+    return [*options, "--cert", s.ca_bundle or SYSTEM_CA]
+
+
+def install_command(s, env: Layout, tag: str, reqs: list[str], *, uninstall_first: bool) -> str:
+    """pip install of the PyTorch packages, then the extra packages (torch kept as it is)."""
+    pip = [env.python, "-m", "pip"]
+    quiet = ["--disable-pip-version-check", "--no-input", "--progress-bar", "off"]
+    steps = []
+    if env.conda_prefix:
+        steps.append("umask 0002")  # group-writable files in the shared env
+    if uninstall_first:
+        names = [name_of(r) for r in s.packages]
+        steps.append(shell.cmd(*pip, "uninstall", "-y", *quiet[:2], *names))
+    index = index_url(s, tag)
+    # The PyTorch packages from the chosen index (and find-links) only, without dependencies:
+    # an extra index may serve another build of the same release (PyPI's CUDA torch for a cpu
+    # request), and pip takes whichever sorts highest. Then the dependencies from every
+    # source: the torch packages, satisfied, stay as installed (no --upgrade).
+    no_deps = ["--no-deps", *pip_options(s, index, extra=False)]
+    steps.append(shell.cmd(*pip, "install", *quiet, *no_deps, *reqs))
+    steps.append(shell.cmd(*pip, "install", *quiet, *pip_options(s, index), *reqs))
+    if s.extra_packages:
+        # Extras come from the user's index (or pip's default, PyPI); the torch requirement is
+        # repeated so that an extra cannot swap the build for another index's torch.
+        extra = [r for r in reqs if r.startswith("torch")]
+        options = pip_options(s, s.index_url)
+        steps.append(shell.cmd(*pip, "install", *quiet, *options, *s.extra_packages, *extra))
+    steps.append(shell.cmd(env.python, "-c", BUILD_CHECK, tag))  # fails loudly on another build
+    if env.conda_prefix:
+        steps.append(share_command(env))
+    return shell.and_(*steps)
+
+
+def share_command(env: Layout) -> str:
+    """The env owned by the conda group, group-writable, directories setgid."""
+    return groupshare.share_command(env.path, env.group)
+
+
+def create_command(s, env: Layout, python: str, link_kind: str) -> str:
+    """A fresh conda env (conda-forge's python, never -c pytorch) or a venv."""
+    steps = []
+    if env.conda_prefix:
+        channels = [a for ch in env.channels for a in ("-c", ch)]
+        conda_bin = f"{env.conda_prefix}/bin/conda"
+        missing = f"no conda in {env.conda_prefix}: run the conda step first"
+        steps += [
+            f"{{ {shell.cmd('test', '-x', conda_bin)} || "
+            f"{{ {shell.cmd('echo', missing)} >&2; exit 1; }}; }}",
+            "umask 0002",
+            shell.cmd("rm", "-rf", "--", env.path),
+            shell.cmd(
+                conda_bin, "create", "-y", "-p", env.path,
+                f"python={python}", "--override-channels", *channels,
+            ),
+        ]  # fmt: skip
+    else:
+        steps.append(shell.cmd("mkdir", "-p", "--", ENVS))
+        if link_kind == "symbolic link":  # left by a conda env: never clear through it
+            steps.append(shell.cmd("rm", "-f", "--", env.link))
+        else:
+            steps.append(shell.cmd("rm", "-rf", "--", env.path))
+        steps.append(shell.cmd("python3", "-m", "venv", env.path))
+    return shell.and_(*steps)
