@@ -8,7 +8,6 @@ BACKUP_DIR and renames it into place. Whatever fails, no staged copy is left beh
 from __future__ import annotations
 
 import contextlib
-import shlex
 import uuid
 from pathlib import PurePosixPath
 
@@ -17,6 +16,8 @@ from provision.changes import Upload
 from provision.errors import CommandError, ProvisionError
 
 BACKUP_DIR = "/var/backups/provision"
+# The script's exit status when the new file fails its validation (EX_DATAERR).
+VALIDATION_FAILED = 65
 
 
 def put(remote, upload: Upload, timeout_s: int = 120) -> None:
@@ -27,10 +28,9 @@ def put(remote, upload: Upload, timeout_s: int = 120) -> None:
     remote._put_bytes(upload.content, staged_src)
     new = str(dest.parent / f".{dest.name}.provision-new")
     backup = f"{BACKUP_DIR}{dest}"
-    q = shlex.quote
     lines = [
         "set -e",
-        f"trap {q(shell.cmd('rm', '-f', '--', staged_src, new))} EXIT",
+        shell.on_exit(shell.cmd("rm", "-f", "--", staged_src, new)),
         shell.cmd("mkdir", "-p", "--", str(dest.parent)),
         shell.cmd(
             "install",
@@ -44,24 +44,26 @@ def put(remote, upload: Upload, timeout_s: int = 120) -> None:
             staged_src,
             new,
         ),
+        # The data on disk before the rename: else a crash can leave an empty file in place.
         shell.cmd("sync", "--", new),
     ]
     if upload.validate:
-        check = upload.validate.replace("{path}", q(new))
-        lines.append(f"if ! {check} >&2; then echo 'provision: validation failed' >&2; exit 65; fi")
+        check = shell.with_path(upload.validate, new)
+        lines.append(shell.require(check, "provision: validation failed", VALIDATION_FAILED))
     lines += [
-        f"if [ -e {q(str(dest))} ]; then "
-        + shell.and_(
-            shell.cmd("mkdir", "-p", "--", str(PurePosixPath(backup).parent)),
-            shell.cmd("cp", "-p", "--", str(dest), backup),
-        )
-        + "; fi",
+        shell.if_(
+            shell.exists(str(dest)),
+            shell.and_(
+                shell.cmd("mkdir", "-p", "--", str(PurePosixPath(backup).parent)),
+                shell.cmd("cp", "-p", "--", str(dest), backup),
+            ),
+        ),
         shell.cmd("mv", "-f", "--", new, str(dest)),
     ]
     try:
         remote.run("\n".join(lines), sudo=True, timeout_s=timeout_s)
     except CommandError as exc:
-        if exc.returncode == 65:
+        if exc.returncode == VALIDATION_FAILED:
             exc.hint = f"the new {dest} failed validation; the old file is unchanged"
         # The trap removes the staged copy, unless sudo refused before it ran: then the
         # login user, who owns it, removes it.

@@ -35,10 +35,13 @@ def resume_changes(facts: Facts) -> list[Change]:
     for marker in facts.pending_restarts:
         unit, _, flag = marker.partition("~")
         verb = "try-restart" if flag == "try" else "restart"
-        command = (
-            f"if systemctl cat -- {shell.cmd(unit)} >/dev/null 2>&1; then "
-            f"systemctl daemon-reload && {shell.cmd('systemctl', verb, '--', unit)}; fi && "
-            + shell.cmd("rm", "-f", "--", f"{PENDING_RESTARTS}/{marker}")
+        unit_exists = shell.to(shell.cmd("systemctl", "cat", "--", unit), "/dev/null", stderr=True)
+        restart = shell.and_(
+            shell.cmd("systemctl", "daemon-reload"), shell.cmd("systemctl", verb, "--", unit)
+        )
+        command = shell.and_(
+            shell.if_(unit_exists, restart),
+            shell.cmd("rm", "-f", "--", f"{PENDING_RESTARTS}/{marker}"),
         )
         summary = f"restart {unit} (an interrupted run changed its files, not restarted yet)"
         changes.append(Change(summary, (Run(command, description=f"restart {unit}"),)))

@@ -54,7 +54,7 @@ def rollback_script(g: Guarded, folder: str) -> str:
 
     Exit status: `restore`'s, or RESTORE_INVALID when a restored file fails its validation (then
     `restore` does not run). Saved in FOLDER/restore-rc, its output in FOLDER/restore.log."""
-    log, rc = shell.cmd(f"{folder}/restore.log"), shell.cmd(f"{folder}/restore-rc")
+    log, rc = f"{folder}/restore.log", f"{folder}/restore-rc"
     lines = [
         "#!/bin/sh",
         "# Written by provision: undoes a change that was not confirmed.",
@@ -63,22 +63,28 @@ def rollback_script(g: Guarded, folder: str) -> str:
     for i, upload in enumerate(g.uploads):
         saved = f"{folder}/{i}"
         lines.append(
-            f"if [ -e {shell.cmd(saved)} ]; then {shell.cmd('cp', '-p', '--', saved, upload.dest)};"
-            f" else {shell.cmd('rm', '-f', '--', upload.dest)}; fi"
+            shell.if_(
+                shell.exists(saved),
+                shell.cmd("cp", "-p", "--", saved, upload.dest),
+                shell.cmd("rm", "-f", "--", upload.dest),
+            )
         )
     checks = [
-        f"{{ [ ! -e {shell.cmd(u.dest)} ] || {u.validate.replace('{path}', shell.cmd(u.dest))}; }}"
+        shell.group(shell.or_(shell.absent(u.dest), shell.with_path(u.validate, u.dest)))
         for u in g.uploads
         if u.validate
     ]
     # Only a configuration that passes its own checks is ever (re)started.
     valid = shell.and_(*checks) if checks else "true"
     lines.append(
-        f"if ( {valid} ) > {log} 2>&1; then ( {g.restore} ) >> {log} 2>&1; r=$?;"
-        f" else r={RESTORE_INVALID}; fi"
+        shell.if_(
+            shell.logged(valid, log),
+            shell.seq(shell.logged(g.restore, log, append=True), "r=$?"),
+            f"r={RESTORE_INVALID}",
+        )
     )
-    lines.append(f'echo "$r" > {rc}; cat {log}; exit "$r"')
-    return "\n".join(lines) + "\n"
+    lines.append(shell.seq(shell.to('echo "$r"', rc), shell.cmd("cat", log), 'exit "$r"'))
+    return shell.script(*lines)
 
 
 def restored(rc: int | None, output: str, g: Guarded) -> tuple[str, str]:
@@ -120,11 +126,9 @@ def apply(
     save = [shell.cmd("mkdir", "-p", "--", folder)]
     for i, upload in enumerate(g.uploads):
         dest, saved = upload.dest, f"{folder}/{i}"
-        save.append(
-            f"if [ -e {shell.cmd(dest)} ]; then {shell.cmd('cp', '-p', '--', dest, saved)}; fi"
-        )
+        save.append(shell.if_(shell.exists(dest), shell.cmd("cp", "-p", "--", dest, saved)))
     script = f"{folder}/rollback.sh"
-    save.append(f"printf '%s' {shell.cmd(rollback_script(g, folder))} > {shell.cmd(script)}")
+    save.append(shell.write_file(rollback_script(g, folder), script))
     save.append(
         shell.cmd(
             "systemd-run",
@@ -138,14 +142,19 @@ def apply(
     )
     remote.run(shell.and_(*save))
     # Exit 3: the rollback ran (the timer fired before we confirmed, or we ran it ourselves).
-    fired = shell.cmd(f"{folder}/fired")
-    disarm = (
-        f"{shell.cmd('systemctl', 'stop', '--', f'{unit}.timer')} 2>/dev/null; "
-        f"if [ -e {fired} ]; then rc=3; else rc=0; fi; "
-        f"if [ -e {shell.cmd(f'{folder}/restore-rc')} ]; then "
-        f'echo "@@restore $(cat {shell.cmd(f"{folder}/restore-rc")})"; '
-        f"cat {shell.cmd(f'{folder}/restore.log')} 2>/dev/null; fi; "
-        f"{shell.cmd('rm', '-rf', '--', folder)}; exit $rc"
+    restore_rc = f"{folder}/restore-rc"
+    disarm = shell.seq(
+        shell.quiet(shell.cmd("systemctl", "stop", "--", f"{unit}.timer")),
+        shell.if_(shell.exists(f"{folder}/fired"), "rc=3", "rc=0"),
+        shell.if_(
+            shell.exists(restore_rc),
+            shell.seq(
+                f"echo @@restore {shell.file_text(restore_rc)}",
+                shell.quiet(shell.cmd("cat", f"{folder}/restore.log")),
+            ),
+        ),
+        shell.cmd("rm", "-rf", "--", folder),
+        "exit $rc",
     )
     try:
         for upload in g.uploads:
@@ -210,7 +219,7 @@ def _roll_back_now(remote: Remote, script: str, disarm: str) -> tuple[int | None
     """Run the rollback through the open session: its (exit status, output); None when the
     session is gone or the timer had it already (the timer will, or did)."""
     try:
-        result = remote.run(f"{shell.cmd('sh', script)}; {disarm}", timeout_s=60, check=False)
+        result = remote.run(shell.seq(shell.cmd("sh", script), disarm), timeout_s=60, check=False)
     except (CommandError, ConnectError):
         return None
     if result.exit_code != 3:  # the rollback did not run, or the timer is still there
@@ -235,12 +244,12 @@ def settle(remote: Remote, rollbacks, wait_s: float, progress: Callable[[str], N
             f"waiting for the host to roll back {len(armed)} unconfirmed change(s) of an "
             "interrupted run"
         )
-        states = " ".join(shell.cmd(f"provision-rollback-{t}.timer") for t in armed)
+        timers = [f"provision-rollback-{t}.timer" for t in armed]
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
             try:
                 # exit 0 while at least one of them is still armed
-                if not remote.probe(f"systemctl is-active -q {states}").ok:
+                if not remote.probe(shell.cmd("systemctl", "is-active", "-q", *timers)).ok:
                     break
             except ConnectError:  # the rollback moved the address back, or restarted sshd
                 remote.close()
@@ -259,12 +268,14 @@ def settle(remote: Remote, rollbacks, wait_s: float, progress: Callable[[str], N
         notes.append(f"timer gone without firing (rebooted?), kept as is: {', '.join(kept)}")
     folders = [f"{ROLLBACK_DIR}/{token}" for token, _fired, _state in rollbacks]
     # A rollback that found its restored configuration invalid left the service alone: say so.
-    report = " ".join(
-        f"[ -e {shell.cmd(f'{d}/restore-rc')} ] && echo {shell.cmd(d.rsplit('/', 1)[1])}"
-        f' "$(cat {shell.cmd(f"{d}/restore-rc")})";'
+    report = [
+        shell.and_(
+            shell.exists(f"{d}/restore-rc"),
+            f"echo {shell.cmd(d.rsplit('/', 1)[1])} {shell.file_text(f'{d}/restore-rc')}",
+        )
         for d in folders
-    )
-    out = remote.run(f"{report} {shell.cmd('rm', '-rf', '--', *folders)}").stdout
+    ]
+    out = remote.run(shell.seq(*report, shell.cmd("rm", "-rf", "--", *folders))).stdout
     for line in out.splitlines():
         token, _, rc = line.partition(" ")
         if rc.strip() not in ("", "0"):

@@ -39,6 +39,89 @@ def pipe(*commands: str) -> str:
     return " | ".join(commands)
 
 
+# Script text for the do side (atomic writes, guard's rollbacks): the only place that knows
+# the shell's syntax. Arguments named `path`, `text` or `message` are values (quoted here);
+# `command`, `check`, `test`, `then` are shell text already quoted. A redirection applies to
+# one simple command: pass a list of commands through group() first.
+
+
+def seq(*commands: str) -> str:
+    """Join already-quoted commands with ; (run each, whatever the one before did)."""
+    return "; ".join(c for c in commands if c)
+
+
+def or_(*commands: str) -> str:
+    """Join already-quoted commands with || (stop at the first success)."""
+    return " || ".join(commands)
+
+
+def exists(path: str) -> str:
+    """A test: the path exists (a file, folder or anything else)."""
+    return f"[ -e {cmd(path)} ]"
+
+
+def absent(path: str) -> str:
+    """A test: nothing exists at the path."""
+    return f"[ ! -e {cmd(path)} ]"
+
+
+def if_(test: str, then: str, else_: str = "") -> str:
+    """`if TEST; then THEN; [else ELSE;] fi` from already-quoted commands."""
+    otherwise = f" else {else_};" if else_ else ""
+    return f"if {test}; then {then};{otherwise} fi"
+
+
+def group(command: str) -> str:
+    """The command as one unit in the current shell: `{ command; }`."""
+    return f"{{ {command}; }}"
+
+
+def to(command: str, path: str, *, append: bool = False, stderr: bool = False) -> str:
+    """The command with its output written to the file at path (appended; stderr too)."""
+    both = " 2>&1" if stderr else ""
+    return f"{command} {'>>' if append else '>'} {cmd(path)}{both}"
+
+
+def logged(command: str, path: str, *, append: bool = False) -> str:
+    """The command in a subshell, its output and errors written to the log at path."""
+    return to(f"( {command} )", path, append=append, stderr=True)
+
+
+def quiet(command: str) -> str:
+    """The command with its error messages dropped (a missing file is no news)."""
+    return f"{command} 2>/dev/null"
+
+
+def file_text(path: str) -> str:
+    """One word: the text of the file at path (`"$(cat path)"`, trailing newlines dropped)."""
+    return f'"$(cat {cmd(path)})"'
+
+
+def with_path(template: str, path: str) -> str:
+    """A command template (a step's `validate`) with each {path} replaced by the quoted path."""
+    return template.replace("{path}", cmd(path))
+
+
+def write_file(text: str, path: str) -> str:
+    """Write text to the file at path exactly (printf '%s': no escapes, no newline added)."""
+    return to(f"printf '%s' {cmd(text)}", path)
+
+
+def on_exit(command: str) -> str:
+    """Run the command when the script exits, whether it succeeds or fails (`trap ... EXIT`)."""
+    return f"trap {cmd(command)} EXIT"
+
+
+def require(check: str, message: str, code: int) -> str:
+    """Run check (its output to stderr); if it fails, say message on stderr and exit code."""
+    return if_(f"! {check} >&2", f"echo {cmd(message)} >&2; exit {int(code)}")
+
+
+def script(*lines: str) -> str:
+    """A script file's text: one command a line, ending in a newline."""
+    return "\n".join(lines) + "\n"
+
+
 # Every remote command runs in the C locale: sudo's, apt's and dpkg's messages stay English on
 # a host set to another language, so the hints that match them (wrong password, dpkg lock,
 # full disk) keep working. Set outside sudo (its own messages) and inside it (sudoers may

@@ -41,21 +41,28 @@ def address(box: Box) -> Finding:
 def sshd(box: Box) -> Finding:
     """Password login and root login, from sshd -T (or the config files)."""
     data = box.data
-    if not data.sshd:
-        return Finding(
-            "sshd",
-            "skip",
-            "sshd's settings were not readable (sshd -T needs root)",
-            "run doctor as a user with sudo",
-        )
-    # OpenSSH's defaults when nothing sets them: password login on, root by key only.
-    password = data.sshd.get("passwordauthentication", "yes")
-    root = data.sshd.get("permitrootlogin", "prohibit-password")
+    # Both are always there from sshd -T; from the config files only where every file sshd
+    # reads before the line that sets it (or, unset, all of them) was readable.
+    password = data.sshd.get("passwordauthentication")
+    root = data.sshd.get("permitrootlogin")
     problems = []
     if password == "yes":
         problems.append("password login is on")
     if root == "yes":
         problems.append("root may log in with a password")
+    unknown = [
+        name
+        for name, value in (("PasswordAuthentication", password), ("PermitRootLogin", root))
+        if value is None
+    ]
+    if unknown and not problems:
+        reason = "sshd's settings were not readable (sshd -T needs root)"
+        if data.sshd:  # the config files were read, but sshd reads one the user cannot
+            reason = (
+                f"sshd's {' and '.join(unknown)} not known: sshd -T needs root and a file "
+                "sshd reads is readable by root only"
+            )
+        return Finding("sshd", "skip", reason, "run doctor as a user with sudo")
     source = f" ({data.sshd_source})"
     if not problems:
         return Finding(

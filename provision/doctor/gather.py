@@ -25,6 +25,37 @@ grep -liE '^[[:space:]]*Address=' /etc/systemd/network/*.network 2>/dev/null
 grep -lE '^[[:space:]]*method=manual' /etc/NetworkManager/system-connections/* 2>/dev/null
 """.strip()
 
+# The files sshd reads, as the login user can read them, for the fallback when `sshd -T` needs
+# root: sshd_config, then every file its Include lines name, followed to any depth. Each file
+# is printed once after `# file: PATH` (`# unreadable: PATH`: there, but not readable by us;
+# a folder is a PATH ending in /), and each Include pattern (a relative one in /etc/ssh, as
+# sshd resolves it) as `# glob: PATTERN` with its matches as `# match: PATH`, in the C
+# locale's order as sshd's glob(3) sorts them. parsers.parse_sshd_config walks them in sshd's
+# order. Arguments are split at blanks, quotes dropped (a path with a blank is not followed).
+SSHD_CONFIG_READ = r"""(export LC_ALL=C; IFS='
+'; set -f; todo=/etc/ssh/sshd_config; seen=
+while [ -n "$todo" ]; do files=$todo; todo=; for f in $files; do
+  case "
+$seen
+" in *"
+$f
+"*) continue;; esac; seen="$seen
+$f"
+  [ -r "$f" ] || { printf '# unreadable: %s\n' "$f"; continue; }
+  printf '# file: %s\n' "$f"; cat -- "$f"; echo
+  for p in $(awk '{ sub(/^[ \t]+/, ""); k = $0; sub(/[ \t=].*/, "", k)
+      if (tolower(k) != "include") next
+      r = substr($0, length(k) + 1); sub(/^[ \t]*=?[ \t]*/, "", r); n = split(r, w, /[ \t]+/)
+      for (i = 1; i <= n; i++) { if (w[i] ~ /^#/) break; gsub(/"/, "", w[i])
+        if (w[i] != "") print w[i] } }' "$f" 2>/dev/null); do
+    case $p in /*) ;; *) p=/etc/ssh/$p;; esac; printf '# glob: %s\n' "$p"; d=${p%/*}/
+    case $d in *[][*?]*) ;; *) [ -d "$d" ] && { [ -r "$d" ] && [ -x "$d" ] ||
+      printf '# unreadable: %s\n' "$d"; };; esac
+    set +f; for m in $p; do [ -e "$m" ] && { printf '# match: %s\n' "$m"; todo="$todo
+$m"; }; done; set -f
+  done
+done; done)"""
+
 # As the login user; every section best effort. SLOTS: the GPUs' PCI addresses from facts.
 USER_SCRIPT = (
     r"""
@@ -50,13 +81,13 @@ echo @@mounts; cat /proc/self/mounts 2>/dev/null
 echo @@route; ip -o -4 route show default 2>/dev/null
 echo @@addr4; ip -o -4 addr show scope global 2>/dev/null
 echo @@static-config; STATIC
-echo @@sshd-config; for f in /etc/ssh/sshd_config.d/*.conf /etc/ssh/sshd_config; do
-  [ -r "$f" ] && { echo "# file: $f"; cat "$f"; }; done
+echo @@sshd-config; SSHD_CONFIG
 echo @@listen; ss -Hltn 2>/dev/null
 echo @@end
 """.replace("QUERY", smi.query("gpu", NVIDIA_SMI_FIELDS, 30))
     .replace("KEYS", " ".join(DKMS_KEYS))
     .replace("STATIC", STATIC_CONFIG)
+    .replace("SSHD_CONFIG", SSHD_CONFIG_READ)
 )
 
 # As root (sudo -n, or with the given password): what the login user cannot read. Its

@@ -249,22 +249,93 @@ def parse_sshd_t(text: str) -> dict[str, str]:
     return {key: values[key].lower() for key in SSHD_KEYS if values.get(key)}
 
 
-def parse_sshd_config(text: str) -> dict[str, str]:
-    """sshd's first-match rule over the drop-ins (read first) and sshd_config; `Match`
-    blocks are ignored. The fallback when `sshd -T` needs root that doctor does not have."""
-    values: dict[str, str] = {}
-    in_match = False
+SSHD_MAIN = "/etc/ssh/sshd_config"
+SSHD_DIR = "/etc/ssh"  # where sshd looks for an Include's relative path (sshd_config(5))
+SSHD_MAX_DEPTH = 16  # sshd's include depth limit (READCONF_MAX_DEPTH): deeper is an error
+# OpenSSH's compiled-in values of the judged keywords (sshd_config(5)), where no line sets them.
+SSHD_DEFAULTS = {"passwordauthentication": "yes", "permitrootlogin": "prohibit-password"}
+
+
+class _Unknown(Exception):
+    """sshd reads a file (or a folder) here that the login user could not."""
+
+
+def _sshd_files(text: str) -> tuple[dict[str, list[str]], dict[str, list[str]], set[str]]:
+    """The @@sshd-config section (gather.SSHD_CONFIG_READ): ({file: lines},
+    {Include pattern: its matches}, {paths not readable})."""
+    files: dict[str, list[str]] = {}
+    globs: dict[str, list[str]] = {}
+    unreadable: set[str] = set()
+    current: list[str] | None = None
+    pattern = ""
     for line in text.splitlines():
-        key, value = sshd_facts.split_line(line.split("#", 1)[0])
-        words = value.split()
-        if not words:
-            continue
-        if key == "match":
-            in_match = words[0].lower() != "all"
-            continue
-        if not in_match and key in SSHD_KEYS:
-            values.setdefault(key, words[0].lower())
-    return values
+        tag, sep, rest = line.partition(": ")
+        if sep and tag in ("# file", "# unreadable", "# glob", "# match"):
+            current = None
+            if tag == "# file":
+                current = files.setdefault(rest, [])
+            elif tag == "# unreadable":
+                unreadable.add(rest)
+            elif tag == "# glob":
+                pattern = rest
+                globs.setdefault(rest, [])
+            elif pattern in globs and rest not in globs[pattern]:  # a glob may show twice
+                globs[pattern].append(rest)
+        elif current is not None:
+            current.append(line)
+    return files, globs, unreadable
+
+
+def _words(line: str) -> tuple[str, list[str]]:
+    """(keyword, its arguments) of a config line, as sshd splits it: a word starting with
+    `#` ends the line, double quotes are dropped."""
+    key, value = sshd_facts.split_line(line)
+    words = []
+    for word in value.split():
+        if word.startswith("#"):
+            break
+        words.append(word.replace('"', ""))
+    return key, words
+
+
+def parse_sshd_config(text: str) -> dict[str, str]:
+    """The judged keywords as sshd reads its files (the fallback when `sshd -T` needs root):
+    from sshd_config, each Include expanded where it stands (its matches in lexical order, a
+    relative path in /etc/ssh), the first value wins; the lines of a Match block (other than
+    `Match all`) are not the global view, and a block ends at the next Match or its file's end.
+    A keyword no line sets has OpenSSH's default. Where sshd would read a file the login user
+    cannot, the keywords not set before it are left out (unknown)."""
+    files, globs, unreadable = _sshd_files(text)
+    values: dict[str, str] = {}
+
+    def read(path: str, depth: int) -> None:
+        if path not in files or depth > SSHD_MAX_DEPTH:
+            raise _Unknown(path)
+        in_match = False
+        for line in files[path]:
+            key, words = _words(line)
+            if not words:
+                continue
+            if key == "match":
+                in_match = words[0].lower() != "all"
+            elif in_match:
+                continue  # an Include here is conditional too: not the global view
+            elif key == "include":
+                for word in words:
+                    pattern = word if word.startswith("/") else f"{SSHD_DIR}/{word}"
+                    folder = pattern.rsplit("/", 1)[0] + "/"
+                    if pattern not in globs or folder in unreadable:
+                        raise _Unknown(pattern)
+                    for match in sorted(globs[pattern]):
+                        read(match, depth + 1)
+            elif key in SSHD_KEYS:
+                values.setdefault(key, words[0].lower())
+
+    try:
+        read(SSHD_MAIN, 0)
+    except _Unknown:
+        return values
+    return {**SSHD_DEFAULTS, **values}
 
 
 def parse_listeners(text: str) -> tuple[Listener, ...]:

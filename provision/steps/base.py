@@ -111,7 +111,12 @@ class Settings:
         each(lambda v: package_name(v.rstrip("-") or "x")),
     )
     wait_for_cloud_init: bool = setting(True, "wait until cloud-init has finished")
-    backup_dir: str = setting("/var/backups/provision", "where replaced files go", absolute_path)
+    backup_dir: str = setting(
+        "/var/backups/provision",
+        "where the distribution's own apt source files go when base.apt_mirror replaces them "
+        "(every file provision rewrites keeps its previous version in /var/backups/provision)",
+        absolute_path,
+    )
 
 
 def default_components(os_id: str) -> tuple[str, ...]:

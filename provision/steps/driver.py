@@ -112,12 +112,6 @@ class Settings:
     )
 
 
-def request(ctx: Context) -> compat.Request:
-    """The user's explicit GPU-stack choices (kept for provision/cli/info.py until it calls
-    provision.stack.request_of itself)."""
-    return stack.request_of(ctx.settings_by_key)
-
-
 def ubuntu_drivers_target(choice: compat.Choice, s: Settings) -> str:
     """The `ubuntu-drivers install` argument: nvidia:580-server[-open] (or desktop)."""
     flavour = ("" if s.desktop else "-server") + ("-open" if choice.flavour == "open" else "")

@@ -8,8 +8,9 @@ the same loopback as this machine's: connecting to 127.0.0.1:<remote_port> from 
 tell a loopback bind from a public one. The restriction is proven instead by what `ss -ltn`
 inside the relay shows: 127.0.0.1:<remote_port> and no wildcard address.
 
-The relay install runs `expose.authorize_on_relay` in-process (what a `provision expose-relay`
-command would call; the CLI has no such command yet), with the HostConfigs the CLI would load.
+The relay install runs `relay.authorize_on_relay` in-process (what `provision expose-relay`
+calls: the relay side as a step run by the runner on the relay host), with the HostConfigs the
+CLI would load; its transcripts go to the test's own folder.
 """
 
 from __future__ import annotations
@@ -80,19 +81,22 @@ def main_pid(box) -> str:
     return ssh(box, cmd).stdout.strip()
 
 
-def test_tunnel_reaches_the_box_through_the_relay(box, relay, provision):
+def test_tunnel_reaches_the_box_through_the_relay(box, relay, provision, tmp_path):
     from provision.steps import expose
+
+    logs = tmp_path / "relay-logs"
 
     first = provision("all", "--host", box.name)
     assert "generate the tunnel key /etc/provision/expose/id_ed25519" in first.stdout
-    changed, line = expose.authorize_on_relay(host_config(box), host_config(relay))
+    changed, line = expose.authorize_on_relay(host_config(box), host_config(relay), log_dir=logs)
     assert changed
     assert line.startswith(
         f'restrict,port-forwarding,permitlisten="127.0.0.1:{REMOTE_PORT}",'
         f'permitopen="127.0.0.1:{REMOTE_PORT}",command="/bin/false" ssh-ed25519 '
     )
     assert line.endswith(f"provision-expose@{box.name}")
-    assert expose.authorize_on_relay(host_config(box), host_config(relay)) == (False, line)
+    again = expose.authorize_on_relay(host_config(box), host_config(relay), log_dir=logs)
+    assert again == (False, line)
     name = ssh(box, "hostname").stdout.strip()
     proc = through_tunnel(box, "hostname")
     assert proc.returncode == 0, proc.stderr

@@ -86,12 +86,30 @@ def test_nvidia_smi_csv_with_not_supported_fields():
 
 
 def test_sshd_config_first_match_wins_and_match_blocks_are_ignored():
+    # As gather.SSHD_CONFIG_READ prints it; what sshd makes of such files: tests/data/sshd
+    # (sorts-first, match, local-*) and the recordings' tests below.
     text = (
+        "# file: /etc/ssh/sshd_config\nInclude /etc/ssh/sshd_config.d/*.conf\n"
+        "PasswordAuthentication no\nMatch User backup\n  PermitRootLogin yes\n"
+        "# glob: /etc/ssh/sshd_config.d/*.conf\n"
+        "# match: /etc/ssh/sshd_config.d/50-cloud-init.conf\n"
         "# file: /etc/ssh/sshd_config.d/50-cloud-init.conf\nPasswordAuthentication yes\n"
-        "# file: /etc/ssh/sshd_config\nPasswordAuthentication no\n"
-        "Match User backup\n  PermitRootLogin yes\n"
     )
-    assert doctor.parse_sshd_config(text) == {"passwordauthentication": "yes"}
+    assert doctor.parse_sshd_config(text) == {
+        "passwordauthentication": "yes",  # the drop-in, read at the Include line
+        "permitrootlogin": "prohibit-password",  # the default: the Match block is not global
+    }
+    # Without an Include line sshd reads no drop-in (recorded: no-include, local-no-include-line).
+    no_include = text.replace("Include /etc", "#Include /etc")
+    assert doctor.parse_sshd_config(no_include)["passwordauthentication"] == "no"
+    # A file sshd reads that the user cannot: what it could set is unknown, not the default.
+    private = (
+        "# file: /etc/ssh/sshd_config\nPermitRootLogin no\n"
+        "Include /etc/ssh/sshd_config.d/*.conf\nPasswordAuthentication no\n"
+        "# glob: /etc/ssh/sshd_config.d/*.conf\n# match: /etc/ssh/sshd_config.d/00-private.conf\n"
+        "# unreadable: /etc/ssh/sshd_config.d/00-private.conf\n"
+    )
+    assert doctor.parse_sshd_config(private) == {"permitrootlogin": "no"}
 
 
 def test_listeners_ipv4_ipv6_wildcard_and_zone():
@@ -442,8 +460,6 @@ def test_cli_doctor_table_json_and_exit_code(tmp_path, monkeypatch):
 # --- reads shared with the facts readers: checked on real sshd and sysfs output ------------
 
 SSHD = Path(__file__).parent.parent / "data" / "sshd"  # a real sshd's output (record.sh)
-# OpenSSH's defaults (sshd_config(5)); `sshd -T` prints prohibit-password by its old name.
-SSHD_DEFAULTS = {"passwordauthentication": "yes", "permitrootlogin": "without-password"}
 
 
 def sshd_recording(name: str) -> tuple[str, dict[str, str]]:
@@ -480,11 +496,38 @@ def test_sshd_t_of_a_real_sshd_is_read_as_it_printed(name, password, root):
     assert (finding.status == "ok") == (password == "no" and root != "yes")
 
 
-def _as_the_user_script_prints(files: dict[str, str]) -> str:
-    """The @@sshd-config section: the drop-ins in glob order, then sshd_config."""
-    drop_ins = sorted(p for p in files if p.startswith("/etc/ssh/sshd_config.d/"))
-    order = [*drop_ins, "/etc/ssh/sshd_config"]
-    return "".join(f"# file: {p}\n{files[p]}\n" for p in order if p in files)
+def _read_as_the_user_script_does(files: dict[str, str], tmp_path: Path) -> str:
+    """The @@sshd-config section gather's own script prints over these files (paths under
+    /etc/ssh), laid out under tmp_path: /etc/ssh in the script and in the files points there."""
+    import importlib
+    import subprocess
+
+    # provision.doctor re-exports the function gather over its module's name.
+    gather_mod = importlib.import_module("provision.doctor.gather")
+
+    root = tmp_path / "root"
+    for path, content in files.items():
+        dest = root / path.lstrip("/")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_text(content.replace("/etc/ssh", f"{root}/etc/ssh") + "\n")
+    script = gather_mod.SSHD_CONFIG_READ.replace("/etc/ssh", f"{root}/etc/ssh")
+    out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.replace(str(root), "")
+
+
+def sshd_disk(name: str) -> dict[str, str]:
+    """The files on disk when a recording was made, read by sshd or not."""
+    text = (SSHD / f"{name}.txt").read_text()
+    _effective, files = sshd_recording(name)
+    disk = {}
+    for part in text.split("\n@@disk ")[1:]:
+        path, _, content = part.partition("\n")
+        disk[path] = content.removesuffix("\n")
+    if not disk and name == "no-include":  # recorded without @@disk; record.sh had left
+        # converged's drop-ins there, which sshd did not read (no Include line)
+        disk = {**sshd_recording("converged")[1], **files}
+    return disk or files
 
 
 @pytest.mark.parametrize(
@@ -492,29 +535,54 @@ def _as_the_user_script_prints(files: dict[str, str]) -> str:
     [
         "fresh",
         "converged",
-        "sorts-first",
+        "sorts-first",  # 00-aaa.conf sorts before ours
         "match",  # PasswordAuthentication yes only inside `Match User tester`
-        pytest.param(
-            "main-edited",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="the fallback reads the drop-ins before all of sshd_config: a keyword "
-                "set above its Include line is missed (sshd -T, as root, is right)",
-            ),
-        ),
+        "main-edited",  # PermitRootLogin yes above the Include line
+        "no-include",  # sshd_config without an Include line: no drop-in is read
+        "include-missing",  # a drop-in's Include of a file that is not there
+        "local-above-include",  # PasswordAuthentication yes above the Include line
+        "local-below-include",  # a drop-in beats the lines below the Include line
+        "local-match-ends-with-its-file",  # B-match.conf's Match block ends at its end
+        "local-nested-and-in-match",  # Include in a drop-in, and inside a Match block
+        "local-no-include-line",
     ],
 )
-def test_config_file_fallback_agrees_with_the_real_sshd(name):
-    effective, files = sshd_recording(name)
+def test_config_file_fallback_agrees_with_the_real_sshd(name, tmp_path):
+    effective, _files = sshd_recording(name)
     real = doctor.parse_sshd_t(effective)
-    section = _as_the_user_script_prints(files)
+    section = _read_as_the_user_script_does(sshd_disk(name), tmp_path)
     data = doctor.parse(f"@@sshd-config\n{section}@@end\n")
     assert data.sshd_source == "config files"
-    seen = {**SSHD_DEFAULTS, **data.sshd}
+    seen = dict(data.sshd)
     seen["permitrootlogin"] = seen["permitrootlogin"].replace(
         "prohibit-password", "without-password"
     )
     assert seen == real
+
+
+def test_config_file_fallback_finds_a_relative_include_in_etc_ssh(tmp_path):
+    """sshd_config(5): "Files without absolute paths are assumed to be in /etc/ssh"."""
+    files = {
+        "/etc/ssh/sshd_config": "Include sshd_config.d/*.conf\nPasswordAuthentication yes",
+        "/etc/ssh/sshd_config.d/50-keys.conf": "PasswordAuthentication no",
+    }
+    section = _read_as_the_user_script_does(files, tmp_path)
+    assert doctor.parse(f"@@sshd-config\n{section}@@end\n").sshd["passwordauthentication"] == "no"
+
+
+def test_config_file_fallback_does_not_guess_past_a_file_it_cannot_read(tmp_path):
+    """private: sshd read a drop-in only root may read (it turns password login on). The user
+    cannot read it (here a root test sees it: its section is the user's, as printed for one)."""
+    effective, files = sshd_recording("private")
+    assert doctor.parse_sshd_t(effective)["passwordauthentication"] == "yes"
+    private = "/etc/ssh/sshd_config.d/00-private.conf"
+    files = {**files, private: ""}
+    section = _read_as_the_user_script_does(files, tmp_path)
+    section = section.replace(f"# file: {private}\n", f"# unreadable: {private}\n")
+    data = doctor.parse(f"@@sshd-config\n{section}@@end\n")
+    assert "passwordauthentication" not in data.sshd
+    finding = area(doctor.findings(data, doctor.Settings(), load(HEALTHY)[1]), "sshd")
+    assert finding.status == "skip"
 
 
 def test_user_script_reads_the_link_files_of_the_facts_slots_and_quotes_them(tmp_path):

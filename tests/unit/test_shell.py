@@ -158,3 +158,189 @@ def test_kill_tagged_stops_that_command_and_its_children_only():
         subprocess.run(["sh", "-c", shell.kill_tagged(mine) + "; " + shell.kill_tagged(theirs)])
         tagged.wait(timeout=5)
         other.wait(timeout=5)
+
+
+# The do side's script text: each builder, run by /bin/sh on real files whose names are hostile.
+
+
+def sh(command: str, cwd):
+    """Run command text in /bin/sh."""
+    import subprocess
+
+    return subprocess.run(["/bin/sh", "-c", command], capture_output=True, text=True, cwd=cwd)
+
+
+def test_exists_and_absent_test_the_path_itself(tmp_path):
+    for name in HOSTILE[:-1]:  # "" is no path
+        path = tmp_path / f"d-{name}".replace("/", "_")
+        assert sh(shell.exists(str(path)), tmp_path).returncode == 1
+        assert sh(shell.absent(str(path)), tmp_path).returncode == 0
+        path.write_text("x")
+        assert sh(shell.exists(str(path)), tmp_path).returncode == 0
+        assert sh(shell.absent(str(path)), tmp_path).returncode == 1
+    assert sh(shell.exists(str(tmp_path)), tmp_path).returncode == 0  # a folder exists too
+
+
+def test_if_runs_one_branch_and_its_status_is_the_branch_s(tmp_path):
+    assert sh(shell.if_("true", "echo yes", "echo no"), tmp_path).stdout == "yes\n"
+    assert sh(shell.if_("false", "echo yes", "echo no"), tmp_path).stdout == "no\n"
+    run = sh(shell.if_("false", "echo yes"), tmp_path)
+    assert run.stdout == "" and run.returncode == 0  # no else: nothing runs, status 0
+    assert sh(shell.if_("true", "exit 7", "exit 8"), tmp_path).returncode == 7
+
+
+def test_seq_runs_every_command_and_and_stops_at_a_failure(tmp_path):
+    assert sh(shell.seq("echo a", "false", "", "echo b"), tmp_path).stdout == "a\nb\n"
+    assert sh(shell.and_("echo a", "false", "echo b"), tmp_path).stdout == "a\n"
+    assert sh(shell.or_("false", "echo b", "echo c"), tmp_path).stdout == "b\n"
+    assert sh(shell.pipe("printf 'b\\na\\n'", "sort"), tmp_path).stdout == "a\nb\n"
+
+
+def test_group_and_logged_keep_one_unit(tmp_path):
+    # `{ a || b; } && c`: without the group, `a || b && c` would run c only after b.
+    grouped = shell.and_(shell.group(shell.or_("true", "echo b")), "echo c")
+    assert sh(grouped, tmp_path).stdout == "c\n"
+    log = str(tmp_path / "it's a $log")
+    (tmp_path / "it's a $log").write_text("from an earlier run\n")  # replaced, not appended to
+    run = sh(shell.seq(shell.logged("echo out; echo err >&2; exit 3", log), "echo $?"), tmp_path)
+    assert run.stdout == "3\n" and run.stderr == ""  # all of it went to the log
+    assert sh(shell.logged("echo more", log, append=True), tmp_path).returncode == 0
+    assert (tmp_path / "it's a $log").read_text() == "out\nerr\nmore\n"
+
+
+def test_to_writes_stdout_only_unless_asked(tmp_path):
+    path = str(tmp_path / "`out`")
+    run = sh(shell.to(shell.group("echo a; echo b >&2"), path), tmp_path)
+    assert run.stderr == "b\n" and (tmp_path / "`out`").read_text() == "a\n"
+    sh(shell.to("echo c", path, append=True), tmp_path)
+    assert (tmp_path / "`out`").read_text() == "a\nc\n"
+    sh(shell.to("echo d", path), tmp_path)
+    assert (tmp_path / "`out`").read_text() == "d\n"  # > replaces
+
+
+def test_quiet_drops_errors_only(tmp_path):
+    run = sh(shell.quiet(shell.cmd("sh", "-c", "echo out; echo err >&2; exit 2")), tmp_path)
+    assert (run.stdout, run.stderr, run.returncode) == ("out\n", "", 2)
+
+
+def test_file_text_is_one_word_with_trailing_newlines_dropped(tmp_path):
+    path = tmp_path / "$(id) x"
+    path.write_text("a  b\n*\n\n")
+    run = sh(f"printf '[%s]' {shell.file_text(str(path))}", tmp_path)
+    assert run.stdout == "[a  b\n*]"
+
+
+def test_write_file_writes_the_text_exactly(tmp_path):
+    text = "%s \\n $(id) `id` it's\n\n-rf\n"
+    path = tmp_path / "-rf it's"
+    assert sh(shell.write_file(text, str(path)), tmp_path).returncode == 0
+    assert path.read_text() == text  # no printf escapes, no added newline
+
+
+def test_with_path_replaces_every_placeholder_with_the_quoted_path(tmp_path):
+    path = tmp_path / "a b;rm x"
+    path.write_text("good\n")
+    check = shell.with_path("grep -q good {path} && test -s {path}", str(path))
+    assert sh(check, tmp_path).returncode == 0
+    assert shell.with_path("true", str(path)) == "true"
+
+
+def test_on_exit_runs_after_success_and_failure(tmp_path):
+    gone = tmp_path / "staged it's"
+    for last in ("true", "false"):
+        gone.write_text("x")
+        trap = shell.on_exit(shell.cmd("rm", "-f", "--", str(gone)))
+        run = sh("\n".join(["set -e", trap, last, "echo after"]), tmp_path)
+        assert not gone.exists()
+        assert run.returncode == (0 if last == "true" else 1)
+
+
+def test_require_exits_with_its_code_and_message_on_stderr(tmp_path):
+    run = sh(
+        shell.seq(
+            shell.require(shell.cmd("sh", "-c", "echo checked; false"), "it's bad", 65), "echo on"
+        ),
+        tmp_path,
+    )
+    assert (run.returncode, run.stdout) == (65, "")
+    assert run.stderr == "checked\nit's bad\n"  # the check's own output goes to stderr too
+    run = sh(shell.seq(shell.require("true", "bad", 65), "echo on"), tmp_path)
+    assert (run.returncode, run.stdout) == (0, "on\n")
+
+
+def test_script_is_one_command_a_line_with_a_final_newline():
+    assert shell.script("a", "b") == "a\nb\n"
+
+
+def test_redact_hides_url_passwords_only():
+    assert shell.redact("pip install -i https://bob:s3cr3t@pypi.example/simple x") == (
+        "pip install -i https://bob:***@pypi.example/simple x"
+    )
+    assert shell.redact("git+https://t:abc@h/r.git and 'http://u:p@x'") == (
+        "git+https://t:***@h/r.git and 'http://u:***@x'"
+    )
+    same = ["https://bob@host/path", "host:22", "a:b@c", "https://host:8443/x", "user@host:p"]
+    for text in same:
+        assert shell.redact(text) == text
+
+
+def test_mask_hides_every_secret_and_skips_empty_ones():
+    assert shell.mask("a hunter2 b pw c hunter2", ["hunter2", "", "pw"]) == "a *** b *** c ***"
+
+
+def test_apt_get_is_exactly_the_documented_non_interactive_form():
+    # apt-get(8): -y answers yes (else it aborts without a terminal), -q quiets progress;
+    # apt.conf(5): DPkg::Lock::Timeout; dpkg(1): --force-confdef/--force-confold keep edits.
+    assert shlex.split(shell.apt_get("install", "htop")) == [
+        "env", "DEBIAN_FRONTEND=noninteractive", "NEEDRESTART_MODE=a", "apt-get", "-y", "-q",
+        "-o", "DPkg::Lock::Timeout=600", "-o", "Dpkg::Options::=--force-confdef",
+        "-o", "Dpkg::Options::=--force-confold", "install", "htop",
+    ]  # fmt: skip
+
+
+def test_host_lock_waits_for_the_holder_then_gives_up_with_75(tmp_path):
+    import subprocess
+
+    lock, holder = tmp_path / "lock", tmp_path / "holder"
+
+    def locked(command, wait_s):
+        text = shell.host_locked(command, wait_s=wait_s)
+        return text.replace(shell.HOST_LOCK_HOLDER, str(holder)).replace(shell.HOST_LOCK, str(lock))
+
+    with subprocess.Popen(["sh", "-c", locked("sleep 3", 60)]) as first:
+        import time
+
+        time.sleep(0.5)
+        run = subprocess.run(["sh", "-c", locked("echo ran", 1)], capture_output=True, text=True)
+        assert run.returncode == shell.LOCK_BUSY == 75 and run.stdout == ""
+        assert holder.read_text().startswith("a provision command (host pid ")
+        first.wait(timeout=10)
+
+
+def test_the_host_lock_is_a_fixed_path_under_run_lock():
+    # Two laptops, maybe with different provision versions, take turns only if they lock the
+    # same file; /run/lock (FHS 3.0 5.9: lock files, a tmpfs cleared at boot) drops a stale one.
+    assert shell.HOST_LOCK == "/run/lock/provision.lock"
+    assert shell.HOST_LOCK_HOLDER == "/run/lock/provision.lock.holder"
+
+
+def test_apt_update_asks_for_errors_on_any_failure_and_gives_up_at_the_timeout(tmp_path):
+    """apt-get(8): `update --error-on=any` fails on a transient fetch error too (else it exits
+    0 with stale lists). A lock that never frees ends the loop at the timeout with its rc."""
+    import os
+    import subprocess
+
+    fake, args = tmp_path / "apt-get", tmp_path / "args"
+    fake.write_text(
+        "#!/bin/sh\n"
+        f'printf "%s\\n" "$*" >> {args}\n'
+        'echo "E: Could not get lock /var/lib/apt/lists/lock. It is held by process 7"; exit 100\n'
+    )
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}
+    run = subprocess.run(
+        ["sh", "-c", shell.apt_get_update(0)], capture_output=True, text=True, env=env, timeout=20
+    )
+    assert run.returncode == 100 and "held by process 7" in run.stdout
+    (called,) = args.read_text().splitlines()  # once: the timeout (0 s) is already reached
+    assert called.split()[-2:] == ["update", "--error-on=any"]

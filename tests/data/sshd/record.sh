@@ -4,6 +4,8 @@
 # Run as root from the repository root on a fresh host (the unit tests expect its port in
 # tests/unit/test_ssh.py PORT):
 #   python3 tests/hosts/testhost.py up --name rec && bash tests/data/sshd/record.sh rec
+# (Recordings made before the @@disk sections have none.) The local-*.txt cases, answered by
+# this machine's sshd on config trees of their own: record-local.sh.
 PYTHON=${PYTHON:-python3}
 export PYTHONPATH=$PWD
 NAME=$1; R=/tmp/provision-testhosts/$NAME/rootfs; D=$R/etc/ssh/sshd_config.d
@@ -16,6 +18,10 @@ cp "$R/etc/ssh/sshd_config" /tmp/rec-main
 rec() {
     python3 tests/hosts/testhost.py ssh --name "$NAME" --user root "sh -c $(printf %q "$PROBE")" \
         > "tests/data/sshd/$1.txt"
+    # Every file of sshd_config and its folder, read by sshd or not (doctor's fallback test).
+    for f in "$R/etc/ssh/sshd_config" "$D"/*; do
+        [ -f "$f" ] && { echo "@@disk ${f#"$R"}"; cat -- "$f"; echo; }
+    done >> "tests/data/sshd/$1.txt"
     echo "$1: $(wc -l < "tests/data/sshd/$1.txt") lines"
 }
 rm -f "$D/00-provision.conf"; rec fresh
