@@ -7,11 +7,9 @@ a frozen `Facts`. Tests feed them recorded outputs from tests/data/facts/.
 from __future__ import annotations
 
 import json
-import re
 import time
 from dataclasses import dataclass, field
 
-from provision.durations import human_duration
 from provision.errors import ProvisionError
 
 SUPPORTED = {("ubuntu", "22.04"), ("ubuntu", "24.04"), ("debian", "12")}
@@ -369,78 +367,3 @@ def parse_rollbacks(text: str) -> tuple[tuple[str, bool, str], ...]:
         if len(fields) == 3 and fields[0].isalnum():
             found.append((fields[0], fields[1] == "yes", fields[2]))
     return tuple(found)
-
-
-def check_supported(host: str, facts: Facts) -> None:
-    """Refuse an OS this tool does not know, or whose os-release contradicts its packages."""
-    if (facts.os_id, facts.os_version) not in SUPPORTED:
-        found = facts.os_name or f"{facts.os_id} {facts.os_version}".strip() or "unknown OS"
-        raise ProvisionError(
-            f"{host}: {found} is not supported",
-            "provision supports Ubuntu 22.04, Ubuntu 24.04 and Debian 12",
-        )
-    check_consistent(host, facts)  # a supported name on another OS's packages
-
-
-MAX_CLOCK_SKEW_S = 120  # beyond this, apt ("not valid yet"), TLS and logs go wrong
-UBUNTU_BASE_FILES = {"12": "22.04", "13": "24.04", "14": "26.04"}  # base-files NNubuntuM
-
-
-def clock_warning(host: str, facts: Facts) -> str:
-    """A line when the host's clock differs from this machine's by more than a couple of
-    minutes ('' otherwise or when unknown)."""
-    skew = facts.clock_skew_s
-    if skew is None or abs(skew) <= MAX_CLOCK_SKEW_S:
-        return ""
-    way = "behind" if skew < 0 else "ahead of"
-    return (
-        f"the host's clock is {human_duration(skew)} {way} this machine's "
-        '(apt refuses Release files "not valid yet" from a clock in the past, TLS fails): '
-        "run `sudo timedatectl set-ntp true` on the host, or set the date "
-        "(`sudo date -s @$(date +%s)` with this machine's time)"
-    )
-
-
-def warnings(host: str, facts: Facts) -> list[str]:
-    """What a person should know about the host before anything runs (not errors)."""
-    return [w for w in (clock_warning(host, facts),) if w]
-
-
-def package_system_os(facts: Facts) -> tuple[str, str, str] | None:
-    """(id, version or '', evidence) from the package system: the `base-files` package's
-    version (Ubuntu: `13ubuntu10`, Debian: `12.4+deb12u5`), else /etc/debian_version. None
-    when neither tells."""
-    pkg = facts.packages.get("base-files")
-    version = pkg.version if pkg and pkg.installed else ""
-    if version:
-        evidence = f"base-files {version}"
-        ubuntu = re.match(r"(\d+)ubuntu", version)
-        if ubuntu:
-            return "ubuntu", UBUNTU_BASE_FILES.get(ubuntu.group(1), ""), evidence
-        debian = re.match(r"(\d+)(\.\d+)*(\+deb\d+u\d+)?$", version)
-        if debian:
-            return "debian", debian.group(1), evidence
-    dv = facts.debian_version
-    if re.fullmatch(r"\d+(\.\d+)*", dv):  # Ubuntu's holds a codename ("trixie/sid")
-        return "debian", dv.split(".")[0], f"/etc/debian_version {dv}"
-    return None
-
-
-def check_consistent(host: str, facts: Facts) -> None:
-    """Refuse a host whose /etc/os-release contradicts its package system (a Debian box whose
-    os-release says Ubuntu would get Ubuntu's drivers and repositories)."""
-    found = package_system_os(facts)
-    if found is None:
-        return
-    os_id, version, evidence = found
-    if facts.os_id == os_id and (not version or facts.os_version == version):
-        return
-    says = facts.os_name or f"{facts.os_id} {facts.os_version}".strip() or "nothing"
-    pkg_os = f"{'Ubuntu' if os_id == 'ubuntu' else 'Debian'} {version}".strip()
-    raise ProvisionError(
-        f"{host}: /etc/os-release says {says} (ID={facts.os_id} VERSION_ID={facts.os_version}), "
-        f"but the package system is {pkg_os} ({evidence}); refusing to decide anything "
-        "OS-specific on a contradiction",
-        "restore the distribution's own /etc/os-release (a link to /usr/lib/os-release of "
-        "base-files: `sudo apt-get install --reinstall base-files`)",
-    )
