@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 from urllib.parse import urlsplit
 
 from provision import compat, resources, shell, stack
@@ -26,7 +25,7 @@ from provision.changes import Change, Run
 from provision.errors import ProvisionError
 from provision.facts import split_sections
 from provision.facts.reads import Read
-from provision.resources import apt_update, template_file
+from provision.resources import apt_update, move_aside, template_file
 from provision.step import Context
 
 NVIDIA_REPO = "https://developer.download.nvidia.com/compute/cuda/repos"
@@ -37,7 +36,6 @@ KEYRING = "/usr/share/keyrings/cuda-archive-keyring.gpg"
 PIN = "/etc/apt/preferences.d/cuda-repository-pin-600"
 COMPONENTS_SOURCES = "/etc/apt/sources.list.d/provision-components.sources"
 DOWNLOADS = "/var/lib/provision"
-BACKUP_DIR = "/var/backups/provision"
 APT_KEY_KEYRING = "/etc/apt/trusted.gpg"
 ARCH_DIRS = {"amd64": "x86_64", "arm64": "sbsa"}
 OFFICIAL_MIRRORS = {
@@ -157,16 +155,6 @@ def stray_cuda_sources(state: AptState, repo: Repo, repo_url: str) -> list[str]:
         if is_cuda_repo(uri, repo_url) and entry != repo.list_file and entry not in stray:
             stray.append(entry)
     return stray
-
-
-def move_aside(path: str, why: str) -> Change:
-    """Move a file into BACKUP_DIR (same path below it), kept for the user to look at."""
-    backup = f"{BACKUP_DIR}{path}"
-    move = shell.and_(
-        shell.cmd("mkdir", "-p", "--", str(PurePosixPath(backup).parent)),
-        shell.cmd("mv", "-f", "--", path, backup),
-    )
-    return Change(f"move {path} to {backup} ({why})", (Run(move),))
 
 
 def keyring_install(repo: Repo, downloads: str = DOWNLOADS) -> Run:

@@ -8,6 +8,8 @@ host), so a private (0600) file or a key is never fetched, shown or transcribed.
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
+
 from provision import shell
 from provision.changes import Change, Restart, Run, Upload
 from provision.facts import files
@@ -17,6 +19,16 @@ from provision.step import Context
 from provision.templates import render, sha256, unified_diff
 
 APT_STAMP = "/var/lib/provision/apt-update-stamp"
+
+
+def move_aside(path: str, why: str, backup_root: str = "/var/backups/provision") -> Change:
+    """Move a file below `backup_root` (the same path under it), kept for the user to look at."""
+    backup = f"{backup_root}{path}"
+    move = shell.and_(
+        shell.cmd("mkdir", "-p", "--", str(PurePosixPath(backup).parent)),
+        shell.cmd("mv", "-f", "--", path, backup),
+    )
+    return Change(f"move {path} to {backup} ({why})", (Run(move),))
 
 
 def apt_update(lock_timeout_s: int) -> Run:

@@ -22,6 +22,7 @@ from provision.kernel import headers_packages
 from provision.resources import (
     file_content,
     file_read,
+    move_aside,
     packages,
     service,
     service_read,
@@ -149,12 +150,7 @@ def sources_changes(ctx: Context, s: Settings) -> list[Change]:
     changes += template_file(ctx, "base/sources.list.j2", SOURCES_LIST, {})
     present = ctx.read(DISTRO_SOURCES_READ.command)
     for path in present.stdout.split():
-        backup = f"{s.backup_dir}{path}"
-        move = shell.and_(
-            shell.cmd("mkdir", "-p", "--", str(Path(backup).parent)),
-            shell.cmd("mv", "-f", "--", path, backup),
-        )
-        changes.append(Change(f"move {path} to {backup} (the mirror replaces it)", (Run(move),)))
+        changes.append(move_aside(path, "the mirror replaces it", s.backup_dir))
     return changes
 
 
