@@ -100,5 +100,3 @@ class Context:
         if why:
             raise ProbeError(self.host, command, result, why)
         return result
-
-    probe = read  # the older name, kept while steps move over
