@@ -35,7 +35,8 @@ def over_hosts(
 
     out: dict[str, T] = {}
     for hc in configs:
-        transcript = Transcript(log_dir, hc.name, []) if log_dir is not None else None
+        secrets = [hc.connection.sudo_password] if hc.connection.sudo_password else []
+        transcript = Transcript(log_dir, hc.name, secrets) if log_dir is not None else None
         try:
             kwargs = {} if transcript is None else {"log": transcript.write}
             # looked up at call time so that tests can replace provision.remote.connect
