@@ -36,9 +36,13 @@ BENCH = REPO / "bench"
 TESTHOST = REPO / "tests" / "hosts" / "testhost.py"
 VENV = Path("/tmp/bench-venv")
 WORK = Path("/tmp/bench-work")
-FILE_PROBE = re.compile(r"^\$ sudo stat -c '%a %U %G' -- (\S+) && sha256sum")
+# The declared-reads batch (provision/facts/reads.py): each read starts with a printf of its
+# nonce marker; a file-state read (facts/files.py) is a stat, then sha256sum, of one path.
+READ_START = re.compile(r"^printf '@@([0-9a-f]+) (\d+)\\n'$")
+FILE_READ = re.compile(r"^\( stat -c '%a %U %G' -- (\S+) && sha256sum")
+READ_OUTPUT = re.compile(r"^@@([0-9a-f]+) (\d+)$")
+BATCH_LINE = "$ sudo e=$(mktemp) || exit 70"
 # resources.prefetch_files: several files in one probe, `@@<i>` sections in its output
-BATCH_PROBE = re.compile(r"echo @@(\d+); \{ stat -c '%a %U %G' -- (\S+) && sha256sum")
 SUMMARY = re.compile(r"^# (\d+) commands, ([\d.]+)s$")
 
 
@@ -190,21 +194,36 @@ def transcript_commands(transcript: Path) -> int:
     return int(match.group(1))
 
 
+def batch_reads(lines: list[str]) -> tuple[dict[tuple[str, str], str], int]:
+    """The file-state reads of the declared-reads batch ({(nonce, index): path}) and the
+    number of reads in it."""
+    files, reads, current = {}, 0, None
+    for line in lines:
+        start = READ_START.match(line)
+        if start:
+            current, reads = start.groups(), reads + 1
+            continue
+        found = FILE_READ.match(line)
+        if found and current is not None:
+            files[current] = found.group(1)
+        current = None
+    return files, reads
+
+
 def command_breakdown(transcript: Path) -> dict[str, int]:
-    """What the no-op run's commands are: facts, file probes, service probes, others."""
+    """What the no-op run's commands are: facts, the run lock, the declared reads, others."""
+    lines = transcript.read_text().splitlines()
+    files, reads = batch_reads(lines)
     kinds: dict[str, int] = {}
-    for line in transcript.read_text().splitlines():
+    for line in lines:
         if not line.startswith("$ "):
             continue
         if line == "$ ":
             kind = "facts (one batched script)"
-        elif FILE_PROBE.match(line):
-            kind = "file probes (stat + sha256sum, one per managed file)"
-        elif line.startswith("$ sudo echo @@0; ") and BATCH_PROBE.search(line):
-            n = len(BATCH_PROBE.findall(line))
-            kind = f"batched file probes (stat + sha256sum of {n} files in one)"
-        elif "systemctl show -p UnitFileState" in line:
-            kind = "service probes (systemctl show, one per unit)"
+        elif "/run/lock/provision.run.lock" in line:
+            kind = "the run lock (held on its own channel)"
+        elif line == BATCH_LINE:
+            kind = f"declared reads (one batch: {reads} reads, {len(files)} of them file states)"
         else:
             kind = "other probes: " + line[2:60]
         kinds[kind] = kinds.get(kind, 0) + 1
@@ -235,26 +254,17 @@ def fresh_overhead(transcript: Path, wall: float) -> str:
 
 
 def managed_files(transcript: Path) -> list[tuple[str, str, str, str]]:
-    """(path, mode, owner, group) of every file provision probes, from a no-op transcript."""
+    """(path, mode, owner, group) of every file provision reads, from a no-op transcript: the
+    batch's file-state reads and, in its output, the stat line that follows each marker."""
     lines = transcript.read_text().splitlines()
+    files, _reads = batch_reads(lines)
     found = []
     for i, line in enumerate(lines):
-        match = FILE_PROBE.match(line)
-        if match:
-            mode, owner, group = lines[i + 2].split()
-            found.append((match.group(1), mode, owner, group))
-        elif line.startswith("$ sudo echo @@0; "):
-            paths = dict(BATCH_PROBE.findall(line))
-            output = []
-            for after in lines[i + 2 :]:
-                if after.startswith(("$ ", "# ")):
-                    break
-                output.append(after)
-            for j, row in enumerate(output):
-                if row.startswith("@@") and row[2:] in paths and j + 1 < len(output):
-                    meta = output[j + 1].split()
-                    if len(meta) == 3 and not output[j + 1].startswith("@@"):
-                        found.append((paths[row[2:]], *meta))
+        marker = READ_OUTPUT.match(line)
+        if marker and marker.groups() in files and i + 1 < len(lines):
+            meta = lines[i + 1].split()
+            if len(meta) == 3 and not lines[i + 1].startswith("@@"):
+                found.append((files[marker.groups()], *meta))
     return found
 
 

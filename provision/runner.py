@@ -69,7 +69,7 @@ def gather_facts(remote: Remote) -> Facts:
 
 def strict_reads() -> bool:
     """Whether a read a step did not declare is an error (every test sets it) rather than a
-    read of its own (counted in the transcript)."""
+    probe of its own (a round trip more, which the transcript shows)."""
     return os.environ.get("PROVISION_STRICT_READS", "") == "1"
 
 
