@@ -1,8 +1,10 @@
 """Commands we talk to while they run (hostlock.Stream): an SSH channel or a local process.
 
 The channel is Paramiko's, opened by remote.py; this module only calls its methods (and builds
-sshd's "signal" request, which Paramiko lacks). Reads poll with short sleeps so Ctrl-C lands
-at once.
+sshd's "signal" request, which Paramiko lacks). Waits wake as soon as data, EOF or the exit
+status arrives (select on the channel's pipe, or its status event), and at least every 20-50 ms
+so Ctrl-C lands at once. (A fixed sleep instead cost ~45 ms of every no-op run: each command
+ended, on average, half a sleep before it was noticed.)
 """
 
 from __future__ import annotations
@@ -14,6 +16,25 @@ import subprocess
 import time
 
 from provision import interrupt
+
+
+def wait(channel, timeout_s: float) -> None:
+    """Sleep up to timeout_s, waking early when the channel has data, EOF or its exit status.
+
+    Paramiko's channel.fileno() is a pipe it makes readable on stdout/stderr data and keeps
+    readable from EOF on; after EOF only the exit status is awaited (its status_event)."""
+    if timeout_s <= 0:
+        return
+    fileno = getattr(channel, "fileno", None)
+    status = getattr(channel, "status_event", None)
+    if fileno is None or status is None:  # not a Paramiko channel (the tests' fakes)
+        time.sleep(timeout_s)
+        return
+    if getattr(channel, "eof_received", False):
+        status.wait(timeout_s)
+        return
+    with contextlib.suppress(OSError, ValueError):  # closed meanwhile: the loop sees it
+        select.select([fileno()], [], [], timeout_s)
 
 
 class _Lines:
@@ -56,9 +77,10 @@ class ChannelStream(_Lines):
                 if ch.recv_ready():
                     continue
                 return self._end()
-            if time.monotonic() >= deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 return None
-            time.sleep(0.05)
+            wait(ch, min(0.05, left))
 
     def _end(self) -> str:
         rest, self.buffer = self.buffer, ""
@@ -186,7 +208,7 @@ def drive(
             if deadline is not None and time.monotonic() > deadline:
                 channel.close()
                 return 124, out.text(), err.text() + f"\nprovision: timed out after {timeout_s}s"
-            time.sleep(0.02)
+            wait(channel, 0.02)
         except interrupt.Interrupted as exc:
             if not stoppable:
                 interrupted = exc  # apt/dpkg: keep waiting, raise when it ended
