@@ -19,6 +19,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import delay
 from common import (
     CACHE,
     GPU_STACK_OFF,
@@ -131,11 +132,17 @@ def build() -> Path:
     return final / "rootfs"
 
 
-def up(name: str, extra_vars: dict[str, str] | None = None, boot_timeout_s: float = 90) -> TestHost:
+def up(
+    name: str,
+    extra_vars: dict[str, str] | None = None,
+    boot_timeout_s: float = 90,
+    seed_apt: bool = True,
+) -> TestHost:
     """Copy the rootfs, boot it, wait for SSH and systemd; returns the host (inventory written).
 
     A host of the same name that is still there is taken down first. If it does not come up,
     it is taken down again (set PROVISION_TESTHOST_KEEP=1 to keep it for a look).
+    seed_apt=False: the host is not given the cached .debs (apt really downloads).
     """
     if not NAME_RE.fullmatch(name):
         raise ValueError(f"bad test host name {name!r}: use [a-z0-9-], at most 31 characters")
@@ -147,7 +154,8 @@ def up(name: str, extra_vars: dict[str, str] | None = None, boot_timeout_s: floa
     started = time.monotonic()
     rootfs = state / "rootfs"
     subprocess.run(["cp", "-a", "--reflink=auto", str(base), str(rootfs)], check=True)
-    _seed_apt_cache(rootfs)
+    if seed_apt:
+        _seed_apt_cache(rootfs)
     port = free_port()
     conf = rootfs / "etc/ssh/sshd_config.d/10-testhost.conf"
     conf.write_text(conf.read_text() + f"Port {port}\n")
@@ -218,6 +226,7 @@ def down(name: str) -> None:
     state = STATE / name
     if not state.exists():
         return
+    delay.detach(state)  # the delay line in front of it, if `up --rtt-ms` started one
     try:
         host = load_host(name)
     except (OSError, ValueError, TypeError):

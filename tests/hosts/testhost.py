@@ -2,6 +2,7 @@
 """Disposable Debian 12 test hosts for provision: build, boot, reach, throw away.
 
     python3 tests/hosts/testhost.py up --name box [--kind container] [--set base.x=y]
+        [--rtt-ms 20 [--rate-mb-s 20]] [--no-apt-seed]
     python3 tests/hosts/testhost.py ssh --name box [--user tester] [CMD ...]
     python3 tests/hosts/testhost.py down --name box
     python3 tests/hosts/testhost.py list
@@ -19,7 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import STATE, load_host, ssh_argv
+import delay
+from common import STATE, load_host, log, ssh_argv
 
 
 def kind_module(kind: str):
@@ -58,6 +60,11 @@ def main() -> int:
     p.add_argument("--kind", choices=("container", "vm"), default="container")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="an extra [testhosts:vars] line")  # fmt: skip
+    p.add_argument("--rtt-ms", type=float, help="reach it through a delay line (delay.py) "
+                   "adding this round trip: the inventory's ansible_port is the line's")  # fmt: skip
+    p.add_argument("--rate-mb-s", type=float, help="with --rtt-ms: cap each direction's rate")
+    p.add_argument("--no-apt-seed", action="store_true",
+                   help="container: no cached .debs in the host (apt really downloads)")  # fmt: skip
     p = sub.add_parser("down", help="stop a host and delete its state")
     p.add_argument("--name", required=True)
     p = sub.add_parser("ssh", help="ssh into a host")
@@ -73,11 +80,27 @@ def main() -> int:
         bad = [item for item in args.set if "=" not in item]
         if bad:
             parser.error(f"--set wants KEY=VALUE, got {bad[0]!r}")
+        if args.rate_mb_s and args.rtt_ms is None:
+            parser.error("--rate-mb-s needs --rtt-ms (0 for a rate cap alone)")
+        if args.no_apt_seed and args.kind != "container":
+            parser.error("--no-apt-seed is for container hosts only")
         extra = dict(item.split("=", 1) for item in args.set)
-        host = kind_module(args.kind).up(args.name, extra_vars=extra)
+        module = kind_module(args.kind)
+        if args.no_apt_seed:
+            host = module.up(args.name, extra_vars=extra, seed_apt=False)
+        else:
+            host = module.up(args.name, extra_vars=extra)
+        if args.rtt_ms is not None:
+            try:
+                port = delay.attach(host, args.rtt_ms, args.rate_mb_s)
+            except BaseException:
+                module.down(args.name)
+                raise
+            log(f"{args.name}: through a delay line on 127.0.0.1:{port} ({args.rtt_ms:g} ms RTT)")
         print(host.inventory)
     elif args.command == "down":
         stop_kept_index(args.name)
+        delay.detach(STATE / args.name)
         path = STATE / args.name / "host.json"
         kind = load_host(args.name).kind if path.exists() else "container"
         kind_module(kind).down(args.name)
