@@ -55,8 +55,11 @@ def execute(
     hc: HostConfig,
     boot_id: str,
     remote_factory: Callable[..., Remote] = connect,
+    prefetch=None,
 ) -> None:
-    """Run the actions of the changes; restarts once each at the end; then a reboot if asked."""
+    """Run the actions of the changes; restarts once each at the end; then a reboot if asked.
+    With a running fetcher (prefetch.Fetcher), a command that uses what it fetches waits for
+    it first."""
     restarts: dict[str, Restart] = {}
     reboots: list[Reboot] = []
     units_changed = False
@@ -74,11 +77,14 @@ def execute(
             )
         for action in change.actions:
             if isinstance(action, Run):
+                command = action.command
+                if prefetch is not None:
+                    command = prefetch.before(
+                        command, lambda text: reporter.step_line(hc.name, "prefetch", "wait", text)
+                    )
                 reporter.started(hc.name, action.description or change.summary)
                 try:
-                    remote.run(
-                        action.command, sudo=action.sudo, timeout_s=action.timeout_s, lock=True
-                    )
+                    remote.run(command, sudo=action.sudo, timeout_s=action.timeout_s, lock=True)
                 finally:
                     reporter.finished(hc.name)
             elif isinstance(action, Upload):
@@ -136,8 +142,12 @@ class Apply:
     reporter: Reporter
     hc: HostConfig
     remote_factory: Callable[..., Remote] = connect
+    prefetch: object = None  # the run's background fetcher (prefetch.Fetcher), if any
     applies = True
 
     def carry_out(self, changes: list[Change], boot_id: str) -> None:
         """Run the changes' actions, restarts and reboot."""
-        execute(self.remote, changes, self.reporter, self.hc, boot_id, self.remote_factory)
+        execute(
+            self.remote, changes, self.reporter, self.hc, boot_id, self.remote_factory,
+            self.prefetch,
+        )  # fmt: skip

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Protocol
 
-from provision import shell, sudoers
+from provision import interrupt, shell, sudoers
 from provision.changes import Result
 from provision.errors import ConnectError, StepError
 
@@ -127,6 +127,7 @@ def acquire(
     waited = False
     try:
         while True:
+            interrupt.check()  # a worker thread's wait (the reads run beside it) stops too
             line = stream.readline(0.5)
             if line is None:
                 if clock() - started > wait_s:

@@ -15,7 +15,7 @@ from provision.changes import Change, Restart, Run, Upload
 from provision.facts import files
 from provision.facts.files import KEY_MATERIAL_RE, MAX_DIFF_BYTES
 from provision.facts.reads import Read
-from provision.step import Context
+from provision.step import Context, Download
 from provision.templates import render, sha256, unified_diff
 
 APT_STAMP = "/var/lib/provision/apt-update-stamp"
@@ -66,6 +66,23 @@ def packages(
     actions.append(Run(install, timeout_s=lock_timeout_s + 3600, description="apt-get install"))
     noun = "package" if len(missing) == 1 else "packages"
     return [Change(f"install {len(missing)} {noun}: {', '.join(missing)}", tuple(actions))]
+
+
+def package_downloads(ctx: Context, names: tuple[str, ...] | list[str]) -> list[Download]:
+    """What `packages` would fetch: the missing ones, declared for the background fetcher."""
+    missing = tuple(n for n in dict.fromkeys(names) if not ctx.facts.installed(n))
+    return [Download("apt", missing)] if missing else []
+
+
+def apt_sources(changes: list[Change]) -> list[Download]:
+    """The apt source files among the changes' uploads, declared for the background fetcher
+    (it then sees the packages they enable before the step writes them)."""
+    return [
+        Download("source", dest=a.dest, content=a.content.decode())
+        for c in changes
+        for a in c.actions
+        if isinstance(a, Upload) and a.dest.startswith("/etc/apt/sources.list.d/")
+    ]
 
 
 def private_mode(mode: str) -> bool:

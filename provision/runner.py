@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from provision import guard, hostlock
+from provision import guard, hostlock, prefetch
 from provision.changes import Change
 from provision.errors import ProvisionError, StepError
 from provision.executor import Apply, Plan, resume_changes
@@ -120,9 +120,46 @@ def preflight(hc: HostConfig, remote: Remote, facts: Facts) -> None:
 def take_host(hc: HostConfig, remote: Remote, facts: Facts, reporter: Reporter, log):
     """Check the sudo password once (before any command that uses it), then take the host's
     run lock for the whole run: (lock or None without one, whether we waited for another)."""
+    sudo_ready(remote, facts)
+    return take_lock(hc, remote, reporter, log)
+
+
+def sudo_ready(remote: Remote, facts: Facts) -> None:
+    """Check the sudo password once, before any command that uses it."""
     if facts.sudo == "nopasswd":
         remote.use_password = False  # sudo would not read it: it would reach the command
     remote.check_sudo()
+
+
+def lock_and_read(hc, remote, steps, facts, reporter, log, *, diffs: bool):
+    """Take the run lock and, meanwhile, answer the declared reads: they only read, so they
+    need not wait for the lock, and the two round trips overlap (a few RTTs less on a far
+    box). (lock, waited, reads): reads is None when we waited, since another run changed
+    the host meanwhile, or when the host has rollbacks or resume work to do first."""
+    sudo_ready(remote, facts)
+    if not remote.supports_streams or facts.rollbacks or resume_changes(facts):
+        return (*take_lock(hc, remote, reporter, log), None)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        locking = pool.submit(take_lock, hc, remote, reporter, log)
+        try:
+            gathered = gather_reads(hc, remote, steps, facts, diffs=diffs)
+        except BaseException:
+            try:  # the lock's error comes first (e.g. sudo refused: it says why, and the fix)
+                lock, _ = locking.result()
+            except ProvisionError as lock_error:
+                raise lock_error from None
+            except BaseException:
+                pass
+            else:
+                if lock is not None:
+                    lock.release()
+            raise
+        lock, waited = locking.result()
+    return lock, waited, None if waited else gathered
+
+
+def take_lock(hc: HostConfig, remote: Remote, reporter: Reporter, log):
+    """The host's run lock for the whole run: (lock or None without one, whether we waited)."""
     if not remote.supports_streams:
         return None, False
 
@@ -184,13 +221,17 @@ def run_host(
 
     remote = None
     host_lock = None
+    fetcher = None
     try:
         remote = remote_factory(
             hc.connection, log=log, on_line=lambda line: reporter.output_line(hc.name, line)
         )
         facts = gather_facts(remote)
         preflight(hc, remote, facts)
-        host_lock, waited = take_host(hc, remote, facts, reporter, log)
+        diffs = plan or reporter.verbose
+        host_lock, waited, gathered = lock_and_read(
+            hc, remote, steps, facts, reporter, log, diffs=diffs
+        )
         if waited:  # another run changed the host while we waited
             facts = gather_facts(remote)
         for warning in facts_warnings(hc.name, facts):  # e.g. the host's clock is days behind
@@ -206,12 +247,23 @@ def run_host(
             reporter.step_line(
                 hc.name, "resume", current.status, "; ".join(c.summary for c in resume)
             )
-        diffs = plan or reporter.verbose
-        gathered = gather_reads(hc, remote, steps, facts, diffs=diffs)
+        if gathered is None:
+            gathered = gather_reads(hc, remote, steps, facts, diffs=diffs)
         ctx = context(hc, remote, facts, gathered, diffs=diffs)
         for step in steps:
             if step.preflight is not None:
                 step.preflight(ctx)
+        if not plan:  # downloads that do not depend on each other overlap the installs
+            fetcher = prefetch.start(
+                remote,
+                steps,
+                ctx,
+                log,
+                lambda t: reporter.step_line(hc.name, "prefetch", "done", t),
+            )
+            executor.prefetch = fetcher
+            if fetcher is not None:
+                reporter.step_line(hc.name, "prefetch", "started", fetcher.describe())
         changed_before = False
         for index, step in enumerate(steps):
             step_start = time.monotonic()
@@ -248,6 +300,13 @@ def run_host(
         if not result.steps or result.steps[-1].status != "failed":
             reporter.step_line(hc.name, "-", "failed", exc.message.splitlines()[0])
     finally:
+        if fetcher is not None:
+            fetcher.close()
+            if result.error is None:  # a failed run keeps what it fetched for the next
+                try:
+                    remote.run(prefetch.CLEANUP, check=False)
+                except ProvisionError as exc:
+                    transcript.write(f"# prefetch: could not remove {prefetch.PREFETCH}: {exc}")
         if host_lock is not None:
             host_lock.release()
         if remote is not None:

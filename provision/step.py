@@ -35,11 +35,37 @@ class Step:
     # The services the step runs that a laptop reaches through `provision tunnel` and that
     # `ssh-config` and `doctor` know about: (name, the setting key holding the port).
     services: tuple[tuple[str, str], ...] = ()
+    # What the step's changes will download, from the facts, settings and declared reads (after
+    # they are gathered, before anything changes): a background fetcher (provision.prefetch)
+    # fetches it while earlier steps install. [] when nothing is missing (a no-op run).
+    downloads: Callable[[Context], list[Download]] | None = None
 
     @property
     def key(self) -> str:
         """The settings prefix in inventories: `nvidia-driver` → `nvidia_driver`."""
         return self.name.replace("-", "_")
+
+
+@dataclass(frozen=True)
+class Download:
+    """Something a step's changes will fetch: `apt` (distribution packages, by name), `file`
+    (a URL checked against its sha256, kept at `dest`, where the step looks first), `source`
+    (an apt source file the step is about to write at `dest`: its `content`, so that the
+    fetcher already sees the packages it enables) or `wheels` (one `pip download` of the
+    requirements `names` with the pip `options` of the step's own install, for a CPython X.Y
+    `python`, "" for the system python3's; `dest` is the words that start the step's pip
+    install, after which the fetcher adds its folder as --find-links)."""
+
+    kind: str  # apt | file | source | wheels
+    names: tuple[str, ...] = ()
+    url: str = ""
+    sha256: str = ""
+    dest: str = ""
+    content: str = ""
+    options: tuple[str, ...] = ()  # wheels: index, find-links, --cert, --no-deps
+    python: str = ""  # wheels: the target interpreter's X.Y ("" = the system python3's)
+    interpreter: str = ""  # wheels: a python with pip to run it until `python3 -m venv` works
+    with_fetched: bool = False  # wheels: also the step's first call's wheels, as requirements
 
 
 class UndeclaredRead(StepError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -43,6 +44,12 @@ def make_run_command(name: str, steps: tuple, help_text: str):
         show_default=True,
         help="hosts at a time",
     )
+    @click.option(
+        "--no-prefetch",
+        is_flag=True,
+        help="download each step's packages and installers when it runs, not in the background "
+        "ahead of it (for a tight disk, or to measure; also PROVISION_NO_PREFETCH=1)",
+    )
     def command(
         target,
         plan,
@@ -51,8 +58,12 @@ def make_run_command(name: str, steps: tuple, help_text: str):
         allow_reboot,
         update_inventory,
         parallel,
+        no_prefetch,
     ):
         from provision.runner import run_hosts
+
+        if no_prefetch:  # read by provision.prefetch in every host's thread
+            os.environ["PROVISION_NO_PREFETCH"] = "1"
 
         if detailed_exitcode and not plan:
             raise ConfigError(

@@ -5,6 +5,7 @@ distribution's own source files moved to /var/backups/provision), essential pack
 headers for the running kernel (DKMS needs them), extra CA certificates, time sync
 (systemd-timesyncd), and unattended-upgrades that never touch NVIDIA/CUDA packages
 (`/etc/apt/apt.conf.d/51provision-unattended-upgrades`, `52provision-periodic`).
+The lab's cache (apt proxy, pip index, the cache box): provision/aptproxy.py.
 Waits for cloud-init and repairs an interrupted dpkg run first. Restarts systemd-timesyncd
 when its configuration changes. Never reboots.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from provision import shell
+from provision import aptproxy, shell
 from provision.changes import Change, Run
 from provision.errors import Skip
 from provision.facts.reads import Read
@@ -23,13 +24,14 @@ from provision.resources import (
     file_content,
     file_read,
     move_aside,
+    package_downloads,
     packages,
     service,
     service_read,
     template_file,
 )
 from provision.settings import absolute_path, each, hostname, package_name, positive, setting, url
-from provision.step import Context, Step
+from provision.step import Context, Download, Step
 
 ESSENTIALS = (
     "build-essential",
@@ -84,7 +86,7 @@ def pem_file(value: str) -> None:
 
 
 @dataclass(frozen=True)
-class Settings:
+class Settings(aptproxy.CacheSettings):
     """Settings of the base step (inventory keys `base.<field>`)."""
 
     packages: tuple[str, ...] = setting(ESSENTIALS, "packages every box gets", each(package_name))
@@ -195,6 +197,7 @@ def reads(ctx: Context) -> list[Read]:
         if f.installed("systemd-timesyncd"):
             wanted.append(service_read("systemd-timesyncd"))
     files += [UNATTENDED_CONF, PERIODIC_CONF]
+    wanted += aptproxy.reads(ctx, s)
     return [file_read(ctx, dest) for dest in files] + wanted
 
 
@@ -251,17 +254,19 @@ def check(ctx: Context) -> list[Change]:
                 (Run(f"env DEBIAN_FRONTEND=noninteractive {repair}", timeout_s=3600),),
             )
         )
+    # The lab's cache before the first apt-get update: base's own packages come through it.
+    changes += aptproxy.changes(ctx, s, s.backup_dir)
     changes += ca_changes(ctx, s)
     sources = sources_changes(ctx, s) if s.apt_mirror else []
     changes += sources
-    wanted = list(s.packages) + list(s.extra_packages)
+    wanted = list(s.packages) + list(s.extra_packages) + aptproxy.server_packages(s)
     if s.unattended_upgrades:
         wanted.append("unattended-upgrades")
     if uses_timesyncd(f, s):
         wanted.append("systemd-timesyncd")
     if s.kernel_headers and not f.in_container:  # a container runs the host's kernel
         wanted += headers_packages(f.kernel, f.os_id, f.os_version)
-    changes += packages(
+    installs = packages(
         ctx,
         wanted,
         lock_timeout_s=s.apt_lock_timeout_s,
@@ -269,7 +274,9 @@ def check(ctx: Context) -> list[Change]:
         sources_changed=bool(sources),
         recommends=s.install_recommends,
     )
+    changes += aptproxy.through_proxy(installs, s)  # each apt run checks the proxy first
     changes += time_changes(ctx, s)
+    changes += aptproxy.server_changes(ctx, s)
     changes += template_file(
         ctx,
         "base/51provision-unattended-upgrades.j2",
@@ -357,6 +364,17 @@ def verify_ca_certificates(host, s: Settings) -> None:
         assert first_line in bundle, f"{path} is not in /etc/ssl/certs/ca-certificates.crt"
 
 
+def downloads(ctx: Context) -> list[Download]:
+    """The packages check installs, for the background fetcher (none through a new mirror:
+    the fetcher would still use the sources it replaces)."""
+    s, f = ctx.settings(Settings), ctx.facts
+    wanted = [*s.packages, *s.extra_packages, *(["unattended-upgrades"] * s.unattended_upgrades)]
+    wanted += ["systemd-timesyncd"] if uses_timesyncd(f, s) else []
+    if s.kernel_headers and not f.in_container:
+        wanted += headers_packages(f.kernel, f.os_id, f.os_version)
+    return [] if s.apt_mirror else package_downloads(ctx, wanted)
+
+
 STEP = Step(
     name="base",
     summary="apt sources/mirror, essentials, kernel headers, CA certs, time sync, safe "
@@ -364,6 +382,7 @@ STEP = Step(
     settings=Settings,
     check=check,
     reads=reads,
+    downloads=downloads,
     verify=(
         verify_essentials,
         verify_dpkg,
@@ -372,5 +391,6 @@ STEP = Step(
         verify_unattended,
         verify_mirror,
         verify_ca_certificates,
+        aptproxy.verify_lab_cache,
     ),
 )

@@ -21,7 +21,7 @@ from provision.facts.reads import Read
 from provision.groupshare import share_command, unshared_probe, unshared_read
 from provision.resources import packages, template_file
 from provision.settings import absolute_path, each, one_of, setting, unix_name, url
-from provision.step import Context, Step
+from provision.step import Context, Download, Step
 from provision.steps.conda_verify import (
     verify_conda_runs,
     verify_condarc,
@@ -363,6 +363,15 @@ def bashrc_changes(ctx: Context, s: Settings, prefix: str) -> list[Change]:
     return changes
 
 
+def downloads(ctx: Context) -> list[Download]:
+    """The installer (to where check's download looks first), for the background fetcher."""
+    s: Settings = ctx.settings(Settings)
+    if not s.enabled or ctx.read(conda_read(s.prefix.rstrip("/") or "/").command).ok:
+        return []
+    url_, sha = installer(ctx, s)
+    return [Download("file", url=url_, sha256=sha, dest=cached_path(url_))]
+
+
 STEP = Step(
     name="conda",
     summary="Miniforge (default) or Miniconda/Anaconda in a shared prefix, checksum-verified",
@@ -370,4 +379,5 @@ STEP = Step(
     check=check,
     verify=(verify_conda_runs, verify_prefix_shared, verify_condarc, verify_login_shell_function),
     reads=reads,
+    downloads=downloads,
 )

@@ -38,7 +38,7 @@ from provision.errors import ConfigError, ProvisionError, Skip
 from provision.facts.reads import Read
 from provision.resources import apt_update, packages, template_file
 from provision.settings import one_of, setting, url
-from provision.step import Context, Step
+from provision.step import Context, Download, Step
 
 PROFILE = "/etc/profile.d/cuda.sh"
 DISTRO_PACKAGE = "nvidia-cuda-toolkit"
@@ -249,6 +249,17 @@ def verify_login_path(host, s: Settings) -> None:
     assert found == f"/usr/local/cuda-{version}/bin/nvcc", f"a login shell finds nvcc at {found!r}"
 
 
+def downloads(ctx: Context) -> list[Download]:
+    """The distribution's toolkit (and the components file that enables it), for the
+    background fetcher; NVIDIA's repository needs its keyring first: left to apt-get."""
+    s: Settings = ctx.settings(Settings)
+    if not s.enabled or s.source != "distro":
+        return []
+    found = resources.package_downloads(ctx, [DISTRO_PACKAGE])
+    sources = resources.apt_sources(components_changes(ctx, wanted_components(ctx)))
+    return sources + found if found else []
+
+
 STEP = Step(
     name="cuda",
     summary="CUDA toolkit from NVIDIA's repo (cuda-keyring, pinned) or the distribution",
@@ -264,4 +275,5 @@ STEP = Step(
     ),
     preflight=preflight,
     reads=reads,
+    downloads=downloads,
 )

@@ -39,7 +39,7 @@ from provision.facts.reads import Read
 from provision.kernel import headers_packages
 from provision.resources import packages, service, template_file
 from provision.settings import one_of, setting
-from provision.step import Context, Step
+from provision.step import Context, Download, Step
 from provision.steps.driver_packages import (  # noqa: F401 (branch_of: re-exported)
     branch_of,
     driver_packages,
@@ -359,6 +359,22 @@ def preflight(ctx: Context) -> None:
         fabric_packages(stack.decision(ctx), ctx.facts)
 
 
+def downloads(ctx: Context) -> list[Download]:
+    """Debian's driver packages check installs, and the components file that enables them,
+    for the background fetcher (NVIDIA's repository needs its keyring first: left to apt)."""
+    s: Settings = ctx.settings(Settings)
+    f = ctx.facts
+    choice = stack.try_decision(ctx) if s.enabled and (f.gpus or not s.require_gpu) else None
+    if choice is None or choice.source != "debian":
+        return []
+    wanted = driver_packages(choice, f, s) + fabric_packages(choice, f)
+    wanted += [] if f.in_container else headers_packages(f.kernel, f.os_id, f.os_version)
+    found = resources.package_downloads(ctx, wanted)
+    installing = any(not f.installed(n) for n in driver_packages(choice, f, s))
+    sources = resources.apt_sources(debian_sources_changes(ctx)) if installing else []
+    return sources + found if found else []
+
+
 STEP = Step(
     name="driver",
     summary="NVIDIA driver (branch and modules chosen by compat), nouveau off, packages held",
@@ -375,4 +391,5 @@ STEP = Step(
     ),
     preflight=preflight,
     reads=reads,
+    downloads=downloads,
 )

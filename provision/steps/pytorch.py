@@ -28,9 +28,9 @@ from provision.errors import ProvisionError
 from provision.facts import pyenv
 from provision.facts.pyenv import env_read
 from provision.facts.reads import Read
-from provision.resources import packages
+from provision.resources import package_downloads, packages
 from provision.settings import absolute_path, each, setting, url
-from provision.step import Context, Step
+from provision.step import Context, Download, Step
 from provision.steps.pytorch_install import (  # noqa: F401 (BUILD_CHECK: re-exported)
     BUILD_CHECK,
     ENVS,
@@ -41,6 +41,7 @@ from provision.steps.pytorch_install import (  # noqa: F401 (BUILD_CHECK: re-exp
     install_command,
     name_of,
     share_command,
+    wheel_downloads,
 )
 from provision.steps.pytorch_verify import (  # noqa: F401 (NO_GPU, cuda_of_index: re-exported)
     NO_GPU,
@@ -305,6 +306,24 @@ def reads(ctx: Context) -> list[Read]:
     return found
 
 
+def downloads(ctx: Context) -> list[Download]:
+    """python3-venv and the wheels when check installs them, for the background fetcher."""
+    s: Settings = ctx.settings(Settings)
+    if not s.enabled:
+        return []
+    env = layout(ctx, s)
+    found = [] if env.conda_prefix else package_downloads(ctx, ["python3-venv"])
+    try:  # whether check's changes run pip install: exactly its own decision
+        runs = [a for c in check(ctx) for a in c.actions if isinstance(a, Run)]
+    except ProvisionError:
+        return found  # check says why when the step runs
+    if any(a.description.startswith("pip install") for a in runs):
+        chosen = choice(ctx)
+        python = (s.python or CONDA_PYTHON) if env.conda_prefix else ""
+        found += wheel_downloads(s, env, chosen.torch_index, requirements(s, chosen), python)
+    return found
+
+
 STEP = Step(
     name="pytorch",
     summary="PyTorch environment (conda env or venv) from the wheel index compat chose",
@@ -313,4 +332,5 @@ STEP = Step(
     verify=(verify_import, verify_cuda_tag, verify_cuda_available, verify_gpu_matmul),
     preflight=preflight,
     reads=reads,
+    downloads=downloads,
 )

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from provision import groupshare, shell
 from provision.facts.pyenv import BUILD_FUNCTION
+from provision.step import Download
 
 ENVS = "/opt/provision/envs"
 MARKER = "provision-pytorch.json"
@@ -100,6 +101,27 @@ def install_command(s, env: Layout, tag: str, reqs: list[str], *, uninstall_firs
     if env.conda_prefix:
         steps.append(share_command(env))
     return shell.and_(*steps)
+
+
+def wheel_downloads(s, env: Layout, tag: str, reqs: list[str], python: str) -> list[Download]:
+    """install_command's pip installs as pip downloads for the background fetcher: the PyTorch
+    packages without dependencies from the chosen index, then the dependencies of the very
+    wheels it fetched (as the install resolves those of the torch it installed), then the
+    extras. `python`: the env's X.Y ("" for a venv of the system python3). The fetcher adds
+    its folder as --find-links to every `<env>/bin/python -m pip install` (prefetch.before)."""
+    index = index_url(s, tag)
+    conda = f"{env.conda_prefix}/bin/python" if env.conda_prefix else ""
+    pip = shell.cmd(env.python, "-m", "pip", "install")
+
+    def call(options: list[str], names, fetched: bool = False) -> Download:
+        return Download("wheels", tuple(names), dest=pip, options=tuple(options), python=python,
+                        interpreter=conda, with_fetched=fetched)  # fmt: skip
+
+    calls = [call(["--no-deps", *pip_options(s, index, extra=False)], reqs)]
+    calls.append(call(pip_options(s, index), (), True))
+    if s.extra_packages:
+        calls.append(call(pip_options(s, s.index_url), s.extra_packages, True))
+    return calls
 
 
 def share_command(env: Layout) -> str:

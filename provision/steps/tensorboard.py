@@ -20,7 +20,7 @@ from provision.facts.reads import Read
 from provision.firewall import UFW_STATUS, ufw_allows
 from provision.resources import packages, service, template_file
 from provision.settings import absolute_path, setting, unix_name, url
-from provision.step import Context, Step
+from provision.step import Context, Download, Step
 
 VENV = "/opt/provision/tensorboard"
 UNIT = "provision-tensorboard.service"
@@ -29,6 +29,7 @@ LOGDIR_MARK = "@@logdir"
 # The installed version, if the own venv has TensorBoard (exit 1 when it has not).
 VERSION_READ = Read(f"{VENV}/bin/python -c 'import tensorboard; print(tensorboard.__version__)'")
 SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"
+PIP_INSTALL = f"{VENV}/bin/pip install"
 
 
 def port_number(value: int) -> None:
@@ -87,18 +88,33 @@ def account(ctx: Context, s: Settings) -> tuple[str, str, str, list[str]]:
     return name, group, fields[5], owner.split()
 
 
-def install_command(s: Settings) -> str:
-    spec = f"tensorboard=={s.version}" if s.version else "tensorboard"
-    pip = [f"{VENV}/bin/pip", "install", "-q", "--cert", SYSTEM_CA]
-    if s.pip_index_url:
-        pip += ["--index-url", s.pip_index_url]
+def pip_options(s: Settings) -> list[str]:
+    """The pip install's sources (the background fetcher's pip download uses the same)."""
+    return ["--cert", SYSTEM_CA, *(["--index-url", s.pip_index_url] if s.pip_index_url else [])]
+
+
+def requirements(s: Settings) -> list[str]:
+    """What the own venv gets (after pip itself)."""
     # setuptools: TensorBoard still imports pkg_resources; 3.12 venvs no longer ship it.
+    return [f"tensorboard=={s.version}" if s.version else "tensorboard", "setuptools"]
+
+
+def install_command(s: Settings) -> str:
+    # With the background fetcher's wheels, it adds them as --find-links after PIP_INSTALL.
+    pip = [*PIP_INSTALL.split(), "-q", *pip_options(s)]
     return shell.and_(
         shell.cmd("mkdir", "-p", "--", "/opt/provision"),
         shell.cmd("python3", "-m", "venv", "--clear", VENV),
         shell.cmd(*pip, "--upgrade", "pip"),
-        shell.cmd(*pip, spec, "setuptools"),
+        shell.cmd(*pip, *requirements(s)),
     )
+
+
+def installs(ctx: Context, s: Settings) -> bool:
+    """Whether check installs TensorBoard into the own venv (its version differs or is none)."""
+    have = ctx.read(VERSION_READ.command)
+    version = have.stdout.strip() if have.ok else ""
+    return not version or bool(s.version and version != s.version)
 
 
 def reads(ctx: Context) -> list[Read]:
@@ -128,9 +144,7 @@ def check(ctx: Context) -> list[Change]:
     else:
         tensorboard = f"{VENV}/bin/tensorboard"
         changes += packages(ctx, ["python3-venv"])
-        have = ctx.read(VERSION_READ.command)
-        version = have.stdout.strip() if have.ok else ""
-        if not version or (s.version and version != s.version):
+        if installs(ctx, s):
             what = f"TensorBoard {s.version}" if s.version else "TensorBoard"
             changes.append(
                 Change(
@@ -213,6 +227,19 @@ def verify_local_only(host, s: Settings) -> None:
     assert addresses <= {"127.0.0.1", "[::1]"}, f"listens on {sorted(addresses)}"
 
 
+def downloads(ctx: Context) -> list[Download]:
+    """python3-venv when check installs it, and the wheels of the install (pip and TensorBoard
+    with its dependencies, for the system python3 the venv has), for the background fetcher."""
+    s: Settings = ctx.settings(Settings)
+    if not s.enabled or s.python:
+        return []
+    found = resources.package_downloads(ctx, ["python3-venv"])
+    if installs(ctx, s):
+        names = ("pip", *requirements(s))
+        found.append(Download("wheels", names, dest=PIP_INSTALL, options=tuple(pip_options(s))))
+    return found
+
+
 STEP = Step(
     name="tensorboard",
     summary="TensorBoard service on 127.0.0.1 (own venv or an existing environment)",
@@ -220,5 +247,6 @@ STEP = Step(
     check=check,
     verify=(verify_running, verify_http, verify_local_only),
     reads=reads,
+    downloads=downloads,
     services=(("tensorboard", "port"),),
 )

@@ -40,6 +40,7 @@ def remote_with_files(files=FILES, missing=()):
     """A FakeRemote whose probed files match the templates, except the `missing` ones."""
     r = FakeRemote()
     r.on(r"stat -c", (1, ""))
+    r.on(r"grep -lF", "")  # none of the lab cache's files (tests/unit/test_apt_proxy.py)
     for dest, (template, variables) in files.items():
         if dest in missing:
             continue
@@ -203,7 +204,7 @@ def test_base_reads_are_declared_and_gathered_in_one_command():
 def test_base_declared_reads_tell_missing_and_wrong_mode_apart():
     f = facts(container="none", dpkg_audit="", kernel="6.1.0-56-amd64")
     f = dataclasses.replace(f, packages=all_installed(f, "linux-headers-6.1.0-56-amd64"))
-    r = FakeRemote().on(r"stat -c", (1, "")).on(r"head -c", "x\n")
+    r = FakeRemote().on(r"stat -c", (1, "")).on(r"head -c", "x\n").on(r"grep -lF", "")
     r.on(rf"stat -c .*{UNATTENDED}", right(UNATTENDED, mode="600"))
     r.on(rf"stat -c .*{PERIODIC}", right(PERIODIC))
     r.on(r"systemctl show", "UnitFileState=enabled\nActiveState=active\n")

@@ -21,6 +21,12 @@ EXAMPLES = {
     "base/timesyncd.conf.j2": {"ntp_servers": ["ntp1.example.org"]},
     "base/51provision-unattended-upgrades.j2": {"blocklist": ["nvidia-"]},
     "base/52provision-periodic.j2": {"enabled": True},
+    "base/99provision-proxy.j2": {"proxy": "http://10.0.0.5:3142", "https_proxy": ""},
+    "base/pip.conf.j2": {
+        "index_url": "http://10.0.0.5:3141/simple/",
+        "trusted_host": "10.0.0.5:3141",
+    },
+    "base/acng-provision.conf.j2": {"port": 3142, "bind": ["127.0.0.1"]},
     "users/sudoers.j2": {"name": "alice"},
     "autostart/logind.conf.j2": {},
     "ssh/fail2ban-sshd.conf.j2": {"port": 22, "max_retry": 5, "ban_time_s": 600},
