@@ -1,13 +1,18 @@
-"""The desired state `provision all` reaches with the integration tier's settings (GPU steps
-off), as a pyinfra deploy: base's essentials, the files provision wrote (copied byte-identical
-from the host by bench/run.py), the services, the sleep targets masked, the default target,
-the TensorBoard venv and service. Reads bench/run.py's variables from $BENCH_VARS (JSON).
+"""The desired state `provision all` reaches, as a pyinfra deploy: base's essentials, the
+files provision wrote (copied byte-identical from the host by bench/run.py), the services, the
+sleep targets masked, the default target, the TensorBoard venv and service; with `gpu` (every
+step on) also the driver packages installed and held, the CUDA packages, conda at its prefix
+(installer run once) shared with its group, the torch env. Reads bench/run.py's variables
+from $BENCH_VARS (JSON).
 """
 
 import json
 import os
 from pathlib import Path
 
+from pyinfra import host
+from pyinfra.facts.files import File, Link
+from pyinfra.facts.server import Command
 from pyinfra.operations import apt, files, pip, server, systemd
 from pyinfra.operations.util import any_changed
 
@@ -102,3 +107,97 @@ systemd.service(
     _sudo=True,
     _if=unit.did_change,
 )
+
+if VARS["gpu"]:  # every step on: driver, cuda, conda, pytorch
+    server.group(name="The conda group (conda)", group=VARS["conda_group"], _sudo=True)
+    for user in VARS["conda_users"]:
+        server.user(
+            name=f"{user} in the conda group",
+            user=user,
+            groups=[VARS["conda_group"]],
+            append=True,
+            _sudo=True,
+        )
+    apt.packages(
+        name="Driver and CUDA packages (driver, cuda)",
+        packages=VARS["held_packages"] + VARS["cuda_packages"],
+        update=True,
+        cache_time=86400,
+        no_recommends=True,
+        _sudo=True,
+    )
+    # pyinfra has no hold operation: read the holds (a fact), hold what is missing
+    held = set(host.get_fact(Command, command="apt-mark showhold", _sudo=True).split())
+    missing = [name for name in VARS["held_packages"] if name not in held]
+    if missing:
+        server.shell(
+            name="Hold the driver packages",
+            commands=[f"apt-mark hold {' '.join(missing)}"],
+            _sudo=True,
+        )
+    systemd.service(
+        name="nvidia-persistenced off without a GPU (driver)",
+        service="nvidia-persistenced",
+        enabled=False,
+        running=None,
+        _sudo=True,
+    )
+    prefix = VARS["conda_prefix"]
+    if not host.get_fact(File, path=f"{prefix}/bin/conda"):  # the installer runs once
+        files.download(
+            name="The conda installer, checked (conda)",
+            src=VARS["conda_installer_url"],
+            dest=VARS["conda_installer"],
+            sha256sum=VARS["conda_installer_sha256"],
+            _sudo=True,
+        )
+        server.shell(
+            name="Conda installed at its prefix (conda)",
+            commands=[f"bash {VARS['conda_installer']} -b -p {prefix}"],
+            _sudo=True,
+        )
+    if host.get_fact(Command, command=VARS["conda_unshared_probe"], _sudo=True):
+        server.shell(
+            name="The prefix shared with the group", commands=[VARS["conda_share"]], _sudo=True
+        )
+    for user in VARS["conda_users"]:
+        files.line(
+            name=f"The conda line of {user}'s ~/.bashrc",
+            path=f"/home/{user}/.bashrc",
+            line=VARS["bashrc_line"],
+            escape_regex_characters=True,  # the line is matched as a regex otherwise
+            _sudo=True,
+        )
+    env = VARS["env_path"]
+    # bin/python is a link in an env: the File fact is False for links (creates: follows them)
+    if not host.get_fact(Link, path=f"{env}/bin/python"):
+        server.shell(
+            name="The torch env (pytorch)",
+            commands=[
+                f"{prefix}/bin/conda create -y -p {env} python={VARS['env_python']}"
+                " --override-channels -c conda-forge"
+            ],
+            _sudo=True,
+        )
+    # pip.packages cannot see torch: its `pip freeze` parser (PIP_REGEX) takes no local version
+    # (2.13.0+cpu), so it would reinstall on every run. The same freeze, read as a fact:
+    freeze = host.get_fact(Command, command=f"{env}/bin/pip freeze --all", _sudo=True)
+    if VARS["torch"] not in freeze.splitlines():
+        server.shell(
+            name="torch in the env, from the find-links (pytorch)",
+            commands=[f"{env}/bin/pip install {VARS['pip_args']} {VARS['torch']}"],
+            _sudo=True,
+        )
+    files.link(name="The env's way in (pytorch)", path=VARS["env_link"], target=env, _sudo=True)
+
+# After the packages and the conda prefix: some of these files live in them.
+for item in VARS["managed_files"]:
+    files.put(
+        name=f"Put {item['path']}",
+        src=f"{ROOT}{item['path']}",
+        dest=item["path"],
+        user=item["owner"],
+        group=item["group"],
+        mode=item["mode"][1:],
+        _sudo=True,
+    )

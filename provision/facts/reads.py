@@ -10,7 +10,11 @@ The batch runs as root (one sudo). A read declared without sudo runs as the logi
 it (`runuser`), so it sees exactly what a plain probe of that user would see, and Python does
 not leave root-owned bytecode in a user's environment (PYTHONDONTWRITEBYTECODE). Each read runs
 in its own subshell with stdin closed; its stdout, exit status and stderr come back separately,
-between markers that carry a fresh nonce, so no output can fake a boundary.
+between markers that carry a fresh nonce, so no output can fake a boundary. The reads only
+read, so they run at once (each into its own files under a private temporary folder) and are
+printed in order when all have ended: the batch takes about as long as its slowest read, not
+the sum of them (a box with every step on has 30-odd reads: systemctl, stat, sha256sum, a
+Python or two).
 """
 
 from __future__ import annotations
@@ -33,24 +37,35 @@ class Read:
 
 
 def batch_script(reads: Iterable[Read], login_user: str, nonce: str) -> str:
-    """The one script that runs every read (see the module docstring for the format)."""
+    """The one script that runs every read (see the module docstring for the format). Each
+    read starts at a `# @@NONCE I` line (a comment: the transcript shows which is which)."""
     lines = [
-        "e=$(mktemp) || exit 70",
-        "trap 'rm -f \"$e\"' EXIT",
+        "d=$(mktemp -d) || exit 70",
+        "trap 'rm -rf \"$d\"' EXIT",
         "export PYTHONDONTWRITEBYTECODE=1",
     ]
     as_user = login_user and login_user != "root"
+    count = 0
     for i, read in enumerate(reads):
         command = read.command
         if not read.sudo and as_user:
             command = shell.cmd("runuser", "-u", login_user, "--", "sh", "-c", command)
         lines += [
-            f"printf '@@{nonce} {i}\\n'",
-            f'( {command}\n) </dev/null 2>"$e"',
-            f"printf '\\n@@{nonce}-rc %d\\n' \"$?\"",
-            "cat \"$e\"; printf '\\n'",
+            f"# @@{nonce} {i}",
+            f'{{ ( {command}\n) </dev/null >"$d/{i}" 2>"$d/{i}e"; echo $? >"$d/{i}r"; }} &',
         ]
-    lines.append(f"printf '@@{nonce} end\\n'")
+        count = i + 1
+    lines += [
+        "wait",
+        "i=0",
+        f"while [ $i -lt {count} ]; do",
+        f"  printf '@@{nonce} %d\\n' $i; cat \"$d/$i\"",
+        f'  printf \'\\n@@{nonce}-rc %s\\n\' "$(cat "$d/${{i}}r")"',
+        "  cat \"$d/${i}e\"; printf '\\n'",
+        "  i=$((i + 1))",
+        "done",
+        f"printf '@@{nonce} end\\n'",
+    ]
     return "\n".join(lines) + "\n"
 
 
