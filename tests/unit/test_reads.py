@@ -5,6 +5,7 @@ plain run, not the parser), whatever the command prints or does."""
 from __future__ import annotations
 
 import getpass
+import os
 import subprocess
 
 import pytest
@@ -82,8 +83,28 @@ def test_output_cannot_forge_a_boundary_without_the_nonce():
 
 def test_a_read_without_sudo_runs_as_the_login_user():
     script = reads.batch_script([Read("id -un"), Read("id -un", sudo=True)], "alice", "n0")
-    assert "runuser -u alice -- sh -c 'id -un'" in script
-    assert script.count("runuser") == 1
+    assert "setpriv --reuid=alice" in script and script.count("setpriv") == 1
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching to another user needs root")
+def test_the_login_users_reads_see_what_that_user_sees():
+    """Run for real as root for the account `nobody`: its ids and groups as id(1) reports them
+    for a login of it, its HOME from the passwd database, the caller's locale kept."""
+    import pwd
+
+    who = "id -un; id -gn; id -Gn; echo $HOME $USER $LOGNAME; echo $LC_ALL"
+    script = reads.batch_script([Read(who), Read("id -un", sudo=True)], "nobody", "n0")
+    env = {**os.environ, "LC_ALL": "C"}
+    proc = subprocess.run(["sh", "-c", script], capture_output=True, text=True, env=env)
+    user, root = reads.parse_batch(proc.stdout, 2, "n0")
+    expected = subprocess.run(
+        ["su", "-s", "/bin/sh", "nobody", "-c", "id -un; id -gn; id -Gn"],
+        capture_output=True,
+        text=True,
+    ).stdout
+    home = pwd.getpwnam("nobody").pw_dir
+    assert user.stdout == expected + f"{home} nobody nobody\nC\n", user
+    assert root.stdout == "root\n"
 
 
 def test_gather_answers_each_read_once_in_one_command():
