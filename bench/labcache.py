@@ -132,11 +132,24 @@ def provision_base(host) -> tuple[int, float, str]:
     return proc.returncode, time.monotonic() - start, proc.stdout[-2000:] + proc.stderr[-2000:]
 
 
-def run() -> str:
-    """Measure once; the markdown section `## lab cache`."""
+def empty_cache() -> None:
+    """A cold cache: apt-cacher-ng stopped and its cache folder emptied (the bench's own
+    install on this machine); ensure_cache starts it again."""
+    if Path(INIT).exists():
+        subprocess.run([INIT, "stop"], check=False, stdout=subprocess.DEVNULL)
+    if CACHE_DIR.is_dir():
+        for entry in CACHE_DIR.iterdir():
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+
+
+def run(cold: bool = True) -> str:
+    """Measure once (from a cold cache unless cold=False); the markdown section `## lab cache`."""
     sys.path.insert(0, str(HOSTS_DIR))
     import container
 
+    if cold:
+        empty_cache()
     started = ensure_cache()
     where = listening()
     before = debs_in_cache()
