@@ -19,6 +19,7 @@ dpkg works; `pip s` is then the installs from its folder. The sequential run goe
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import subprocess
@@ -31,28 +32,6 @@ HOSTS = REPO / "tests" / "hosts"
 RATE = 20e6  # bytes/s, each direction of each line
 
 
-def stack_settings(urls: dict[str, str]) -> dict[str, str]:
-    """The `stack` fixture's settings (test_gpu_stack_on_container.py), on our URLs."""
-    return {
-        "driver.enabled": "true",
-        "driver.require_gpu": "false",
-        "driver.source": "debian",
-        "cuda.enabled": "true",
-        "cuda.repo_url": urls["repo"].rstrip("/"),
-        "cuda.version": "12.8",
-        "conda.enabled": "true",
-        "conda.installer_url": urls["installer"],
-        "conda.installer_sha256": urls["sha256"],
-        "pytorch.python": "3.11",
-        "pytorch.find_links": urls["wheels"],
-        "pytorch.enabled": "true",
-        "pytorch.index": "cpu",
-        "pytorch.version": "2.13.0",
-        "pytorch.packages": "torch",
-        "pytorch.index_url": "https://pypi.org/simple",
-    }
-
-
 def throttled(url: str, lines: list) -> str:
     """The URL through a new Line capped at RATE."""
     from delay import Line
@@ -63,28 +42,19 @@ def throttled(url: str, lines: list) -> str:
     return f"http://127.0.0.1:{line.port}{m.group(2)}"
 
 
-def sources(root: Path, closers: list) -> dict[str, str]:
-    """The fixtures on 127.0.0.1, each behind a throttled Line, and the throttled apt proxy."""
+def sources(root: Path, closers: contextlib.ExitStack) -> dict[str, str]:
+    """The GPU stack's stand-ins (tests/hosts/gpustack.py) on 127.0.0.1, each behind a
+    throttled Line, and the throttled apt proxy."""
     import aptproxy
-    import aptrepo
-    from condafixture import build as build_installer
-    from pkgindex import make_wheelhouse, serve
+    import gpustack
 
-    installer, sha = build_installer(root / "installer")
-    urls: dict[str, str] = {}
-    for key, folder in (
-        ("repo", aptrepo.build(root / "cuda-repo")),
-        ("installer", installer.parent),
-        ("wheels", make_wheelhouse(root / "wheels")),
-    ):
-        server, url = serve(folder)
-        closers.append(server)
-        urls[key] = throttled(url, closers)
-    urls["installer"] += installer.name
-    urls["sha256"] = sha
+    lines: list = []
+    closers.callback(lambda: [line.close() for line in lines])
+    urls = closers.enter_context(gpustack.served(root, lambda url: throttled(url, lines)))
     proxy, proxy_url, _seen = aptproxy.start()
-    closers.append(proxy)
-    urls["apt_proxy"] = throttled(proxy_url, closers)
+    closers.callback(proxy.server_close)
+    closers.callback(proxy.shutdown)
+    urls["apt_proxy"] = throttled(proxy_url, lines)
     return urls
 
 
@@ -134,25 +104,23 @@ def run(runs: int = 1) -> str:
     import tempfile
 
     sys.path[:0] = [str(HOSTS), str(REPO / "tests"), str(REPO)]
-    closers: list = []
+    import gpustack
+
     rows = []
     notes = []
-    with tempfile.TemporaryDirectory(prefix="fresh-bench-") as tmp:
-        try:
-            urls = sources(Path(tmp), closers)
-            extra = {**stack_settings(urls), "base.apt_proxy": urls["apt_proxy"]}
-            for n in range(runs):
-                results = {}
-                for label, on in (("sequential (--no-prefetch)", False), ("prefetch", True)):
-                    logs = Path(tmp) / f"logs-{n}-{int(on)}"
-                    results[label] = one_run(f"fresh{n}{int(on)}{os.getpid() % 1000}", extra,
-                                             logs, on)  # fmt: skip
-                rows.append(results)
-        finally:
-            for c in closers:
-                (getattr(c, "shutdown", None) or c.close)()
-                if hasattr(c, "server_close"):
-                    c.server_close()
+    with (
+        tempfile.TemporaryDirectory(prefix="fresh-bench-") as tmp,
+        contextlib.ExitStack() as closers,  # closed before the folder goes
+    ):
+        urls = sources(Path(tmp), closers)
+        extra = {**gpustack.settings(urls), "base.apt_proxy": urls["apt_proxy"]}
+        for n in range(runs):
+            results = {}
+            for label, on in (("sequential (--no-prefetch)", False), ("prefetch", True)):
+                logs = Path(tmp) / f"logs-{n}-{int(on)}"
+                results[label] = one_run(f"fresh{n}{int(on)}{os.getpid() % 1000}", extra,
+                                         logs, on)  # fmt: skip
+            rows.append(results)
     out = ["## fresh runs", ""]
     out.append(
         f"GPU-stack `provision all` on a fresh no-apt-seed container, every source capped at "

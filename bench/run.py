@@ -136,60 +136,27 @@ def ssh_out(host: dict, command: str) -> str:
 
 # --- every step on: the GPU stack on the harness's fixtures ---------------------------------
 
-TORCH_VERSION = "2.13.0"
 ENV_PATH = "/opt/conda/envs/dl"  # conda.prefix and pytorch.env defaults
 ENV_LINK = "/opt/provision/envs/dl"
 
 
 @contextlib.contextmanager
 def gpu_sources(root: Path):
-    """The FIXTURE CUDA apt repository and conda installer (tests/hosts/aptrepo.py,
-    condafixture.py) and the REAL torch wheel of /opt/wheels (pkgindex.py), served on
-    127.0.0.1 for the bench's duration; yields the settings that turn every step on (those of
+    """The GPU stack's stand-ins (tests/hosts/gpustack.py: the FIXTURE CUDA apt repository
+    and conda installer, the REAL torch wheel of /opt/wheels) served on 127.0.0.1 for the
+    bench's duration; yields the settings that turn every step on (those of
     tests/container/test_gpu_stack_on_container.py's `stack` fixture)."""
     sys.path.insert(0, str(HOSTS))
     import aptrepo
-    from condafixture import build as build_installer
-    from pkgindex import make_wheelhouse, serve
+    import gpustack
 
     reason = aptrepo.missing_tools()
     if reason:
         raise SystemExit(f"every step on needs the fixture tools ({reason}); or --gpu-off")
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
-    installer, sha = build_installer(root / "installer")
-    servers, urls = [], {}
-    try:
-        for key, folder in (
-            ("repo", aptrepo.build(root / "cuda-repo")),
-            ("installer", installer.parent),
-            ("wheels", make_wheelhouse(root / "wheels")),
-        ):
-            server, url = serve(folder)
-            servers.append(server)
-            urls[key] = url
-        yield {
-            "driver.enabled": "true",
-            "driver.require_gpu": "false",
-            "driver.source": "debian",
-            "cuda.enabled": "true",
-            "cuda.repo_url": urls["repo"].rstrip("/"),
-            "cuda.version": "12.8",
-            "conda.enabled": "true",
-            "conda.installer_url": urls["installer"] + installer.name,
-            "conda.installer_sha256": sha,
-            "pytorch.enabled": "true",
-            "pytorch.index": "cpu",
-            "pytorch.version": TORCH_VERSION,
-            "pytorch.packages": "torch",
-            "pytorch.index_url": "https://pypi.org/simple",
-            "pytorch.python": "3.11",
-            "pytorch.find_links": urls["wheels"],
-        }
-    finally:
-        for server in servers:
-            server.shutdown()
-            server.server_close()
+    with gpustack.served(root) as urls:
+        yield gpustack.settings(urls)
 
 
 def inventory_settings(inventory: Path) -> dict[str, str]:

@@ -14,19 +14,11 @@ import re
 
 import pytest
 from common import ssh
-from condafixture import build as build_installer
-from pkgindex import make_wheelhouse, serve
+from gpustack import TORCH, served, settings
 
 from hostrun import booted, provision_runner
 
 pytestmark = pytest.mark.container
-TORCH = {
-    "pytorch.enabled": "true",
-    "pytorch.index": "cpu",
-    "pytorch.version": "2.13.0",
-    "pytorch.packages": "torch",
-    "pytorch.index_url": "https://pypi.org/simple",
-}
 
 
 @pytest.fixture(scope="module")
@@ -37,44 +29,13 @@ def sources(require_tier, tmp_path_factory):
     reason = aptrepo.missing_tools()
     if reason:
         require_tier("container", reason)
-    root = tmp_path_factory.mktemp("gpu-stack-sources")
-    installer, sha = build_installer(root / "installer")
-    servers = []
-    urls = {}
-    for key, folder in (
-        ("repo", aptrepo.build(root / "cuda-repo")),
-        ("installer", installer.parent),
-        ("wheels", make_wheelhouse(root / "wheels")),
-    ):
-        server, url = serve(folder)
-        servers.append(server)
-        urls[key] = url
-    urls["installer"] += installer.name
-    urls["sha256"] = sha
-    try:
+    with served(tmp_path_factory.mktemp("gpu-stack-sources")) as urls:
         yield urls
-    finally:
-        for server in servers:
-            server.shutdown()
-            server.server_close()
 
 
 @pytest.fixture(scope="module")
 def stack(require_tier, sources):
-    extra = {
-        "driver.enabled": "true",
-        "driver.require_gpu": "false",
-        "driver.source": "debian",
-        "cuda.enabled": "true",
-        "cuda.repo_url": sources["repo"].rstrip("/"),
-        "cuda.version": "12.8",
-        "conda.enabled": "true",
-        "conda.installer_url": sources["installer"],
-        "conda.installer_sha256": sources["sha256"],
-        "pytorch.python": "3.11",
-        "pytorch.find_links": sources["wheels"],
-        **TORCH,
-    }
+    extra = settings(sources)
     yield from booted("container", require_tier, extra_vars=extra)
 
 
