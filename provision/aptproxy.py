@@ -22,7 +22,6 @@ enabled and running.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
@@ -32,7 +31,7 @@ from provision.changes import Change, Run
 from provision.errors import ProvisionError, Skip
 from provision.facts.reads import Read
 from provision.resources import file_read, move_aside, service, service_read, template_file
-from provision.settings import each, setting, url
+from provision.settings import each, ip_address, setting, url
 from provision.step import Context
 
 APT_PROXY_CONF = "/etc/apt/apt.conf.d/99provision-proxy"
@@ -53,14 +52,6 @@ def proxy_url(value: str) -> None:
             f"{value!r} is not an apt proxy URL: write http://HOST:PORT (apt-cacher-ng listens "
             f"on {ACNG_PORT}), e.g. http://10.0.0.5:{ACNG_PORT}"
         )
-
-
-def ip_address(value: str) -> None:
-    """An IPv4 or IPv6 address."""
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        raise ValueError(f"{value!r} is not an IP address (e.g. 10.0.0.5)") from None
 
 
 @dataclass(frozen=True)

@@ -159,6 +159,14 @@ def hostname(value: str) -> None:
         raise ValueError(f"{value!r} is not a host name or IP address")
 
 
+def ip_address(value: str) -> None:
+    """An IPv4 or IPv6 address."""
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address (e.g. 10.0.0.5)") from None
+
+
 def ip_interface(value: str) -> None:
     """An address with prefix, e.g. 192.168.1.10/24."""
     if "/" not in value:

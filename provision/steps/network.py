@@ -18,7 +18,15 @@ from provision.changes import Change, Guarded, Upload
 from provision.errors import ProvisionError, Skip
 from provision.facts.reads import Read
 from provision.resources import file_read, packages, template_file
-from provision.settings import each, hostname, interface_name, ip_interface, positive, setting
+from provision.settings import (
+    each,
+    hostname,
+    interface_name,
+    ip_address,
+    ip_interface,
+    positive,
+    setting,
+)
 from provision.step import Context, Step
 from provision.wol import MAC_RE
 
@@ -32,13 +40,6 @@ def optional(check):
 def mac_address(value: str) -> None:
     if value and (not MAC_RE.match(value) or ":" not in value):
         raise ValueError(f"{value!r} is not a MAC address (aa:bb:cc:dd:ee:ff)")
-
-
-def ip_address(value: str) -> None:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        raise ValueError(f"{value!r} is not an IP address") from None
 
 
 @dataclass(frozen=True)
