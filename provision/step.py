@@ -54,7 +54,7 @@ class Download:
     fetcher already sees the packages it enables) or `wheels` (one `pip download` of the
     requirements `names` with the pip `options` of the step's own install, for a CPython X.Y
     `python`, "" for the system python3's; `dest` is the words that start the step's pip
-    install, after which the fetcher adds its folder as --find-links)."""
+    install, to which the fetcher adds its folder as the last --extra-index-url)."""
 
     kind: str  # apt | file | source | wheels
     names: tuple[str, ...] = ()
