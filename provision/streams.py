@@ -73,7 +73,7 @@ class ChannelStream(_Lines):
                     return self._end()
                 self.buffer += data.decode(errors="replace")
                 continue
-            if ch.closed or ch.eof_received or ch.exit_status_ready():
+            if ch.closed or ch.eof_received:  # EOF follows the output (not the exit status)
                 if ch.recv_ready():
                     continue
                 return self._end()
@@ -201,7 +201,11 @@ def drive(
                 busy = True
             if busy:
                 continue
-            if channel.exit_status_ready() or channel.closed:
+            # Done at EOF with the status, or at close: sshd may send the exit status before
+            # the last of the output (it reaps the command while its pipe still holds data),
+            # and EOF comes only after all of it.
+            ended = channel.exit_status_ready() and getattr(channel, "eof_received", True)
+            if ended or channel.closed:
                 if channel.recv_ready() or channel.recv_stderr_ready():
                     continue
                 break
