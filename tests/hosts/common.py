@@ -19,6 +19,8 @@ from pathlib import Path
 CACHE = Path(os.environ.get("PROVISION_TESTHOST_CACHE", "/var/cache/provision-testhost"))
 STATE = Path(os.environ.get("PROVISION_TESTHOST_STATE", "/tmp/provision-testhosts"))
 USER = "tester"
+RELEASES = ("bookworm", "trixie")  # Debian 12 and 13: the suites Debian's mirror serves
+DEFAULT_RELEASE = "bookworm"
 SUDO_PASSWORD = "tester-sudo-pw"  # pwtester's sudo password inside every test host
 
 

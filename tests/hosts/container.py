@@ -1,4 +1,4 @@
-"""systemd-nspawn test hosts: Debian 12 with systemd as PID 1, sshd on a loopback port.
+"""systemd-nspawn test hosts: Debian 12 or 13 with systemd as PID 1, sshd on a loopback port.
 
 The container shares this machine's network (sshd binds 127.0.0.1:PORT only), so nothing
 that reconfigures interfaces may run inside it. A wrapper restarts nspawn when it exits
@@ -22,7 +22,9 @@ from pathlib import Path
 import delay
 from common import (
     CACHE,
+    DEFAULT_RELEASE,
     GPU_STACK_OFF,
+    RELEASES,
     STATE,
     SUDO_PASSWORD,
     USER,
@@ -70,16 +72,24 @@ echo 'Binary::apt::APT::Keep-Downloaded-Packages "true";' > /etc/apt/apt.conf.d/
 : > /etc/machine-id
 visudo -c -q
 """
-MMDEBSTRAP = [
-    "mmdebstrap",
-    "--quiet",
-    "--mode=root",
-    "--variant=important",
-    f"--include={INCLUDE}",
-    "bookworm",
-    "ROOT",
-    MIRROR,
-]
+
+
+def mmdebstrap_argv(release: str) -> list[str]:
+    """mmdebstrap's command line for one release's rootfs (ROOT: the target folder)."""
+    if release not in RELEASES:
+        raise ValueError(f"unknown release {release!r}: use one of {', '.join(RELEASES)}")
+    return [
+        "mmdebstrap",
+        "--quiet",
+        "--mode=root",
+        "--variant=important",
+        f"--include={INCLUDE}",
+        release,
+        "ROOT",
+        MIRROR,
+    ]
+
+
 NSPAWN = [
     "systemd-nspawn",
     "--quiet",
@@ -88,7 +98,14 @@ NSPAWN = [
     "--keep-unit",
     "--link-journal=no",
 ]
-RECIPE = "\n".join(["container recipe 2", " ".join(MMDEBSTRAP), CONFIGURE, CONTAINER_CONFIGURE])
+
+
+def recipe(release: str) -> str:
+    """What the cached rootfs is built from (its hash names the cache folder)."""
+    argv = " ".join(mmdebstrap_argv(release))
+    return "\n".join(["container recipe 2", argv, CONFIGURE, CONTAINER_CONFIGURE])
+
+
 APT_CACHE = CACHE / "apt-archives"  # .deb files shared by all container hosts
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,30}")
 REBOOT_RC = 133  # systemd-nspawn's exit status when the container asked for a reboot
@@ -100,15 +117,16 @@ WRAPPER = (
 _procs: dict[str, subprocess.Popen] = {}  # wrappers this process started, by host name
 
 
-def build() -> Path:
-    """The cached base rootfs, CACHE/container-HASH/rootfs (rebuilt when the recipe changes).
+def build(release: str = DEFAULT_RELEASE) -> Path:
+    """The cached base rootfs of a release, CACHE/container-HASH/rootfs (rebuilt when the
+    recipe changes).
 
     Built in a `.building` folder and renamed when complete, under a lock, so a crashed or
     concurrent build is never taken for a finished one.
     """
     key = ensure_key()
-    recipe = RECIPE + key.with_suffix(".pub").read_text()
-    digest = hashlib.sha256(recipe.encode()).hexdigest()[:12]
+    text = recipe(release) + key.with_suffix(".pub").read_text()
+    digest = hashlib.sha256(text.encode()).hexdigest()[:12]
     final = CACHE / f"container-{digest}"
     if (final / "rootfs").is_dir():
         return final / "rootfs"
@@ -121,12 +139,13 @@ def build() -> Path:
         work.mkdir(parents=True)
         rootfs = work / "rootfs"
         started = time.monotonic()
-        log(f"building container rootfs {final.name} with mmdebstrap (about 40 s)")
-        subprocess.run([str(rootfs) if a == "ROOT" else a for a in MMDEBSTRAP], check=True)
+        log(f"building container rootfs {final.name} ({release}) with mmdebstrap (about 40 s)")
+        argv = mmdebstrap_argv(release)
+        subprocess.run([str(rootfs) if a == "ROOT" else a for a in argv], check=True)
         shutil.copy(key.with_suffix(".pub"), rootfs / "tmp" / "testhost.pub")
         subprocess.run(["chroot", str(rootfs), "sh", "-c", CONFIGURE], check=True)
         subprocess.run(["chroot", str(rootfs), "sh", "-c", CONTAINER_CONFIGURE], check=True)
-        (work / "recipe.txt").write_text(recipe)
+        (work / "recipe.txt").write_text(text)
         work.rename(final)
         log(f"container rootfs built in {time.monotonic() - started:.0f}s")
     return final / "rootfs"
@@ -137,16 +156,18 @@ def up(
     extra_vars: dict[str, str] | None = None,
     boot_timeout_s: float = 90,
     seed_apt: bool = True,
+    release: str = DEFAULT_RELEASE,
 ) -> TestHost:
     """Copy the rootfs, boot it, wait for SSH and systemd; returns the host (inventory written).
 
     A host of the same name that is still there is taken down first. If it does not come up,
     it is taken down again (set PROVISION_TESTHOST_KEEP=1 to keep it for a look).
     seed_apt=False: the host is not given the cached .debs (apt really downloads).
+    release: the Debian suite (bookworm or trixie).
     """
     if not NAME_RE.fullmatch(name):
         raise ValueError(f"bad test host name {name!r}: use [a-z0-9-], at most 31 characters")
-    base = build()
+    base = build(release)
     state = STATE / name
     if state.exists():
         down(name)
@@ -171,7 +192,7 @@ def up(
         known_hosts=known,
         inventory=state / "inventory.ini",
         state_dir=state,
-        extras={"rootfs": str(rootfs), "console": str(state / "console.log")},
+        extras={"rootfs": str(rootfs), "console": str(state / "console.log"), "release": release},
     )
     argv = [*NSPAWN, f"--directory={rootfs}", f"--machine={name}"]
     with open(state / "console.log", "ab") as console:

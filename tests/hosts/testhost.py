@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""Disposable Debian 12 test hosts for provision: build, boot, reach, throw away.
+"""Disposable Debian 12/13 test hosts for provision: build, boot, reach, throw away.
 
-    python3 tests/hosts/testhost.py up --name box [--kind container] [--set base.x=y]
-        [--rtt-ms 20 [--rate-mb-s 20]] [--no-apt-seed]
+    python3 tests/hosts/testhost.py up --name box [--kind container] [--release trixie]
+        [--set base.x=y] [--rtt-ms 20 [--rate-mb-s 20]] [--no-apt-seed]
     python3 tests/hosts/testhost.py ssh --name box [--user tester] [CMD ...]
     python3 tests/hosts/testhost.py down --name box
     python3 tests/hosts/testhost.py list
-    python3 tests/hosts/testhost.py build [--kind container|vm]
+    python3 tests/hosts/testhost.py build [--kind container|vm] [--release bookworm|trixie]
 
 `up` prints the path of an inventory file whose host NAME has every connection variable.
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import delay
-from common import STATE, load_host, log, ssh_argv
+from common import DEFAULT_RELEASE, RELEASES, STATE, load_host, log, ssh_argv
 
 
 def kind_module(kind: str):
@@ -58,6 +58,8 @@ def main() -> int:
     p = sub.add_parser("up", help="build (cached) and boot a host; print its inventory path")
     p.add_argument("--name", required=True)
     p.add_argument("--kind", choices=("container", "vm"), default="container")
+    p.add_argument("--release", choices=RELEASES, default=DEFAULT_RELEASE,
+                   help="the Debian suite: bookworm (12, the default) or trixie (13)")  # fmt: skip
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="an extra [testhosts:vars] line")  # fmt: skip
     p.add_argument("--rtt-ms", type=float, help="reach it through a delay line (delay.py) "
@@ -74,6 +76,7 @@ def main() -> int:
     sub.add_parser("list", help="running hosts")
     p = sub.add_parser("build", help="build the cached image only")
     p.add_argument("--kind", choices=("container", "vm"), default="container")
+    p.add_argument("--release", choices=RELEASES, default=DEFAULT_RELEASE)
     args = parser.parse_args()
 
     if args.command == "up":
@@ -86,10 +89,10 @@ def main() -> int:
             parser.error("--no-apt-seed is for container hosts only")
         extra = dict(item.split("=", 1) for item in args.set)
         module = kind_module(args.kind)
+        options = {"release": args.release}
         if args.no_apt_seed:
-            host = module.up(args.name, extra_vars=extra, seed_apt=False)
-        else:
-            host = module.up(args.name, extra_vars=extra)
+            options["seed_apt"] = False
+        host = module.up(args.name, extra_vars=extra, **options)
         if args.rtt_ms is not None:
             try:
                 port = delay.attach(host, args.rtt_ms, args.rate_mb_s)
@@ -113,7 +116,7 @@ def main() -> int:
             h = load_host(path.parent.name)
             print(f"{h.name:<16} {h.kind:<10} 127.0.0.1:{h.port:<6} {h.inventory}")
     elif args.command == "build":
-        print(kind_module(args.kind).build())
+        print(kind_module(args.kind).build(args.release))
     return 0
 
 
