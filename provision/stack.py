@@ -53,7 +53,7 @@ def decide(facts: Facts, settings_by_key: Mapping[str, Any]) -> compat.Choice:
     if made is None or made[0] is not facts:
         try:
             gpus, _unknown = compat.gpus_from_facts(facts)
-            made = (facts, compat.choose(gpus, facts.os_key, request), None)
+            made = (facts, compat.choose(gpus, facts.os_key, request, cpu=facts.arch), None)
         except ProvisionError as exc:
             made = (facts, None, exc)
         memo[key] = made

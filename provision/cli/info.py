@@ -41,7 +41,18 @@ def facts(
     metavar="CARD",
     help='card name or PCI id, e.g. "GeForce GTX 1080 Ti" or 10de:1b06 (repeatable)',
 )
-@click.option("--os", "os_key", metavar="OS", help="ubuntu-22.04, ubuntu-24.04 or debian-12")
+@click.option(
+    "--os",
+    "os_key",
+    metavar="OS",
+    help="ubuntu-22.04, ubuntu-24.04, ubuntu-26.04, debian-12 or debian-13",
+)
+@click.option(
+    "--cpu",
+    type=click.Choice(["amd64", "arm64"]),
+    default=None,
+    help="the host's CPU architecture (default: amd64, or the host's with --host)",
+)
 @click.option("--arch", default="", help="for an unknown card: architecture or compute capability")
 @click.option("--branch", type=int, default=0, help="driver branch you want, e.g. 580")
 @click.option("--source", type=click.Choice(["ubuntu", "nvidia", "debian"]), help="install path")
@@ -57,6 +68,7 @@ def facts(
 def compat_command(
     gpu_names,
     os_key,
+    cpu,
     arch,
     branch,
     source,
@@ -75,6 +87,7 @@ def compat_command(
     \b
     provision compat --gpu "GeForce GTX 1080 Ti" --os ubuntu-24.04
     provision compat --gpu 10de:2684 --os debian-12 --json
+    provision compat --gpu 10de:1b06 --os debian-13 --cpu arm64
     provision compat --host mybox
     """
     import dataclasses
@@ -109,7 +122,14 @@ def compat_command(
                 )
             if unknown:
                 click.echo(f"{hc.name}: not in the card table: {', '.join(unknown)}", err=True)
-            return compat.choose(gpus, os_key or f.os_key, request, arch=arch, unknown=unknown)
+            return compat.choose(
+                gpus,
+                os_key or f.os_key,
+                request,
+                arch=arch,
+                unknown=unknown,
+                cpu=cpu or f.arch,
+            )
 
         configs = load_configs(hosts, inventory, None, overrides, accept_new_host_key, False)
         answers = over_hosts(configs, choice_on)
@@ -121,7 +141,7 @@ def compat_command(
         # --set without --host: the keys compat reads are applied, any other is refused.
         request = compat.Request(**{**compat.request_from_sets(overrides), **wanted})
         answers["-"] = compat.choose(
-            [g for g in gpus if g], os_key, request, arch=arch, unknown=unknown
+            [g for g in gpus if g], os_key, request, arch=arch, unknown=unknown, cpu=cpu or "amd64"
         )
     if as_json:
         out = {name: compat.to_json(choice) for name, choice in answers.items()}

@@ -79,6 +79,7 @@ from provision.compat.tables import LEGACY_ARCHS as LEGACY_ARCHS
 from provision.compat.tables import MAX_TOOLKIT_MAJOR as MAX_TOOLKIT_MAJOR
 from provision.compat.tables import MIN_BRANCH as MIN_BRANCH
 from provision.compat.tables import MIN_TOOLKIT as MIN_TOOLKIT
+from provision.compat.tables import NVIDIA_REPO_ARCHES as NVIDIA_REPO_ARCHES
 from provision.compat.tables import NVIDIA_REPO_BRANCHES_BY_REPO as NVIDIA_REPO_BRANCHES_BY_REPO
 from provision.compat.tables import OPEN_DEFAULT_BRANCH as OPEN_DEFAULT_BRANCH
 from provision.compat.tables import OPEN_REQUIRED_ARCH as OPEN_REQUIRED_ARCH
@@ -86,6 +87,7 @@ from provision.compat.versions import (
     branch_ended,
     cuda_driver_floor,
     cuda_repo_distro,
+    debian_firmware_package,
     debian_kernel_package,
     fabricmanager_package,
     index_cuda,
@@ -124,6 +126,7 @@ __all__ = [
     "choose",
     "cuda_driver_floor",
     "cuda_repo_distro",
+    "debian_firmware_package",
     "debian_kernel_package",
     "describe",
     "fabricmanager_package",

@@ -69,11 +69,14 @@ def choose(
     arch: str = "",
     unknown: Sequence[str] = (),
     today: datetime.date | None = None,
+    cpu: str = "",
 ) -> Choice:
     """Choose driver, CUDA and wheel index; refuse an impossible request (Incompatible).
 
     `unknown`: cards the user named (or the host has) that are not in the table; with `arch`
-    the choice is made for that architecture instead."""
+    the choice is made for that architecture instead. `cpu`: the host's dpkg architecture
+    (amd64, arm64; "" unknown): NVIDIA's repository is no source where it has no packages for
+    it."""
     today = today or versions.current_date()
     info = versions.os_info(os_key)
     reasons: list[str] = []
@@ -124,7 +127,9 @@ def choose(
             "put the cards in different machines",
         )
 
-    source, branch = choose_driver(info, os_key, request, compute, today, reasons, warnings)
+    source, branch = choose_driver(
+        info, os_key, request, compute, today, reasons, warnings, cpu=cpu
+    )
     flavour = choose_flavour(request, branch, compute, pre_turing, open_only, reasons)
     if source == "debian":
         package, component = DEBIAN_KERNEL_PACKAGES[flavour]

@@ -1,8 +1,10 @@
 """The driver half of the choice: install source, branch and kernel-module flavour.
 
 The source is the OS's default (Canonical's signed modules on Ubuntu, NVIDIA's repository on
-Debian 12) unless asked; the branch is R580 where it is installable and supported, else the
-newest supported one that fits every card; the flavour follows the oldest card (the open
+Debian) unless asked, among those that serve the host's CPU architecture (NVIDIA's debian13
+repository has no arm64); the branch is R580 where it is installable and supported, else the
+newest supported one that fits every card, else (no supported branch anywhere, e.g. Pascal on
+Debian 13) the newest that fits, with a warning; the flavour follows the oldest card (the open
 modules need Turing, Blackwell needs them). A request that cannot work is refused here with
 `Incompatible`, whose hint names a branch or source that would.
 """
@@ -20,7 +22,7 @@ from provision.compat.tables import (
     DEFAULT_BRANCH,
     LAST_BRANCH,
     MIN_BRANCH,
-    NVIDIA_REPO_BRANCHES,
+    NVIDIA_REPO_ARCHES,
     NVIDIA_REPO_BRANCHES_BY_REPO,
     OPEN_DEFAULT_BRANCH,
     SOURCE_TITLES,
@@ -30,6 +32,9 @@ from provision.compat.tables import (
 from provision.compat.versions import branch_ended, end_text
 from provision.compat.words import label, listing
 
+BOTH_CPUS = ("amd64", "arm64")
+UNAME_TO_DPKG = {"x86_64": "amd64", "aarch64": "arm64"}  # the facts fall back to uname -m
+
 
 def _shipped(source: str, os_key: str, info: OsInfo) -> tuple[int, ...]:
     """The branches this install source ships for this OS."""
@@ -38,6 +43,25 @@ def _shipped(source: str, os_key: str, info: OsInfo) -> tuple[int, ...]:
     if source == "debian":
         return DEBIAN_BRANCHES[os_key]
     return NVIDIA_REPO_BRANCHES_BY_REPO[info.cuda_repo]
+
+
+def serves_cpu(source: str, info: OsInfo, cpu: str) -> bool:
+    """Whether the source has packages for this CPU architecture (dpkg name; "" is unknown and
+    taken as served). Only NVIDIA's repositories differ: debian13 has no sbsa directory."""
+    cpu = UNAME_TO_DPKG.get(cpu, cpu)
+    if source != "nvidia" or cpu not in BOTH_CPUS:
+        return True  # unknown, or another CPU: provision.cudarepo refuses it with its reason
+    return cpu in NVIDIA_REPO_ARCHES.get(info.cuda_repo, BOTH_CPUS)
+
+
+def _no_cpu(info: OsInfo, cpu: str) -> str:
+    """Why NVIDIA's repository is no source for this CPU."""
+    cpu = UNAME_TO_DPKG.get(cpu, cpu)
+    served = "/".join(NVIDIA_REPO_ARCHES.get(info.cuda_repo, BOTH_CPUS))
+    return (
+        f"NVIDIA's {info.cuda_repo} repository has no {cpu} packages (it serves {served} only; "
+        "NVIDIA/cuda-repo-management#39)"
+    )
 
 
 def _fits(branch: int, archs: Iterable[str]) -> bool:
@@ -56,6 +80,25 @@ def _default_branch(shipped: Sequence[int], archs: Sequence[str], today: datetim
     return max(ltsb or current or [0])
 
 
+def _way_out(
+    info: OsInfo, os_key: str, archs: Sequence[str], cpu: str, today: datetime.date, but: str
+) -> str:
+    """ "driver.source = S (branch B)": a source of this OS other than `but` whose branches fit
+    the cards on this CPU (a supported one first), or "" when there is none."""
+    found = []
+    for source in info.sources:
+        if source == but or not serves_cpu(source, info, cpu):
+            continue
+        shipped = _shipped(source, os_key, info)
+        fitting = [b for b in shipped if _fits(b, archs)]
+        if fitting:
+            found.append((source, _default_branch(shipped, archs, today) or max(fitting)))
+    if not found:
+        return ""
+    source, branch = found[0]
+    return f"driver.source = {source} (branch {branch})"
+
+
 def choose_driver(
     info: OsInfo,
     os_key: str,
@@ -64,83 +107,138 @@ def choose_driver(
     today: datetime.date,
     reasons: list[str],
     warnings: list[str],
+    cpu: str = "",
 ) -> tuple[str, int]:
-    """(source, branch) for the cards on this OS; appends the reasons, and a warning for an
-    ended branch (it still works, but should not be chosen)."""
+    """(source, branch) for the cards on this OS and CPU (dpkg architecture, "" unknown);
+    appends the reasons, and a warning for an ended branch (it still works, but should not be
+    chosen)."""
     archs = list(compute)
-    source = request.source or info.sources[0]
-    if source not in info.sources:
+    if request.source and request.source not in info.sources:
         raise Incompatible(
-            f"driver.source = {source} is not available on {info.title}",
+            f"driver.source = {request.source} is not available on {info.title}",
             f"use driver.source = {' or '.join(info.sources)}",
         )
+    if request.source and not serves_cpu(request.source, info, cpu):
+        other = _way_out(info, os_key, archs, cpu, today, request.source)
+        raise Incompatible(
+            f"driver.source = nvidia on {info.title} {cpu}: {_no_cpu(info, cpu)}",
+            f"use {other}" if other else f"no driver source of {info.title} serves {cpu}",
+        )
+    candidates = [s for s in info.sources if serves_cpu(s, info, cpu)]
+    source = request.source or candidates[0]
+    if not request.source and source != info.sources[0]:
+        reasons.append(f"{_no_cpu(info, cpu)}: {SOURCE_TITLES[source]} instead")
     shipped = _shipped(source, os_key, info)
+    repo = NVIDIA_REPO_BRANCHES_BY_REPO[info.cuda_repo]
     branch = request.branch
     if not branch:
         branch = _default_branch(shipped, archs, today)
         if not branch and not request.source:
-            for other in info.sources[1:]:
+            for other in candidates[1:]:
                 branch = _default_branch(_shipped(other, os_key, info), archs, today)
                 if branch:
                     source, shipped = other, _shipped(other, os_key, info)
                     break
         if not branch:
             # No supported branch fits: the newest that does (an ended one is warned about;
-            # the checks below say what a branch cannot do).
+            # the checks below say what a branch cannot do), from the first source that has one.
             fitting = [b for b in shipped if _fits(b, archs)]
             if not fitting and not request.source:
+                for other in candidates[1:]:
+                    other_fitting = [b for b in _shipped(other, os_key, info) if _fits(b, archs)]
+                    if other_fitting:
+                        first = shipped
+                        source, shipped, fitting = (
+                            other,
+                            _shipped(other, os_key, info),
+                            other_fitting,
+                        )
+                        reasons.append(
+                            f"no branch of {SOURCE_TITLES[candidates[0]]} on {info.title} "
+                            f"({listing(first)}) supports "
+                            f"{listing(label(a, compute) for a in archs)}: "
+                            f"{SOURCE_TITLES[other]} instead"
+                        )
+                        break
+            if not fitting and not request.source:
+                skipped = [s for s in info.sources if s not in candidates]
+                why = f"; {_no_cpu(info, cpu)}" if skipped else ""
                 raise Incompatible(
                     f"no driver branch for {listing(label(a, compute) for a in archs)} from "
-                    f"{SOURCE_TITLES[source]} on {info.title} (it ships {listing(shipped)})",
-                    "use another driver.source, or a card that its branches support",
+                    f"{SOURCE_TITLES[source]} on {info.title} (it ships {listing(shipped)}){why}",
+                    "use another driver.source, or a card that its branches support"
+                    if len(candidates) > 1
+                    else f"use a card that {listing(shipped)} supports, or another OS",
                 )
             branch = max(fitting or shipped)
 
-    if branch not in shipped:
-        if source == "ubuntu" and not request.source and branch in NVIDIA_REPO_BRANCHES:
-            source, shipped = "nvidia", _shipped("nvidia", os_key, info)
+    if branch not in shipped and not request.source:
+        # an asked branch that another source of this OS ships (for this CPU): from there
+        other = next((o for o in candidates if branch in _shipped(o, os_key, info)), "")
+        if other:
+            where = f"the {info.title} archive" if source == "ubuntu" else SOURCE_TITLES[source]
             reasons.append(
-                f"the {info.title} archive does not ship branch {branch}: "
-                "installing it from NVIDIA's CUDA repository"
+                f"{where} does not ship branch {branch}: installing it from {SOURCE_TITLES[other]}"
             )
-        elif source == "debian":
+            source, shipped = other, _shipped(other, os_key, info)
+    nvidia_ok = serves_cpu("nvidia", info, cpu)
+    if branch not in shipped:
+        if source == "debian":
+            if branch in repo and nvidia_ok:
+                hint = f"use driver.source = nvidia (NVIDIA's {info.cuda_repo} repo ships {branch})"
+            elif nvidia_ok:
+                best = _default_branch(repo, archs, today) or max(repo)
+                hint = f"use driver.source = nvidia with driver.branch = {best}"
+            else:
+                hint = f"{_no_cpu(info, cpu)}: use driver.branch = {max(shipped)}"
             raise Incompatible(
-                f"Debian 12 non-free ships only driver {listing(shipped)}, "
+                f"{info.title} non-free ships only driver {listing(shipped)}, "
                 f"not driver.branch = {branch}",
-                f"use driver.source = nvidia (NVIDIA's debian12 repo ships {branch})"
-                if branch in NVIDIA_REPO_BRANCHES
-                else f"use driver.source = nvidia with driver.branch = {DEFAULT_BRANCH}",
+                hint,
             )
-        elif source == "ubuntu":
+        if source == "ubuntu":
+            best = _default_branch(shipped, archs, today) or max(shipped)
             raise Incompatible(
                 f"the {info.title} archive does not ship driver branch {branch} "
                 f"(it ships {listing(shipped)})",
                 "use driver.source = nvidia (NVIDIA's CUDA repository)"
-                if branch in NVIDIA_REPO_BRANCHES
-                else f"use driver.branch = {DEFAULT_BRANCH}",
+                if branch in repo and nvidia_ok
+                else f"use driver.branch = {best}",
             )
-        else:
-            raise Incompatible(
-                f"driver branch {branch} is not in compat's table for NVIDIA's {info.cuda_repo} "
-                f"repository ({listing(shipped)})",
-                f"use driver.branch = {DEFAULT_BRANCH}",
-            )
+        fix = _default_branch(shipped, archs, today)
+        other = _way_out(info, os_key, archs, cpu, today, "nvidia")
+        raise Incompatible(
+            f"driver branch {branch} is not in compat's table for NVIDIA's {info.cuda_repo} "
+            f"repository ({listing(shipped)})",
+            f"use driver.branch = {fix}" if fix else f"use {other or 'another OS'}",
+        )
 
     for arch in archs:
         last = LAST_BRANCH.get(arch)
         if last and branch > last:
+            starts = (
+                f"; {SOURCE_TITLES[source]} on {info.title} starts at {min(shipped)}"
+                if min(shipped) > last
+                else ""
+            )
+            other = _way_out(info, os_key, archs, cpu, today, source)
             raise Incompatible(
                 f"driver branch {branch} does not support {label(arch, compute)}: "
-                f"R{last} is the last branch for Maxwell, Pascal and Volta",
-                f"use driver.branch = {last}",
+                f"R{last} is the last branch for Maxwell, Pascal and Volta{starts}",
+                f"use driver.branch = {last}" if not starts else f"use {other or 'another OS'}",
             )
         least = MIN_BRANCH.get(arch)
         if least and branch < least:
-            where = "Debian 12 non-free ships only 535; " if source == "debian" else ""
+            where = (
+                f"{info.title} non-free ships only {listing(shipped)}; "
+                if source == "debian"
+                else ""
+            )
+            other = _way_out(info, os_key, archs, cpu, today, source) if source == "debian" else ""
             raise Incompatible(
                 f"{label(arch, compute)} needs driver >= {least}; {where}"
                 f"driver.branch = {branch} is too old",
-                "use driver.source = nvidia (branch 580)"
+                (f"use {other}" if other else f"{_no_cpu(info, cpu)}: no source serves it")
                 if source == "debian"
                 else f"use driver.branch = {DEFAULT_BRANCH} (the default)",
             )
@@ -149,27 +247,34 @@ def choose_driver(
         "ubuntu": f"installed with ubuntu-drivers install --gpgpu nvidia:{branch}-server "
         "(signed precompiled modules: Secure Boot works, kernel updates do not break them)",
         "nvidia": f"installed from NVIDIA's {info.cuda_repo} repository",
-        "debian": "installed from Debian 12's own packages (DKMS)",
+        "debian": f"installed from {info.title}'s own packages (DKMS)",
     }[source]
     note = f" ({BRANCHES[branch].note})" if branch in BRANCHES else ""
     if request.branch:
         reasons.append(f"driver {branch}{note} as asked")
-    elif source == "debian":
-        reasons.append(f"driver {branch}: the only branch Debian 12 ships")
+    elif source == "debian" and len(shipped) == 1:
+        reasons.append(f"driver {branch}: the only branch {info.title} ships")
     else:
         reasons.append(f"driver {branch}{note}")
     reasons.append(how)
-    if source == "nvidia" and not request.source and os_key.startswith("debian"):
+    if source == "nvidia" and not request.source and "debian" in info.sources:
+        own = DEBIAN_BRANCHES[os_key]
+        ended = f", which {end_text(max(own))}" if branch_ended(max(own), today) else ""
         reasons.append(
-            "Debian 12 non-free ships only 535, which reached end of life in June 2026: "
-            "NVIDIA's debian12 repo instead"
+            f"{info.title} non-free ships only {listing(own)}{ended}: "
+            f"NVIDIA's {info.cuda_repo} repo instead"
         )
     if branch_ended(branch, today):
         supported = _default_branch(shipped, archs, today)
         fix = f"; driver {supported} ({BRANCHES[supported].note}) is supported" if supported else ""
-        repo = _default_branch(_shipped("nvidia", os_key, info), archs, today)
-        if not supported and repo and source != "nvidia":
-            fix = f"; driver.source = nvidia gives the supported {repo}"
+        nvidia = _shipped("nvidia", os_key, info) if serves_cpu("nvidia", info, cpu) else ()
+        repo_default = _default_branch(nvidia, archs, today)
+        if not supported and repo_default and source != "nvidia":
+            fix = f"; driver.source = nvidia gives the supported {repo_default}"
+        if not supported and not repo_default:
+            cards = listing(label(a, compute) for a in archs)
+            where = info.title if serves_cpu("nvidia", info, cpu) else f"{info.title} {cpu}"
+            fix = f"; no supported branch serves {cards} on {where}"
         text = f"R{branch} {end_text(branch)}{fix}"
         reasons.append(text)
         warnings.append(text)

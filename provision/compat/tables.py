@@ -175,30 +175,89 @@ _SRC_UBUNTU = (
 UBUNTU_BRANCHES: dict[str, tuple[int, ...]] = {
     "ubuntu-22.04": (535, 550, 570, 575, 580, 595),
     "ubuntu-24.04": (535, 550, 570, 575, 580, 595),
+    # 26.04 (resolute): 580-server and 595 only; its 535-server/570-server packages are
+    # transitional to 580-server, its 590 modules transitional to 595.
+    "ubuntu-26.04": (580, 595),
 }
-UBUNTU_BRANCH_FACTS = {os_key: Fact(_SRC_UBUNTU, "M") for os_key in UBUNTU_BRANCHES}
-DEBIAN_BRANCHES: dict[str, tuple[int, ...]] = {"debian-12": (535,)}
+UBUNTU_BRANCH_FACTS = {
+    "ubuntu-22.04": Fact(_SRC_UBUNTU, "M"),
+    "ubuntu-24.04": Fact(_SRC_UBUNTU, "M"),
+    "ubuntu-26.04": Fact(
+        "packages.ubuntu.com resolute (via the search corpus, not run): source "
+        "nvidia-graphics-drivers-580-server 580.173.02-0ubuntu0.26.04.1 (libnvidia-*-535-server "
+        "and -570-server: transitional packages), libnvidia-extra-595-server "
+        "595.71.05-0ubuntu0.26.04.1, nvidia-dkms-595 595.84-0ubuntu0.26.04.1 (amd64, arm64), "
+        "linux-modules-nvidia-590-generic: transitional to 595; Canonical's "
+        "`sudo ubuntu-drivers install nvidia:595` (ubuntu/ubuntu-release-notes#213)",
+        "M",
+    ),
+}
+DEBIAN_BRANCHES: dict[str, tuple[int, ...]] = {
+    "debian-12": (535,),
+    # trixie also has nvidia-tesla-535-* (535.274.02-1~deb13u1), branch-named packages the
+    # driver step does not install; 535 ended June 2026, so 550 is Debian 13's one branch here.
+    "debian-13": (550,),
+}
 DEBIAN_BRANCH_FACTS = {
     "debian-12": Fact(
         "apt-cache show against deb.debian.org bookworm contrib/non-free, 2026-12-01: "
         "nvidia-driver, nvidia-kernel-dkms, nvidia-open-kernel-dkms 535.261.03-1 "
         "(tests/data/facts/debian-12-apt-nvidia.txt)",
         "H",
-    )
+    ),
+    "debian-13": Fact(
+        "apt-cache show/policy against deb.debian.org trixie, trixie-updates, trixie-security, "
+        "trixie-backports (amd64, arm64), 2026-12-01: nvidia-driver, nvidia-kernel-dkms, "
+        "nvidia-open-kernel-dkms (contrib), firmware-nvidia-gsp 550.163.01-2, backports "
+        "550.163.01-4~bpo13+1, nvidia-modprobe 570.133.07-1 "
+        "(tests/data/facts/debian-13-apt-nvidia.txt)",
+        "H",
+    ),
+}
+# The firmware package the Debian path installs with the module: Debian 12 as before; Debian 13's
+# firmware-misc-nonfree no longer carries NVIDIA's firmware (it only Recommends
+# firmware-nvidia-graphics), and the DKMS packages depend on firmware-nvidia-gsp of their version.
+# [H: tests/data/facts/debian-12-apt-nvidia.txt, debian-13-apt-nvidia.txt]
+DEBIAN_FIRMWARE: dict[str, str] = {
+    "debian-12": "firmware-misc-nonfree",
+    "debian-13": "firmware-nvidia-gsp",
 }
 # NVIDIA's CUDA repository per distribution directory.
 _ALL_REPO = tuple(b for b in BRANCHES if b >= 535)
+_FROM_590 = tuple(b for b in BRANCHES if b >= 590)
 NVIDIA_REPO_BRANCHES_BY_REPO: dict[str, tuple[int, ...]] = {
     "ubuntu2204": _ALL_REPO,
     "ubuntu2404": _ALL_REPO,
+    "ubuntu2604": _FROM_590,
     "debian12": _ALL_REPO,
-    "debian13": tuple(b for b in BRANCHES if b >= 590),
+    "debian13": _FROM_590,
 }
 NVIDIA_REPO_FACTS: dict[str, Fact] = {
     "ubuntu2204": Fact("FIELD.md 'CUDA apt repo': cuda-drivers-<branch> / pinning packages", "M"),
     "ubuntu2404": Fact("FIELD.md 'CUDA apt repo': cuda-drivers-<branch> / pinning packages", "M"),
+    "ubuntu2604": Fact(
+        "issue 19: NVIDIA's ubuntu2604 repository exists (x86_64 and sbsa); opened after the "
+        "590 renames, so 590+ assumed (no listing of it was reachable)",
+        "L",
+    ),
     "debian12": Fact("FIELD.md 'CUDA apt repo': cuda-drivers-<branch> / pinning packages", "M"),
-    "debian13": Fact("issue 15: NVIDIA's debian13 repository reportedly carries 590+ only", "L"),
+    "debian13": Fact(
+        "NVIDIA/cuda-repo-management #38 'Debian 13 Repository Missing Older Drivers' (open, "
+        "2026-08) and #40 (kmittman, 2026-02-02: the new debian13 repository lacks the 580 LTS "
+        "drivers): 590 and newer only",
+        "M",
+    ),
+}
+# The CPU architectures (dpkg names) each repository serves; a repository not listed serves
+# amd64 (x86_64) and arm64 (sbsa), as provision.cudarepo has always assumed.
+NVIDIA_REPO_ARCHES: dict[str, tuple[str, ...]] = {"debian13": ("amd64",)}
+NVIDIA_REPO_ARCH_FACTS: dict[str, Fact] = {
+    "debian13": Fact(
+        "NVIDIA/cuda-repo-management #39 (2026-02-02): 'there's no aarch64 for Debian 13' "
+        "(users take the ubuntu2404 sbsa repository instead); kmittman's answer does not "
+        "dispute it",
+        "M",
+    ),
 }
 NVIDIA_REPO_BRANCHES = _ALL_REPO  # the x86_64 repos compat serves (kept for importers)
 
@@ -223,21 +282,28 @@ class OsInfo:
 OS_TABLE = {
     "ubuntu-22.04": OsInfo("Ubuntu 22.04", "ubuntu2204", ("ubuntu", "nvidia")),
     "ubuntu-24.04": OsInfo("Ubuntu 24.04", "ubuntu2404", ("ubuntu", "nvidia")),
+    # From documentation, not run (UBUNTU_BRANCH_FACTS): Canonical's signed 580/595 first.
+    "ubuntu-26.04": OsInfo("Ubuntu 26.04", "ubuntu2604", ("ubuntu", "nvidia")),
     # Default NVIDIA's repo: Debian's own 535 reached end of life in June 2026.
     "debian-12": OsInfo("Debian 12", "debian12", ("nvidia", "debian")),
+    # Default NVIDIA's repo: Debian 13's own 550 ended in June 2025, NVIDIA's debian13 repo
+    # carries the supported 595/620. Debian's own second: it is the only path for Maxwell, Pascal
+    # and Volta (the repo starts at 590, R580 is their last branch) and for arm64 (no sbsa repo).
+    "debian-13": OsInfo("Debian 13", "debian13", ("nvidia", "debian")),
 }
 SOURCE_TITLES = {
     "ubuntu": "the Ubuntu archive (Canonical-signed precompiled modules)",
     "nvidia": "NVIDIA's CUDA repository",
-    "debian": "Debian 12's own packages (contrib/non-free)",
+    "debian": "Debian's own packages (contrib/non-free)",
 }
 
 # The fabric manager package per install source. [H: packages.ubuntu.com nvidia-fabricmanager-580
 # (multiverse, depends on nvidia-kernel-common-580-server) and -590/-595 listed]; [M: NVIDIA's
 # repo renames branch packages from 590 on (driver pinning), nvidia-fabricmanager-<br> up to 580];
-# [H: Debian 12 contrib/non-free/non-free-firmware has none (apt-cache, 2026-12-01)].
+# [H: Debian 12 and 13 contrib/non-free/non-free-firmware have none (apt-cache, 2026-12-01)].
 FABRICMANAGER_FACT = Fact(
-    "packages.ubuntu.com nvidia-fabricmanager-580; NVIDIA 590 package renames; Debian 12 apt-cache",
+    "packages.ubuntu.com nvidia-fabricmanager-580; NVIDIA 590 package renames; Debian 12 and 13 "
+    "apt-cache (tests/data/facts/debian-1{2,3}-apt-nvidia.txt: no nvidia-fabricmanager)",
     "M",
 )
 FABRICMANAGER_UNIT = "nvidia-fabricmanager.service"

@@ -17,6 +17,7 @@ from provision.compat.tables import (
     CPU_INDEX,
     CUDA_DRIVER,
     CUDA_MAJOR_FLOOR,
+    DEBIAN_FIRMWARE,
     DEBIAN_KERNEL_PACKAGES,
     OS_TABLE,
     TORCH_WHEELS,
@@ -49,7 +50,8 @@ def os_info(os_key: str) -> OsInfo:
 
 
 def cuda_repo_distro(os_key: str) -> str:
-    """NVIDIA's repo directory for this OS: ubuntu2204, ubuntu2404, debian12 (else Incompatible)."""
+    """NVIDIA's repo directory for this OS: ubuntu2204, ubuntu2404, debian12, ... (else
+    Incompatible)."""
     return os_info(os_key).cuda_repo
 
 
@@ -80,12 +82,24 @@ def fabricmanager_package(source: str, branch: int) -> str:
         return f"nvidia-fabricmanager-{branch}"
     if source == "nvidia":
         return "nvidia-fabricmanager"  # unversioned from 590; nvidia-driver-pinning holds it
-    return ""  # Debian 12 packages no fabric manager
+    return ""  # Debian (12 and 13) packages no fabric manager
 
 
 def debian_kernel_package(flavour: str) -> str:
     """Debian's DKMS package of the chosen module flavour (open: contrib, proprietary: non-free)."""
     return DEBIAN_KERNEL_PACKAGES[flavour][0]
+
+
+def debian_firmware_package(os_key: str) -> str:
+    """The firmware package Debian's driver path installs with the module on this release:
+    firmware-misc-nonfree on Debian 12, firmware-nvidia-gsp from Debian 13 on."""
+    firmware = DEBIAN_FIRMWARE.get(os_key)
+    if firmware is None:
+        raise Incompatible(
+            f"compat has no Debian driver packages for {os_key}",
+            f"Debian's own driver is served on {', '.join(DEBIAN_FIRMWARE)}",
+        )
+    return firmware
 
 
 # --- CUDA and wheel tags -----------------------------------------------------------------------

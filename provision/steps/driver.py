@@ -8,9 +8,12 @@ Manages: nouveau blacklisted (`/etc/modprobe.d/provision-blacklist-nouveau.conf`
 - `nvidia`: NVIDIA's CUDA repository (cuda-keyring: provision.cudarepo), then
   `nvidia-driver-pinning-<branch>` + `nvidia-open`/`cuda-drivers` (590 and newer) or
   `nvidia-open-<branch>`/`cuda-drivers-<branch>` (up to 580), built by DKMS;
-- `debian`: Debian 12's own 535 driver, the module of compat's flavour (`nvidia-open-kernel-dkms`
-  from contrib, or `nvidia-kernel-dkms` from non-free) + `nvidia-smi`, `libcuda1`,
-  `nvidia-persistenced` (`nvidia-driver` with `driver.desktop`).
+- `debian`: Debian's own driver (535 on Debian 12, 550 on Debian 13, unversioned names), the
+  module of compat's flavour (`nvidia-open-kernel-dkms` from contrib, or `nvidia-kernel-dkms`
+  from non-free) + `nvidia-smi`, `libcuda1`, `nvidia-persistenced` and the release's firmware
+  (`firmware-misc-nonfree` on 12, `firmware-nvidia-gsp` on 13; `nvidia-driver` with
+  `driver.desktop`). Helper packages versioned on their own (trixie's nvidia-modprobe 570) never
+  name a branch (driver_packages.HELPER_PACKAGES).
 Another branch already installed is purged first (the plan names every package). Kernel
 headers for the running kernel on DKMS paths. The driver packages are held (`apt-mark hold`);
 the base step keeps unattended-upgrades off them. `nvidia-persistenced` enabled at boot where
@@ -191,12 +194,24 @@ def install_changes(
             Change(f"install the signed NVIDIA driver {target} (ubuntu-drivers)", (run,))
         )
         return changes
+    # NVIDIA's 590+ branch pin is a package of apt preferences: installed on its own first, so
+    # that the driver's install already resolves within the branch (NVIDIA's driver installation
+    # guide, "Recent Updates": "install the pinning package prior to installing the driver").
+    pins = [n for n in missing if n.startswith("nvidia-driver-pinning-")]
     changes = packages(
         ctx,
-        wanted,
+        pins,
         lock_timeout_s=b.apt_lock_timeout_s,
         cache_max_age_s=b.apt_cache_max_age_s,
         sources_changed=sources_changed,
+    )
+    changes += packages(
+        ctx,
+        [n for n in wanted if n not in pins],
+        lock_timeout_s=b.apt_lock_timeout_s,
+        # the lists the pin's install just updated (if it did) serve the driver's as well
+        cache_max_age_s=10**9 if changes else b.apt_cache_max_age_s,
+        sources_changed=sources_changed and not changes,
     )
     # A DKMS build (and two initramfs rebuilds) can take an hour on a slow box.
     return [

@@ -15,11 +15,22 @@ from provision.changes import Change, Run
 from provision.facts import Facts
 from provision.facts.gpu import is_driver_package
 
+# Debian builds these from source packages of their own, versioned apart from the driver: their
+# version never names a branch (trixie: nvidia-modprobe 570.133.07-1 beside driver 550.163.01-2;
+# bookworm: nvidia-persistenced 535.171.04 beside 535.261.03) [H: tests/data/facts/
+# debian-13-apt-nvidia.txt (their Source is empty: their own), debian-12-apt-nvidia.txt
+# (versions)]. installed_branches counts them with
+# the one branch installed beside them, so a branch switch still purges them (and their hold).
+HELPER_PACKAGES = frozenset(
+    {"nvidia-modprobe", "nvidia-persistenced", "nvidia-settings", "nvidia-xconfig"}
+)
+
 
 def branch_of(name: str, version: str) -> int | None:
     """The driver branch a package belongs to: from its name (nvidia-utils-580-server) or,
-    for unversioned names (Debian's nvidia-smi, NVIDIA's nvidia-open), its version."""
-    if not is_driver_package(name):
+    for unversioned names (Debian's nvidia-smi, NVIDIA's nvidia-open), its version; None for
+    what is not the driver and for the helpers, whose version is their own."""
+    if not is_driver_package(name) or name in HELPER_PACKAGES:
         return None
     if name.startswith("nvidia-driver-pinning-"):
         tail = name.removeprefix("nvidia-driver-pinning-")
@@ -32,13 +43,22 @@ def branch_of(name: str, version: str) -> int | None:
 
 
 def installed_branches(f: Facts) -> dict[int, list[str]]:
-    """Installed driver packages by branch."""
+    """Installed driver packages by branch; the helpers (HELPER_PACKAGES) with the branch
+    installed beside them when there is exactly one (else they belong to none: left alone)."""
     found: dict[int, list[str]] = {}
+    helpers: list[str] = []
     for name, pkg in sorted(f.packages.items()):
         if pkg.installed or pkg.status[:2] in ("hi", "ii", "iU", "iF"):
+            if name in HELPER_PACKAGES:
+                helpers.append(name)
+                continue
             branch = branch_of(name, pkg.version)
             if branch is not None:
                 found.setdefault(branch, []).append(name)
+    if len(found) == 1 and helpers:
+        (names,) = found.values()
+        names.extend(helpers)
+        names.sort()
     return found
 
 
@@ -56,15 +76,18 @@ def driver_packages(choice: compat.Choice, f: Facts, s) -> list[str]:
             meta = "nvidia-open" if choice.flavour == "open" else "cuda-drivers"
             return [f"nvidia-driver-pinning-{br}", meta]
         return [f"nvidia-open-{br}" if choice.flavour == "open" else f"cuda-drivers-{br}"]
-    # compat's flavour decides the module package (one decision: compat names it too).
+    # compat's flavour decides the module package (one decision: compat names it too); the
+    # firmware per release (Debian 13: firmware-nvidia-gsp, firmware-misc-nonfree has none).
     kernel = compat.debian_kernel_package(choice.flavour)
     headless = [kernel, "nvidia-smi", "libcuda1", "nvidia-persistenced"]
-    return (["nvidia-driver"] if s.desktop else []) + headless + ["firmware-misc-nonfree"]
+    firmware = compat.debian_firmware_package(choice.os_key)
+    return (["nvidia-driver"] if s.desktop else []) + headless + [firmware]
 
 
 def fabric_packages(choice: compat.Choice, f: Facts) -> list[str]:
     """nvidia-fabricmanager of the chosen branch on a box with NVSwitch (HGX/DGX-class boards);
-    without it CUDA fails with error 802. Debian 12 has none: refused with the way out."""
+    without it CUDA fails with error 802. Debian's own packages have none: refused with the way
+    out."""
     switches = compat.nvswitches(f)
     if not switches:
         return []

@@ -343,13 +343,19 @@ def test_gpus_from_facts_unknown_ids_and_no_gpu():
 
 @pytest.mark.parametrize(
     "os_key, distro",
-    [("ubuntu-22.04", "ubuntu2204"), ("ubuntu-24.04", "ubuntu2404"), ("debian-12", "debian12")],
+    [
+        ("ubuntu-22.04", "ubuntu2204"),
+        ("ubuntu-24.04", "ubuntu2404"),
+        ("ubuntu-26.04", "ubuntu2604"),
+        ("debian-12", "debian12"),
+        ("debian-13", "debian13"),
+    ],
 )
 def test_cuda_repo_distro(os_key, distro):
     assert compat.cuda_repo_distro(os_key) == distro
 
 
-@pytest.mark.parametrize("os_key", ["ubuntu-20.04", "debian-11", "ubuntu-26.04", "fedora-40"])
+@pytest.mark.parametrize("os_key", ["ubuntu-20.04", "debian-11", "ubuntu-25.10", "fedora-40"])
 def test_cuda_repo_distro_refuses_other_releases(os_key):
     with pytest.raises(Incompatible) as caught:
         compat.cuda_repo_distro(os_key)
@@ -496,8 +502,19 @@ def test_every_card_has_a_default_on_every_os(device_id, os_key):
     choice = choose(cards(device_id), os_key)
     assert choice.torch_index.startswith("cu") and choice.cuda
     assert compat.cuda_driver_floor(choice.cuda) <= choice.driver_branch
+    if (os_key, choice.arch) in NO_SUPPORTED_BRANCH:
+        # Debian's own 550 (trixie non-free, tests/data/facts/debian-13-apt-nvidia.txt) is the
+        # one path, ended, and said so
+        assert (choice.source, choice.driver_branch) == ("debian", 550)
+        assert any("R550" in w and "no supported branch" in w for w in choice.warnings)
+        return
     assert not compat.branch_ended(choice.driver_branch, TODAY)
     assert choice.warnings == ()
+
+
+# Debian 13: NVIDIA's debian13 repository starts at 590 (NVIDIA/cuda-repo-management#38/#40) and
+# R580 is the last branch for Maxwell, Pascal and Volta; Debian 13's own driver is 550 only.
+NO_SUPPORTED_BRANCH = {("debian-13", arch) for arch in ("maxwell", "pascal", "volta")}
 
 
 # --- wheel architectures, from PyTorch's build script (TORCH_CUDA_ARCH_LIST per CUDA case) ----
@@ -654,7 +671,9 @@ def test_default_moves_off_580_only_when_it_is_no_longer_supported():
 
 def test_debian13_repo_reportedly_carries_590_and_newer_only():
     assert min(tables.NVIDIA_REPO_BRANCHES_BY_REPO["debian13"]) == 590
-    assert tables.NVIDIA_REPO_FACTS["debian13"].confidence == "L"
+    # a maintainer's word in NVIDIA/cuda-repo-management #40, no listing read: M, not H
+    assert tables.NVIDIA_REPO_FACTS["debian13"].confidence == "M"
+    assert "#38" in tables.NVIDIA_REPO_FACTS["debian13"].source
     assert 580 in tables.NVIDIA_REPO_BRANCHES_BY_REPO["debian12"]
 
 

@@ -306,7 +306,8 @@ def test_impossible_request_is_refused_by_preflight():
         ("nvidia-driver-pinning-595", "595-1", 595),
         ("linux-modules-nvidia-580-server-open-6.8.0-49-generic", "6.8.0-49.49", 580),
         ("nvidia-container-toolkit", "1.17.0-1", None),
-        ("nvidia-persistenced", "535.171.04-1~deb12u1", 535),
+        # its own source package, versioned apart (counted with its driver: installed_branches)
+        ("nvidia-persistenced", "535.171.04-1~deb12u1", None),
         ("cuda-keyring", "1.1-1", None),
         ("firmware-misc-nonfree", "20230210-5", None),
     ],
@@ -371,10 +372,13 @@ def test_ubuntu_branch_from_nvidias_repo_exact_commands():
         f"deb [signed-by=/usr/share/keyrings/cuda-archive-keyring.gpg] {repo} /".encode()
         in lists[0].content
     )
-    install = next(c for c in cmds if "install --no-install-recommends" in c)
+    # the pin first, on its own, then the driver within it (NVIDIA's driver installation guide,
+    # Recent Updates: "install the pinning package prior to installing the driver")
+    pin, install = [c for c in cmds if "install --no-install-recommends" in c]
+    assert pin.endswith("install --no-install-recommends nvidia-driver-pinning-595"), pin
     assert install.endswith(
-        "install --no-install-recommends nvidia-driver-pinning-595 nvidia-open "
-        f"linux-headers-{f.kernel} linux-headers-generic"
+        f"install --no-install-recommends nvidia-open linux-headers-{f.kernel} "
+        "linux-headers-generic"
     ), install
     assert "apt-key" not in " ".join(cmds)
     assert "apt-mark hold nvidia-driver-pinning-595 nvidia-open" in cmds
