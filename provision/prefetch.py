@@ -153,8 +153,10 @@ def wheels_group(item: Item) -> str:
         head = shell.cmd("download", *quiet, "--dest", part, "--only-binary=:all:")
         args = shell.cmd(*call.options, "--", *call.names)
         fetched = ' "$@"' if call.with_fetched else ""
-        lines.append(f"[ $rc = 0 ] && {{ $py -m pip {head} {target} {args}{fetched} "
-                     f">$P/log 2>&1; rc=$?; sed 's/^/| /' $P/log; }}")  # fmt: skip
+        # TMPDIR on disk: pip downloads each file under it first (gigabytes for a CUDA torch),
+        # and /tmp is a RAM tmpfs on Debian 13 (pytorch_install.PIP_TMPDIR says why).
+        lines.append(f"[ $rc = 0 ] && {{ TMPDIR=/var/tmp $py -m pip {head} {target} {args}"
+                     f"{fetched} >$P/log 2>&1; rc=$?; sed 's/^/| /' $P/log; }}")  # fmt: skip
         if n == 0:
             lines.append(f"set -- {part}/*.whl")
     # The index: simple/<normalized name>/index.html links each wheel (PEP 503).

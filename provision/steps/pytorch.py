@@ -6,8 +6,11 @@ python3; `/opt/provision/envs/<env>` is always the way in (a link to the conda e
 packages come with pip from `https://download.pytorch.org/whl/<tag>` (the tag compat chose)
 (the tag of the host's GPU-stack decision, provision.stack) or the user's mirror / find-links,
 never `-c pytorch`, first without dependencies and without
-the extra index (so no other index's build of torch can win), and the installed build (the
-`+cpu`/`+cu126` tag) is checked against the chosen one. `<env>/provision-pytorch.json`
+the extra index or a configured one (so no other index's build of torch can win), a pinned
+version with the build's label (`torch==2.13.0+cpu`: no other build of the release matches),
+and the installed build (the `+cpu`/`+cu126` tag) is checked against the chosen one before the
+dependencies are fetched, and again at the end. pip's temporary files go to /var/tmp (on
+disk), not /tmp (a RAM tmpfs on Debian 13). `<env>/provision-pytorch.json`
 records what was asked, so a changed request reinstalls and an unchanged one does nothing.
 The check reads the environment without importing torch (its distributions' metadata and
 files): a no-op costs no second of `import torch`.
@@ -40,6 +43,7 @@ from provision.steps.pytorch_install import (  # noqa: F401 (BUILD_CHECK: re-exp
     index_url,
     install_command,
     name_of,
+    pinned,
     share_command,
     wheel_downloads,
 )
@@ -106,7 +110,12 @@ class Settings:
     extra_packages: tuple[str, ...] = setting(
         (), "more pip packages (jupyterlab, ...)", each(requirement)
     )
-    index_url: str = setting("", "pip index (empty: https://download.pytorch.org/whl/<tag>)", url)
+    index_url: str = setting(
+        "",
+        "pip index (empty: https://download.pytorch.org/whl/<tag>); a pinned version is asked "
+        "for with the tag's label (torch==V+<tag>), which PyPI never serves",
+        url,
+    )
     extra_index_url: str = setting("", "a second pip index (e.g. a PyPI mirror)", url)
     find_links: str = setting("", "a find-links page or folder of wheels", url)
     ca_bundle: str = setting("", "CA bundle on the host for the pip index", absolute_path)
@@ -252,17 +261,18 @@ def check(ctx: Context) -> list[Change]:
         else:
             reason = f"no {MARKER} yet"
         torch_there = bool(versions.get("torch")) and not create
+        pip_reqs = pinned(reqs, tag, ctx.facts.arch)  # the marker keeps the request as asked
         actions = (
             Run(
                 install_command(
                     s,
                     env,
                     tag,
-                    reqs,
+                    pip_reqs,
                     uninstall_first=torch_there and (marker.get("index") != tag or wrong_build),
                 ),
                 timeout_s=3600,
-                description=f"pip install {' '.join(reqs)} ({tag})",
+                description=f"pip install {' '.join(pip_reqs)} ({tag})",
             ),
             Upload(
                 f"{env.path}/{MARKER}",
@@ -320,7 +330,8 @@ def downloads(ctx: Context) -> list[Download]:
     if any(a.description.startswith("pip install") for a in runs):
         chosen = choice(ctx)
         python = (s.python or CONDA_PYTHON) if env.conda_prefix else ""
-        found += wheel_downloads(s, env, chosen.torch_index, requirements(s, chosen), python)
+        reqs = pinned(requirements(s, chosen), chosen.torch_index, ctx.facts.arch)
+        found += wheel_downloads(s, env, chosen.torch_index, reqs, python)
     return found
 
 

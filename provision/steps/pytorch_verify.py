@@ -62,15 +62,29 @@ def verify_import(host, s) -> None:
     assert out.rc == 0, f"import torch failed: {out.stderr.strip()[-400:]}"
 
 
+def build_of(version: str, cuda: str) -> str:
+    """The build torch reports: its local version label (2.13.0+cu126 → cu126), else its CUDA
+    (torch.version.cuda 12.8 → cu128, None → cpu; PyPI's and arm64 CPU wheels have no label)."""
+    if "+" in version:
+        return version.split("+", 1)[1]
+    return "cpu" if cuda in ("", "None") else "cu" + cuda.replace(".", "")
+
+
 def verify_cuda_tag(host, s) -> None:
-    """torch's CUDA build matches the planned wheel index"""
+    """torch's build (its +cpu/+cuXYZ label and torch.version.cuda) is the chosen one"""
     python = _python(s)
-    tag = _marker(host, s)["index"]
-    out = host.run(shell.cmd(python, "-c", "import torch; print(torch.version.cuda)"))
+    tag = s.index or _marker(host, s)["index"]
+    out = host.run(
+        shell.cmd(python, "-c", "import torch; print(torch.__version__, torch.version.cuda)")
+    )
     assert out.rc == 0, f"import torch failed: {out.stderr.strip()[-400:]}"
-    want = cuda_of_index(tag)
-    have = out.stdout.strip()
-    assert have == str(want), f"torch.version.cuda is {have}, the {tag} index means {want}"
+    version, _, cuda = out.stdout.strip().rpartition(" ")
+    have, want = build_of(version, cuda), cuda_of_index(tag)
+    assert have == tag and cuda == str(want), (
+        f"torch {version} is the {have} build (torch.version.cuda is {cuda}), but the {tag} build "
+        f"was chosen (its torch.version.cuda is {want}): another source served it; "
+        "`provision pytorch` replaces it"
+    )
 
 
 def _gpu_python(host, s) -> str:

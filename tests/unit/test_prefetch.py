@@ -317,7 +317,7 @@ def test_pytorch_declares_its_pip_installs_as_pip_downloads_for_the_env_python()
     links = ("--find-links", TORCH["find_links"])
     # The torch packages alone from the chosen index (no extra index), as the install's first
     # pip call; then the dependencies of the very wheels fetched, from every index.
-    assert (first.kind, first.names) == ("wheels", ("torch==2.13.0",))
+    assert (first.kind, first.names) == ("wheels", ("torch==2.13.0+cpu",))  # the build pinned
     assert first.options == ("--no-deps", *source, *links, *cert) and not first.with_fetched
     assert deps.names == () and deps.with_fetched
     assert deps.options == (*source, "--extra-index-url", TORCH["extra_index_url"], *links, *cert)
@@ -379,6 +379,7 @@ def test_the_fetcher_script_runs_the_same_pip_calls_for_the_target_after_the_apt
     target = "--python-version $V --implementation cp --abi cp$(echo $V | tr -d .)"
     for line in (first, deps):
         assert "--only-binary=:all:" in line and target in line
+        assert "TMPDIR=/var/tmp $py -m pip download" in line  # on disk, not a tmpfs /tmp
         assert "--dest /var/cache/provision/prefetch/wheels/pytorch.part" in line
     assert f"--no-deps --index-url {TORCH['index_url']} -- torch==2.13.0 >" in first
     assert f'--index-url {TORCH["index_url"]} -- "$@" ' in deps  # the wheels the first fetched

@@ -119,13 +119,15 @@ def test_pinned_cpu_build_with_mirrors_find_links_and_ca_bundle(facts_file):
         "https://extra.example.edu/simple --find-links http://127.0.0.1:8000/ "
         "--cert /etc/ssl/lab-ca.pem"
     )
+    # The pinned release with the cpu index's label (PEP 440: `==2.13.0+cpu` matches only
+    # that build; `==2.13.0` would match PyPI's CUDA one too).
     assert (
-        f"{CONDA_ENV}/bin/python -m pip install {QUIET} {sources} torch==2.13.0 torchvision "
+        f"{CONDA_ENV}/bin/python -m pip install {QUIET} {sources} torch==2.13.0+cpu torchvision "
         "torchaudio"
     ) in install
     # extras after torch, from the same mirror, with torch held to the request
     assert install.index("jupyterlab") > install.index("torchaudio")
-    assert f"{QUIET} {sources} jupyterlab torch==2.13.0" in install
+    assert f"{QUIET} {sources} jupyterlab torch==2.13.0+cpu" in install
     assert "python=3.11" in changes[0].actions[0].command
 
 
@@ -144,10 +146,13 @@ def test_venv_without_conda_uses_the_system_python():
     install = changes[1].actions[0].command
     python = "/opt/provision/envs/dl/bin/python"
     sources = f"--index-url https://download.pytorch.org/whl/cpu {CERT}"
+    check_build = f"{python} -c {shlex.quote(pytorch.BUILD_CHECK)} cpu"
     assert install == (
-        f"{python} -m pip install {QUIET} --no-deps {sources} torch torchvision torchaudio && "
-        f"{python} -m pip install {QUIET} {sources} torch torchvision torchaudio && "
-        f"{python} -c {shlex.quote(pytorch.BUILD_CHECK)} cpu"
+        f"TMPDIR=/var/tmp PIP_CONFIG_FILE=/dev/null PIP_EXTRA_INDEX_URL= PIP_FIND_LINKS= "
+        f"{python} -m pip install {QUIET} "
+        f"--no-deps {sources} torch torchvision torchaudio && {check_build} && "
+        f"TMPDIR=/var/tmp {python} -m pip install {QUIET} {sources} torch torchvision torchaudio"
+        f" && {check_build}"
     )
     assert changes[1].actions[1].group == "root"
 
@@ -298,13 +303,28 @@ def test_gpu_checks_skip_without_a_gpu_and_fail_with_a_broken_driver():
         pytorch.verify_cuda_available(broken, s)
 
 
-def test_cuda_tag_check_compares_with_the_marker():
-    marker = json.dumps({"index": "cu126"})
-    good = FakeHost({"cat --": (0, marker), "torch.version.cuda": (0, "12.6\n")})
-    pytorch.verify_cuda_tag(good, pytorch.Settings())
-    cpu = FakeHost({"cat --": (0, marker), "torch.version.cuda": (0, "None\n")})
-    with pytest.raises(AssertionError, match=r"the cu126 index means 12\.6"):
-        pytorch.verify_cuda_tag(cpu, pytorch.Settings())
+@pytest.mark.parametrize(
+    ("marker_index", "answer", "error"),
+    [
+        ("cu126", "2.13.0+cu126 12.6", None),
+        ("cpu", "2.13.0+cpu None", None),
+        ("cpu", "2.13.0 None", None),  # arm64's CPU wheels carry no label
+        # torch's own answers on a mismatch (torch.__version__, torch.version.cuda):
+        ("cu126", "2.13.0+cpu None", r"torch 2\.13\.0\+cpu is the cpu build .*cu126 build"),
+        # PyPI's x86_64 torch: no label, CUDA 13.0 (what pip took on the trixie host)
+        ("cpu", "2.13.0 13.0", r"torch 2\.13\.0 is the cu130 build \(torch\.version\.cuda is 13\.0\)"
+         r", but the cpu build was chosen"),
+        ("cu126", "2.13.0+cu128 12.8", r"is the cu128 build"),
+    ],
+)  # fmt: skip
+def test_build_check_compares_label_and_cuda_with_the_chosen_build(marker_index, answer, error):
+    marker = json.dumps({"index": marker_index})
+    host = FakeHost({"cat --": (0, marker), "torch.version.cuda": (0, answer + "\n")})
+    if error is None:
+        pytorch.verify_cuda_tag(host, pytorch.Settings())
+    else:
+        with pytest.raises(AssertionError, match=error):
+            pytorch.verify_cuda_tag(host, pytorch.Settings())
 
 
 def test_another_build_of_the_same_release_is_drift_and_replaced():
@@ -368,7 +388,7 @@ def test_build_check_after_install_fails_on_another_build(tmp_path):
         [sys.executable, "-c", prefix + pytorch.BUILD_CHECK, "cpu"], capture_output=True, text=True
     )
     assert wrong.returncode == 1, wrong
-    assert "pip installed torch 2.13.0+cu130, the cu130 build, but the cpu index" in wrong.stderr
+    assert "pip installed torch 2.13.0+cu130, the cu130 build, but the cpu build" in wrong.stderr
     right = subprocess.run([sys.executable, "-c", prefix + pytorch.BUILD_CHECK, "cu130"])
     assert right.returncode == 0
 
