@@ -1,9 +1,12 @@
 """NVIDIA's CUDA apt repository, and the distribution components the GPU steps need: shared by
 the driver step (its `nvidia` and `debian` paths) and the cuda step.
 
-The repository for this release only (ubuntu2204, ubuntu2404 or debian12; x86_64 or sbsa): the
-`cuda-keyring` 1.1-1 package (its key in `/usr/share/keyrings/cuda-archive-keyring.gpg`; never
-apt-key, and NVIDIA keys left in apt-key's legacy keyring are removed), our own source file at
+The repository for this release only (compat names the directory: ubuntu2204, debian13, ...;
+x86_64 or sbsa where NVIDIA builds it): the `cuda-keyring` 1.1-1 package (its key in
+`/usr/share/keyrings/cuda-archive-keyring.gpg`, checked by fingerprint against the key that
+signs this directory, `REPO_KEYS`: every release's package is 1.1-1, so the version alone does
+not tell a debian12 keyring on a Debian 13 host; never apt-key, and NVIDIA keys left in
+apt-key's legacy keyring are removed), our own source file at
 the keyring package's path (`/etc/apt/sources.list.d/cuda-<distro>-<arch>.list`, so mirrors
 work), the priority-600 pin, and no source of another CUDA repository (moved to
 /var/backups/provision). The components (contrib, non-free, non-free-firmware, multiverse)
@@ -16,11 +19,14 @@ function giving the reads a step declares for it.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from provision import compat, resources, shell, stack
+from provision import aptsigned, compat, resources, shell, stack
 from provision.changes import Change, Run
 from provision.errors import ProvisionError
 from provision.facts import split_sections
@@ -44,12 +50,30 @@ OFFICIAL_MIRRORS = {
 }
 COMPONENT_ORDER = ("contrib", "non-free", "non-free-firmware", "multiverse")
 
+# The key each repository directory is signed with (the primary key's fingerprint) [confidence].
+# 3BF863CC, "cudatools": its full fingerprint is in the sqv refusals quoted in
+# NVIDIA/cuda-repo-management issues #30 and #34 [H]. Issue #39 (kmittman, NVIDIA, 2026-02-02):
+# NVIDIA keeps 3BF863CC for existing repositories and gave only Debian 13 a new key, 8793F200
+# [H]. Its full fingerprint ("Kitmaker (Debian 13 Trixie)") and ubuntu2604's own key 60DF8A40
+# ("Kitmaker (Ubuntu 26.04)", rsa4096 2025-11-24) are from public configuration that pins them
+# after reading the live repositories (a Chef recipe, Pardus' nvidia tool, install notes): [M],
+# NVIDIA's own key table (cuda-repo-management PR #36) was not readable here. The sources, in
+# full: tests/data/facts/nvidia-cuda-repo-keys.txt.
+OLD_KEY = "EB693B3035CD5710E231E123A4B469963BF863CC"
+REPO_KEYS = {
+    "ubuntu2204": OLD_KEY,
+    "ubuntu2404": OLD_KEY,
+    "debian12": OLD_KEY,
+    "debian13": "02182E60104FCDC26EAE1B8597A5D4CB8793F200",
+    "ubuntu2604": "14BAFBC7562AD710CA04E69905FBB6DA60DF8A40",
+}
+
 
 @dataclass(frozen=True)
 class Repo:
     """NVIDIA's CUDA repository for one host: where it is and the files that name it."""
 
-    distro: str  # ubuntu2204 | ubuntu2404 | debian12
+    distro: str  # ubuntu2204 | ubuntu2404 | ubuntu2604 | debian12 | debian13
     arch_dir: str  # x86_64 | sbsa
     url: str  # <repo_url>/<distro>/<arch_dir>/
 
@@ -65,13 +89,125 @@ class Repo:
 def repo_for(os_key: str, arch: str, repo_url: str) -> Repo:
     """The repository directory that serves this release and architecture (never another's)."""
     distro = compat.cuda_repo_distro(os_key)
+    arch_dir = repo_arch_dir(distro, arch)
+    return Repo(distro, arch_dir, f"{repo_url.rstrip('/')}/{distro}/{arch_dir}/")
+
+
+def repo_arch_dir(distro: str, arch: str) -> str:
+    """x86_64 or sbsa: the architecture directory of NVIDIA's repository for this dpkg
+    architecture (else Incompatible: NVIDIA builds none for it there)."""
     arch_dir = ARCH_DIRS.get(arch)
     if not arch_dir:
         raise compat.Incompatible(
             f"NVIDIA's CUDA repository has no packages for the {arch} architecture",
             "it serves amd64 (x86_64) and arm64 (sbsa) hosts; use cuda.source = distro",
         )
-    return Repo(distro, arch_dir, f"{repo_url.rstrip('/')}/{distro}/{arch_dir}/")
+    # compat's table of the directories built for fewer architectures (debian13: amd64 only).
+    built = compat.NVIDIA_REPO_ARCHES.get(distro, tuple(ARCH_DIRS))
+    if arch not in built:
+        dirs = ", ".join(ARCH_DIRS[a] for a in built)
+        raise compat.Incompatible(
+            f"NVIDIA's {distro} CUDA repository has no {arch_dir} ({arch}) packages: it is "
+            f"built for {dirs} only",
+            "use cuda.source = distro (the distribution's toolkit)",
+        )
+    return arch_dir
+
+
+def repo_key(distro: str, setting: str = "") -> str:
+    """The fingerprint the keyring must hold: cuda.repo_key, else the key NVIDIA signs this
+    repository directory with."""
+    return setting.upper() or REPO_KEYS.get(distro, OLD_KEY)
+
+
+# --- OpenPGP keyrings: the primary keys' fingerprints, read here (the host may lack gpg) ------
+
+
+def key_fingerprints(data: bytes) -> tuple[str, ...]:
+    """Fingerprints of the primary keys in an OpenPGP keyring, binary or ASCII-armored
+    (RFC 4880 §12.2 v4: SHA-1 of 0x99, the 2-octet length and the key packet's body;
+    RFC 9580 v6: SHA-256 with 0x9B and a 4-octet length). A malformed rest is ignored."""
+    if b"-----BEGIN PGP" in data:
+        data = dearmor(data)
+    found: list[str] = []
+    at = 0
+    while at < len(data):
+        packet = _next_packet(data, at)
+        if packet is None:
+            break
+        tag, body, at = packet
+        if tag != 6 or not body:  # 6: public key (not a subkey, user id or signature)
+            continue
+        if body[0] == 4:
+            digest = hashlib.sha1(b"\x99" + len(body).to_bytes(2, "big") + body)
+        elif body[0] == 6:
+            digest = hashlib.sha256(b"\x9b" + len(body).to_bytes(4, "big") + body)
+        else:
+            continue
+        found.append(digest.hexdigest().upper())
+    return tuple(found)
+
+
+def dearmor(data: bytes) -> bytes:
+    """The packets of an ASCII-armored block (RFC 4880 §6.2): base64 after the headers."""
+    lines = data.decode("ascii", "replace").splitlines()
+    body: list[str] = []
+    state = "before"
+    for line in lines:
+        line = line.strip()
+        if state == "before" and line.startswith("-----BEGIN PGP"):
+            state = "headers"
+        elif state == "headers" and not line:
+            state = "body"
+        elif state == "headers" and ":" not in line:
+            state, body = "body", [line]
+        elif state == "body":
+            if line.startswith("-----END") or line.startswith("="):
+                break
+            body.append(line)
+    try:
+        return base64.b64decode("".join(body))
+    except (binascii.Error, ValueError):
+        return b""
+
+
+def _next_packet(data: bytes, at: int) -> tuple[int, bytes, int] | None:
+    """(tag, body, next offset) of the packet at `at` (RFC 4880 §4.2), None if malformed."""
+    first = data[at]
+    if not first & 0x80:
+        return None
+    if first & 0x40:  # new format
+        tag, at = first & 0x3F, at + 1
+        if at >= len(data):
+            return None
+        o1 = data[at]
+        if o1 < 192:
+            length, at = o1, at + 1
+        elif o1 < 224 and at + 1 < len(data):
+            length, at = ((o1 - 192) << 8) + data[at + 1] + 192, at + 2
+        elif o1 == 255 and at + 4 < len(data):
+            length, at = int.from_bytes(data[at + 1 : at + 5], "big"), at + 5
+        else:
+            return None  # partial lengths: never used for key material
+    else:  # old format
+        tag, kind, at = (first >> 2) & 0x0F, first & 0x03, at + 1
+        if kind == 3:
+            length = len(data) - at
+        else:
+            size = (1, 2, 4)[kind]
+            length, at = int.from_bytes(data[at : at + size], "big"), at + size
+    if at + length > len(data):
+        return None
+    return tag, data[at : at + length], at + length
+
+
+def keyring_fingerprints(lines: list[str]) -> tuple[str, ...]:
+    """The keys in the keyring file, from the probe's `base64` lines (wrapped or not)."""
+    try:
+        data = base64.b64decode("".join(line.strip() for line in lines))
+    except (binascii.Error, ValueError):
+        return ()
+    return key_fingerprints(data)
 
 
 @dataclass(frozen=True)
@@ -81,6 +217,7 @@ class AptState:
     targets: tuple[tuple[str, str, str, str], ...]  # (repo uri, release, component, entry)
     fetched: frozenset[str]  # repo URIs whose lists apt has downloaded
     keyring_present: bool
+    keyring_keys: tuple[str, ...]  # primary key fingerprints in KEYRING
     apt_key_nvidia: tuple[str, ...]  # fingerprints of NVIDIA keys in /etc/apt/trusted.gpg
 
 
@@ -92,9 +229,12 @@ echo @@fetched
 apt-get indextargets --format '$(REPO_URI)' 2>/dev/null
 echo @@keyring
 [ -s {KEYRING} ] && echo present
+echo @@keyring-data
+[ -s {KEYRING} ] && base64 < {KEYRING}
 echo @@apt-key
 [ -s {APT_KEY_KEYRING} ] && command -v gpg >/dev/null &&
   gpg --batch --show-keys --with-colons {APT_KEY_KEYRING} 2>/dev/null | grep -E '^(pub|fpr|uid):'
+{aptsigned.FILES_PROBE}
 echo @@end
 """
 STATE_READ = Read(STATE_PROBE)
@@ -119,6 +259,7 @@ def apt_state(ctx: Context) -> AptState:
         targets=tuple(targets),
         fetched=frozenset(line.strip() for line in sections.get("fetched", []) if line.strip()),
         keyring_present="present" in sections.get("keyring", []),
+        keyring_keys=keyring_fingerprints(sections.get("keyring-data", [])),
         apt_key_nvidia=nvidia_fingerprints(sections.get("apt-key", [])),
     )
 
@@ -223,8 +364,16 @@ def repo_changes(ctx: Context, repo_url: str, lock_timeout_s: int = 600) -> list
         changes += components_changes(ctx, wanted_components(ctx) or ("contrib",), state)
     package = f.packages.get(KEYRING_PACKAGE)
     keyring_ok = package and package.installed and package.version == KEYRING_VERSION
+    key = repo_key(repo.distro, ctx.of("cuda").repo_key)
     if not (keyring_ok and state.keyring_present):
         changes.append(Change(f"install {KEYRING_DEB} from {repo.url}", (keyring_install(repo),)))
+    elif key not in state.keyring_keys:
+        held = ", ".join(k[-8:] for k in state.keyring_keys) or "no readable key"
+        summary = (
+            f"replace {KEYRING} (it holds {held}, not {key[-8:]}, the key of {repo.distro}): "
+            f"install {KEYRING_DEB} from {repo.url}"
+        )
+        changes.append(Change(summary, (keyring_install(repo),)))
     changes += template_file(
         ctx,
         "cuda/cuda.list.j2",
@@ -262,7 +411,8 @@ def wanted_components(ctx: Context) -> tuple[str, ...]:
 
 
 def components_reads(ctx: Context) -> list[Read]:
-    """The reads components_changes makes: apt's state and our components file."""
+    """The reads components_changes makes: apt's state (with the host's source files: their
+    Signed-By) and our components file."""
     return [STATE_READ, resources.file_read(ctx, COMPONENTS_SOURCES)]
 
 
@@ -270,7 +420,10 @@ def components_changes(
     ctx: Context, components: tuple[str, ...], state: AptState | None = None
 ) -> list[Change]:
     """The components are enabled for this release, on the host's own mirrors: our deb822 file
-    adds those no other source has, and goes away again once other sources have them."""
+    adds those no other source has, and goes away again once other sources have them. Each
+    entry names the Signed-By the host's own entry for that URI and suite names (apt refuses
+    every source when two differ: provision/aptsigned.py); where the host's names none, the
+    distribution's keyring that exists on the host."""
     f = ctx.facts
     state = state or apt_state(ctx)
     family = (f.codename, f"{f.codename}-updates", f"{f.codename}-security")
@@ -280,16 +433,24 @@ def components_changes(
     ours = any(t[3] == COMPONENTS_SOURCES for t in state.targets)
     if not missing:
         return [move_aside(COMPONENTS_SOURCES, "other sources have its components")] if ours else []
-    entries: dict[str, list[str]] = {}
+    sources = aptsigned.parse_sources(ctx.read(STATE_READ.command, sudo=STATE_READ.sudo).stdout)
+    fallback = sources.keyring(f.os_id)
+    suites: dict[tuple[str, str], list[str]] = {}  # (uri, signed-by) -> suites
     for uri, release, component, _entry in others:
-        if component == "main" and release in family and release not in entries.get(uri, []):
-            entries.setdefault(uri, []).append(release)
-    if not entries:
+        if component != "main" or release not in family:
+            continue
+        signed_by = sources.signed_by_for(uri, release) or fallback
+        listed = suites.setdefault((uri, signed_by), [])
+        if release not in listed:
+            listed.append(release)
+    if not suites:
         mirror, security = OFFICIAL_MIRRORS[f.os_id]
-        entries = {mirror: list(family[:2]), security: [family[2]]}
+        suites = {(mirror, fallback): list(family[:2]), (security, fallback): [family[2]]}
     variables = {
-        "entries": [{"uri": uri, "suites": suites} for uri, suites in entries.items()],
+        "entries": [
+            {"uri": uri, "suites": found, "signed_by": aptsigned.deb822_value(signed_by)}
+            for (uri, signed_by), found in suites.items()
+        ],
         "components": missing,
-        "keyring": f"/usr/share/keyrings/{f.os_id}-archive-keyring.gpg",
     }
     return template_file(ctx, "cuda/components.sources.j2", COMPONENTS_SOURCES, variables)

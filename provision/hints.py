@@ -10,9 +10,11 @@ from provision.changes import Result
 def command_hint(result: Result) -> str:
     """The fix for a known failure in the output of a command (empty when none is known)."""
     text = result.stderr + result.stdout
-    if "a password is required" in text:
+    # sudo, then sudo-rs (Ubuntu 26.04's sudo; its words: provision.sudoers._REFUSED).
+    if "a password is required" in text or "interactive authentication is required" in text:
         return "sudo needs a password here: use --ask-sudo-pass or PROVISION_SUDO_PASSWORD"
-    if "incorrect password" in text or "Sorry, try again" in text:
+    if any(s in text for s in ("incorrect password", "Sorry, try again", "incorrect authentication",
+                               "Authentication failed, try again")):  # fmt: skip
         return "the sudo password was refused"
     if "Could not get lock" in text or "Unable to acquire the dpkg frontend lock" in text:
         return "another apt/dpkg run held the lock for the whole timeout (unattended-upgrades?)"

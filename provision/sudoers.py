@@ -40,16 +40,28 @@ cat "$d/err" >&2
 exit "$rc"
 """
 
-# sudo's own refusals (C locale). Only sudo prints these with its "sudo: " prefix.
+# sudo's own refusals (C locale). Only sudo prints these with its "sudo: " prefix. sudo-rs
+# (Ubuntu 26.04's default sudo) words them its own way, with the same prefix (its logger,
+# src/sudo/mod.rs:65, and its diagnostic! macro). trifectatechfoundation/sudo-rs at
+# e5a01fd7: src/common/error.rs:89 ("I'm sorry USER. I'm afraid I can't do that"), :91
+# ("interactive authentication is required": `sudo -n` where a password is needed), :122
+# ("maximum N incorrect authentication attempts"); src/sudo/pam.rs:127 ("Authentication
+# failed, try again."); src/pam/error.rs:214 ("Account validation failure, is your account
+# locked?"), :227 ("A terminal is required to authenticate"), :236 ("Authentication required
+# but not attempted": an empty password).
+_SUDO_RS_WRONG = r"Authentication failed, try again\.|maximum \d+ incorrect authentication attempts"
 _REFUSED = re.compile(
     r"^sudo: (a password is required|\d+ incorrect password attempts?|no password was provided"
-    r"|a terminal is required|account validation failure|.*is not in the sudoers file"
-    r"|.*is not allowed to (run sudo|execute)|.*may not run sudo|PAM account management error)"
+    r"|[aA] terminal is required|[aA]ccount validation failure|.*is not in the sudoers file"
+    r"|.*is not allowed to (run sudo|execute)|.*may not run sudo|PAM account management error"
+    r"|interactive authentication is required|I'm sorry .*I'm afraid I can't do that"
+    r"|Authentication required but not attempted|" + _SUDO_RS_WRONG + r")"
     r"|^Sorry, try again\.",
     re.MULTILINE,
 )
 _WRONG_PASSWORD = re.compile(
-    r"^(sudo: \d+ incorrect password attempts?|Sorry, try again\.)", re.MULTILINE
+    r"^(sudo: \d+ incorrect password attempts?|Sorry, try again\.|sudo: (" + _SUDO_RS_WRONG + "))",
+    re.MULTILINE,
 )
 _DENIED = re.compile(r"Permission denied|Operation not permitted")
 
@@ -93,10 +105,12 @@ _PASSWORD_HINT = (
 
 def check_error(host: str, user: str | None, exit_code: int, output: str) -> ConnectError:
     """The one clear message of a failed password check."""
-    if "try again" in output or "incorrect password" in output:
+    if any(s in output for s in ("try again", "incorrect password", "incorrect authentication")):
         return refused_error(host, user)
     detail = output.strip().splitlines()[-1] if output.strip() else f"exit {exit_code}"
-    if "sudoers" in output or "not allowed" in output or "may not run" in output:
+    # sudo-rs refuses a user sudoers does not allow with "I'm sorry USER. I'm afraid I can't
+    # do that" (src/common/error.rs:89 at e5a01fd7).
+    if any(s in output for s in ("sudoers", "not allowed", "may not run", "can't do that")):
         return ConnectError(
             f"{host}: {_who(user)} may not use sudo there ({detail})",
             "add the user to the sudo group (or sudoers) as root, or set ansible_user=root",

@@ -1,14 +1,17 @@
 """cuda: the CUDA toolkit (nvcc and libraries) from NVIDIA's apt repository or the distribution's.
 
 Source `nvidia` manages NVIDIA's repository for this release only (provision.cudarepo, shared
-with the driver step: `cuda-keyring` 1.1-1, our source file at the keyring package's path, the
-priority-600 pin `/etc/apt/preferences.d/cuda-repository-pin-600`, no other CUDA source, no
-NVIDIA key in apt-key's legacy keyring), then `cuda-toolkit-X-Y` (the versioned name is the
-pin: it never moves to another release) and `/etc/profile.d/cuda.sh`. The version is
-cuda.version, else the CUDA of the wheels the GPU-stack decision chose (provision.stack). On
-Debian `contrib` is added (`/etc/apt/sources.list.d/provision-components.sources`) when the
-host's sources lack it. Source `distro` installs the distribution's `nvidia-cuda-toolkit`
-(Debian: contrib and non-free, Ubuntu: multiverse). Never reboots.
+with the driver step: `cuda-keyring` 1.1-1 holding the key of this release's repository
+(cuda.repo_key, else NVIDIA's key for the directory), our source file at the keyring
+package's path, the priority-600 pin `/etc/apt/preferences.d/cuda-repository-pin-600`, no
+other CUDA source, no NVIDIA key in apt-key's legacy keyring), then `cuda-toolkit-X-Y` (the
+versioned name is the pin: it never moves to another release) and `/etc/profile.d/cuda.sh`.
+The version is cuda.version, else the CUDA of the wheels the GPU-stack decision chose
+(provision.stack). On Debian `contrib` is added
+(`/etc/apt/sources.list.d/provision-components.sources`) when the host's sources lack it.
+Source `distro` installs the release's own toolkit package (`DISTRO_TOOLKITS`:
+`nvidia-cuda-toolkit` on Debian (contrib and non-free) and Ubuntu up to 24.04, `cuda-toolkit`
+on Ubuntu 26.04; multiverse on Ubuntu). Never reboots.
 """
 
 from __future__ import annotations
@@ -28,9 +31,11 @@ from provision.cudarepo import (
     components_changes,
     components_reads,
     is_cuda_repo,
+    keyring_fingerprints,
     nvidia_fingerprints,
     repo_changes,
     repo_for,
+    repo_key,
     repo_reads,
     wanted_components,
 )
@@ -42,14 +47,49 @@ from provision.step import Context, Download, Step
 
 PROFILE = "/etc/profile.d/cuda.sh"
 DISTRO_PACKAGE = "nvidia-cuda-toolkit"
-# The toolkit each release ships as nvidia-cuda-toolkit (source "distro").
-DISTRO_TOOLKITS = {"debian-12": "11.8", "ubuntu-22.04": "11.5", "ubuntu-24.04": "12.0"}
+
+
+@dataclass(frozen=True)
+class DistroToolkit:
+    """The toolkit a release ships itself (source "distro"): package, CUDA X.Y, its nvcc."""
+
+    version: str
+    package: str = DISTRO_PACKAGE
+    nvcc: str = "/usr/bin/nvcc"
+    source: str = ""
+
+
+# Debian 13: apt-cache against deb.debian.org trixie non-free, 2026-12-01: nvidia-cuda-toolkit
+# 12.4.131~12.4.1-2 (tests/data/facts/debian-13-apt-cuda-toolkit.txt) [H]. Ubuntu 26.04: the
+# archive carries NVIDIA's CUDA as `cuda-toolkit` (multiverse, amd64 and arm64; source package
+# cuda-meta-13-1), ros/rosdistro PR #53982 (2026-09-15) citing packages.ubuntu.com [M]; its
+# nvcc path is NVIDIA's layout, /usr/local/cuda-13.1/bin [L: from documentation, not run]
+# (tests/data/facts/nvidia-cuda-repo-keys.txt).
+DISTRO_TOOLKITS = {
+    "debian-12": DistroToolkit("11.8"),
+    "debian-13": DistroToolkit("12.4", source="tests/data/facts/debian-13-apt-cuda-toolkit.txt"),
+    "ubuntu-22.04": DistroToolkit("11.5"),
+    "ubuntu-24.04": DistroToolkit("12.0"),
+    "ubuntu-26.04": DistroToolkit(
+        "13.1", "cuda-toolkit", "/usr/local/cuda-13.1/bin/nvcc", "ros/rosdistro PR #53982"
+    ),
+}
 NO_TOOLKIT = "pytorch.index is cpu: no toolkit chosen; set cuda.version"
 
 
 def toolkit_version(value: str) -> None:
     if value and not re.fullmatch(r"[1-9][0-9]?\.[0-9]{1,2}", value):
         raise ValueError(f"{value!r} is not a CUDA toolkit version X.Y (e.g. 12.8)")
+
+
+def fingerprint(value: str) -> None:
+    if value and not re.fullmatch(r"[0-9A-Fa-f]{40}|[0-9A-Fa-f]{64}", value):
+        raise ValueError(f"{value!r} is not a key fingerprint (40 or 64 hex digits, no spaces)")
+
+
+def distro_toolkit(os_key: str) -> DistroToolkit | None:
+    """The toolkit this release ships itself (None: not known here)."""
+    return DISTRO_TOOLKITS.get(os_key)
 
 
 @dataclass(frozen=True)
@@ -62,10 +102,15 @@ class Settings:
     )
     source: str = setting(
         "nvidia",
-        "nvidia (NVIDIA's apt repo) or distro (Debian's nvidia-cuda-toolkit)",
+        "nvidia (NVIDIA's apt repo) or distro (the release's own toolkit package)",
         one_of("nvidia", "distro"),
     )
     repo_url: str = setting(NVIDIA_REPO, "base URL of NVIDIA's CUDA apt repos (mirrors)", url)
+    repo_key: str = setting(
+        "",
+        "fingerprint of the key that signs the repo (empty: NVIDIA's key for this release)",
+        fingerprint,
+    )
 
 
 # --- the step ----------------------------------------------------------------------------------
@@ -90,11 +135,12 @@ def preflight(ctx: Context) -> None:
     if s.source == "nvidia":
         repo_for(f.os_key, f.arch, s.repo_url)
         return
-    shipped = DISTRO_TOOLKITS.get(f.os_key, "")
-    if s.version and s.version != shipped:
+    toolkit = distro_toolkit(f.os_key)
+    if s.version and (toolkit is None or s.version != toolkit.version):
+        package = toolkit.package if toolkit else DISTRO_PACKAGE
         raise ConfigError(
-            f"{ctx.host}: {f.os_key}'s {DISTRO_PACKAGE} is CUDA {shipped or 'unknown'}, "
-            f"not {s.version}",
+            f"{ctx.host}: {f.os_key}'s {package} is CUDA "
+            f"{toolkit.version if toolkit else 'unknown'}, not {s.version}",
             "set cuda.source = nvidia for another version, or leave cuda.version empty",
         )
 
@@ -113,7 +159,7 @@ def check(ctx: Context) -> list[Change]:
             )
         return changes + packages(
             ctx,
-            [DISTRO_PACKAGE],
+            [distro_package(ctx)],
             lock_timeout_s=b.apt_lock_timeout_s,
             cache_max_age_s=b.apt_cache_max_age_s if not changes else 1 << 40,
         )
@@ -136,6 +182,12 @@ def check(ctx: Context) -> list[Change]:
         {"version": version, "bin_dir": f"/usr/local/cuda-{version}/bin"},
     )
     return changes
+
+
+def distro_package(ctx: Context) -> str:
+    """The package of the distribution's toolkit on this host."""
+    toolkit = distro_toolkit(ctx.facts.os_key)
+    return toolkit.package if toolkit else DISTRO_PACKAGE
 
 
 def reads(ctx: Context) -> list[Read]:
@@ -196,12 +248,21 @@ def verify_repository(host, s: Settings) -> None:
 
 
 def verify_keyring(host, s: Settings) -> None:
-    """cuda-keyring 1.1-1 is installed and its key file is present"""
+    """cuda-keyring 1.1-1 is installed and its key file holds the key of this release's repo"""
     nvidia_only(host, s)
     package = host.package(KEYRING_PACKAGE)
     assert package.is_installed, f"{KEYRING_PACKAGE} is not installed"
     assert package.version == KEYRING_VERSION, f"{KEYRING_PACKAGE} is {package.version}"
-    assert host.file(KEYRING).size > 0, f"{KEYRING} is missing or empty"
+    keyring = host.file(KEYRING)
+    assert keyring.exists and keyring.size > 0, f"{KEYRING} is missing or empty"
+    repo = host_repo(host, s)
+    want = repo_key(repo.distro, s.repo_key)
+    # base64, as check's probe reads it: the file is binary and a command's output is text.
+    held = keyring_fingerprints(host.check_output(f"base64 < {KEYRING}").splitlines())
+    assert want in held, (
+        f"{KEYRING} holds {', '.join(held) or 'no readable key'}, not {want} "
+        f"(the key of NVIDIA's {repo.distro} repository)"
+    )
 
 
 def verify_no_apt_key(host, s: Settings) -> None:
@@ -232,7 +293,9 @@ def verify_nvcc(host, s: Settings) -> None:
     if not s.enabled:
         raise Skip("cuda.enabled is off")
     if s.source == "distro":
-        version, nvcc = s.version, "/usr/bin/nvcc"
+        os_key = host.check_output('. /etc/os-release && echo "$ID-$VERSION_ID"')
+        toolkit = distro_toolkit(os_key)
+        version, nvcc = s.version, toolkit.nvcc if toolkit else "/usr/bin/nvcc"
     else:
         version = host_version(host, s)
         nvcc = f"/usr/local/cuda-{version}/bin/nvcc"
@@ -255,7 +318,7 @@ def downloads(ctx: Context) -> list[Download]:
     s: Settings = ctx.settings(Settings)
     if not s.enabled or s.source != "distro":
         return []
-    found = resources.package_downloads(ctx, [DISTRO_PACKAGE])
+    found = resources.package_downloads(ctx, [distro_package(ctx)])
     sources = resources.apt_sources(components_changes(ctx, wanted_components(ctx)))
     return sources + found if found else []
 

@@ -7,15 +7,20 @@ Then the distribution's own toolkit as a `slow` case (Debian's nvidia-cuda-toolk
 
 from __future__ import annotations
 
+import base64
+from pathlib import Path
+
 import pytest
 from aptrepo import missing_tools
 from common import ssh
 from pkgindex import serve
 
 from hostrun import booted, provision_runner
+from provision.cudarepo import dearmor
 
 pytestmark = pytest.mark.container
 REPO_PATH = "debian12/x86_64/"
+FACTS = Path(__file__).resolve().parent.parent / "data" / "facts"
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +34,7 @@ def fixture_repo(require_tier, tmp_path_factory):
     root = aptrepo.build(tmp_path_factory.mktemp("cuda-fixture-repo"))
     server, url = serve(root)
     try:
-        yield url.rstrip("/")
+        yield url.rstrip("/"), aptrepo.key_fingerprint(root)
     finally:
         server.shutdown()
         server.server_close()
@@ -37,8 +42,15 @@ def fixture_repo(require_tier, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def host(require_tier, fixture_repo):
-    """A fresh container with the cuda step on, pointed at the fixture repository."""
-    extra = {"cuda.enabled": "true", "cuda.repo_url": fixture_repo, "cuda.version": "12.8"}
+    """A fresh container with the cuda step on, pointed at the fixture repository (whose key,
+    not NVIDIA's, is the one its keyring must hold)."""
+    url, key = fixture_repo
+    extra = {
+        "cuda.enabled": "true",
+        "cuda.repo_url": url,
+        "cuda.repo_key": key,
+        "cuda.version": "12.8",
+    }
     yield from booted("container", require_tier, extra_vars=extra)
 
 
@@ -48,7 +60,7 @@ def provision(host, tmp_path):
 
 
 def test_cuda_from_the_fixture_repo_installs_converges_and_verifies(host, provision, fixture_repo):
-    repo = f"{fixture_repo}/{REPO_PATH}"
+    repo = f"{fixture_repo[0]}/{REPO_PATH}"
     first = provision("cuda", "--host", host.name)
     for line in (
         "write /etc/apt/sources.list.d/provision-components.sources",
@@ -73,6 +85,22 @@ def test_the_host_uses_one_signed_cuda_source_and_no_apt_key(host):
     assert ssh(host, "test -e /etc/apt/trusted.gpg", check=False).returncode != 0
     contrib = ssh(host, "apt-get indextargets --format '$(COMPONENT)' | sort -u").stdout.split()
     assert "contrib" in contrib
+
+
+def test_a_keyring_holding_another_releases_key_is_replaced(host, provision, fixture_repo):
+    """Issue 19: every release's cuda-keyring is 1.1-1, so a keyring of another release (here
+    NVIDIA's published 3bf863cc key, debian12's) passes a version check; the key does not."""
+    nvidia = base64.b64encode(dearmor((FACTS / "nvidia-cuda-3bf863cc.asc").read_bytes()))
+    ssh(host, f"echo {nvidia.decode()} | base64 -d > /usr/share/keyrings/cuda-archive-keyring.gpg")
+    plan = provision("cuda", "--host", host.name, "--plan")
+    assert (
+        "replace /usr/share/keyrings/cuda-archive-keyring.gpg (it holds 3BF863CC, not "
+        f"{fixture_repo[1][-8:]}, the key of debian12)"
+    ) in plan.stdout, plan.stdout
+    verify = provision("verify", "--host", host.name, "cuda", check_rc=None)
+    assert verify.returncode != 0 and "EB693B3035CD5710E231E123A4B469963BF863CC" in verify.stdout
+    provision("cuda", "--host", host.name)
+    provision("cuda", "--host", host.name, "--plan", "--detailed-exitcode", check_rc=0)
 
 
 def test_nvcc_is_on_a_login_shells_path(host):

@@ -14,7 +14,8 @@ and its two packages say FIXTURE in their descriptions:
   nvcc-like version banner. It compiles nothing.
 
 Layout: a flat repository `<root>/<distro>/<arch>/` (Packages, Packages.gz, Release,
-InRelease, Release.gpg), like NVIDIA's. Needs gpg, dpkg-deb and apt-ftparchive
+InRelease, Release.gpg), like NVIDIA's. Its key is not NVIDIA's, so a host using it sets
+`cuda.repo_key` to `key_fingerprint(root)` (kept in `<root>/fixture-key.fpr`). Needs gpg, dpkg-deb and apt-ftparchive
 (apt-get install gnupg dpkg apt-utils).
 
     python3 tests/hosts/aptrepo.py serve DIR [--port N]   # builds DIR if needed, serves it
@@ -34,6 +35,7 @@ from pathlib import Path
 from pkgindex import serve
 
 OFFICIAL = "https://developer.download.nvidia.com/compute/cuda/repos"
+FINGERPRINT_FILE = "fixture-key.fpr"
 KEYRING = "/usr/share/keyrings/cuda-archive-keyring.gpg"
 DEB_ARCH = {"x86_64": "amd64", "sbsa": "arm64"}
 TOOLS = ("gpg", "gpgconf", "dpkg-deb", "apt-ftparchive")
@@ -101,6 +103,10 @@ def build(root: Path, distro: str = "debian12", arch_dir: str = "x86_64",
             _run("gpg", "--batch", "--quiet", "--passphrase", "", "--quick-gen-key", uid,
                  "ed25519", "sign", "never", env=env)  # fmt: skip
             public = _run("gpg", "--batch", "--export", env=env, capture_output=True).stdout
+            listed = _run("gpg", "--batch", "--with-colons", "--list-keys", env=env,
+                          capture_output=True, text=True).stdout  # fmt: skip
+            fpr = next(ln.split(":")[9] for ln in listed.splitlines() if ln.startswith("fpr:"))
+            (root / FINGERPRINT_FILE).write_text(fpr + "\n")
             list_name = f"/etc/apt/sources.list.d/cuda-{distro}-{arch_dir}.list"
             list_line = f"deb [signed-by={KEYRING}] {OFFICIAL}/{distro}/{arch_dir}/ /\n"
             _deb(
@@ -154,6 +160,11 @@ def build(root: Path, distro: str = "debian12", arch_dir: str = "x86_64",
         finally:
             subprocess.run(["gpgconf", "--kill", "all"], env={**os.environ, **env}, check=False)
     return root
+
+
+def key_fingerprint(root: Path) -> str:
+    """The fingerprint of the fixture's signing key: the value for `cuda.repo_key`."""
+    return (Path(root) / FINGERPRINT_FILE).read_text().strip()
 
 
 def main() -> int:

@@ -43,6 +43,7 @@ def served(root: Path, through: Callable[[str], str] = lambda url: url):
             urls[key] = through(url)
         urls["installer"] += installer.name
         urls["sha256"] = sha
+        urls["repo_key"] = aptrepo.key_fingerprint(root / "cuda-repo")  # not NVIDIA's key
         yield urls
     finally:
         for server in servers:
@@ -58,6 +59,7 @@ def settings(urls: dict[str, str]) -> dict[str, str]:
         "driver.source": "debian",
         "cuda.enabled": "true",
         "cuda.repo_url": urls["repo"].rstrip("/"),
+        "cuda.repo_key": urls["repo_key"],
         "cuda.version": "12.8",
         "conda.enabled": "true",
         "conda.installer_url": urls["installer"],

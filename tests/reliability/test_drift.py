@@ -49,6 +49,7 @@ def sources(require_tier, tmp_path_factory):
         urls[key] = url
     urls["installer"] += installer.name
     urls["sha256"] = sha
+    urls["repo_key"] = aptrepo.key_fingerprint(root / "cuda-repo")  # not NVIDIA's key
     try:
         yield urls
     finally:
@@ -72,6 +73,7 @@ def host(require_tier, sources):
         "driver.source": "debian",
         "cuda.enabled": "true",
         "cuda.repo_url": sources["repo"].rstrip("/"),
+        "cuda.repo_key": sources["repo_key"],
         "cuda.version": "12.8",
         "conda.enabled": "true",
         "conda.installer_url": sources["installer"],

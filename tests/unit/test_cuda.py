@@ -2,6 +2,7 @@
 the release's repo directory, mirrors, contrib on Debian only, the distribution's toolkit,
 and a converged host that changes nothing."""
 
+import base64
 import dataclasses
 import os
 import re
@@ -68,10 +69,18 @@ def facts(name="debian-12-nspawn", *installed, **fields):
     return dataclasses.replace(f, packages=pkgs, **fields)
 
 
-def state(targets=(DEBIAN_MAIN,), fetched=(), keyring=False, apt_key=()):
-    """The answer to cuda's one apt-state probe."""
+# NVIDIA's key 3bf863cc as cuda-keyring installs it (binary), base64-wrapped like the probe's.
+NVIDIA_3BF863CC = cudarepo.dearmor((DATA / "nvidia-cuda-3bf863cc.asc").read_bytes())
+
+
+def state(targets=(DEBIAN_MAIN,), fetched=(), keyring=False, apt_key=(), key=NVIDIA_3BF863CC):
+    """The answer to cuda's one apt-state probe (the keyring file holding `key`)."""
     lines = ["@@targets", *targets, "@@fetched", *fetched, "@@keyring"]
     lines += ["present"] if keyring else []
+    lines += ["@@keyring-data"]
+    if keyring:
+        encoded = base64.b64encode(key).decode()
+        lines += [encoded[i : i + 76] for i in range(0, len(encoded), 76)]
     return "\n".join([*lines, "@@apt-key", *apt_key, "@@end", ""])
 
 
