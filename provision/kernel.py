@@ -5,16 +5,28 @@ Package names are Debian's and Ubuntu's: `linux-headers-<flavour>` follows kerne
 both (Debian: linux-headers-amd64/-cloud-amd64; Ubuntu: linux-headers-generic), and Ubuntu
 22.04's HWE kernels (6.x on 22.04) need linux-headers-generic-hwe-22.04 rather than the 5.15 GA
 meta package.
+
+Kernel names (`uname -r`, the suffix of the linux-image-<name> package):
+- Debian 12 and Ubuntu: `<x.y.z>-<abi>[.<n>]-<flavour>` (6.1.0-28-amd64, 6.8.0-45-generic);
+- Debian 13: `<x.y.z>+deb13[.<n>]-<flavour>` (6.12.118+deb13-amd64, 6.12.115+deb13.1-cloud-amd64;
+  linux-headers-amd64 depends on linux-headers-6.12.118+deb13-amd64: trixie's archive, recorded
+  in tests/data/facts/debian-13-kernel-packages.txt).
 """
 
 from __future__ import annotations
 
 import re
 
+KERNEL_RE = re.compile(
+    r"^(\d+\.\d+)\.\d+"
+    r"(?:-\d+(?:\.\d+)*|\+deb\d+(?:\.\d+)*)"  # Debian 12 / Ubuntu ABI, or Debian 13's +debNN
+    r"-(?P<flavour>[a-z0-9-]+)$"
+)
+
 
 def headers_packages(kernel: str, os_id: str, os_version: str) -> list[str]:
     """Headers for the running kernel plus the meta package that follows kernel updates."""
-    m = re.match(r"^(\d+\.\d+)\.\d+-\d+(?:\.\d+)*-(?P<flavour>[a-z0-9-]+)$", kernel)
+    m = KERNEL_RE.match(kernel)
     if not m:
         return [f"linux-headers-{kernel}"]
     flavour = m["flavour"]

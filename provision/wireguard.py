@@ -23,6 +23,7 @@ from provision.relay import tcp_port
 from provision.resources import packages, service, template_file
 from provision.settings import hostname
 from provision.step import Context
+from provision.unitstate import enabled_state, not_enabled_message
 
 WG_DIR = "/etc/wireguard"
 WG_CONF = f"{WG_DIR}/wg0.conf"
@@ -185,7 +186,8 @@ def verify_wireguard(host, s: Any) -> None:
     for path in (WG_CONF, WG_PRIVATE):
         f = host.file(path)
         assert f.exists and f.mode == 0o600, f"{path} is missing or not 0600"
-    assert host.service(WG_UNIT).is_enabled, f"{WG_UNIT} is not enabled at boot"
+    enabled, state = enabled_state(host, WG_UNIT)  # a missing unit: exit 4 on systemd 257
+    assert enabled, not_enabled_message(WG_UNIT, state)
     link = host.run("ip -o link show dev wg0")
     assert link.rc == 0 and ",UP" in link.stdout, "wg0 is not up"
     public = host.run(shell.cmd("cat", "--", WG_PUBLIC)).stdout.strip()

@@ -12,7 +12,13 @@ from dataclasses import dataclass, field
 
 from provision.errors import ProvisionError
 
-SUPPORTED = {("ubuntu", "22.04"), ("ubuntu", "24.04"), ("debian", "12")}
+SUPPORTED = {
+    ("ubuntu", "22.04"),
+    ("ubuntu", "24.04"),
+    ("ubuntu", "26.04"),  # from documentation, not run (issue 19)
+    ("debian", "12"),
+    ("debian", "13"),
+}
 
 # Read-only, POSIX sh, no sudo: each section is best effort and may be empty.
 GATHER_SCRIPT = r"""
@@ -55,6 +61,14 @@ echo @@rollbacks; for d in /var/lib/provision/rollback/*/; do [ -d "$d" ] || con
 echo @@pending-restarts; ls /var/lib/provision/pending-restarts 2>/dev/null
 echo @@now; date +%s
 echo @@debian-version; cat /etc/debian_version 2>/dev/null
+echo @@apt-sources; if out=$(apt-get indextargets --format '$(SOURCESENTRY)' 2>&1 >/dev/null)
+  then echo ok; else echo broken; printf '%s\n' "$out" | grep -v '^ *$' | head -n 5
+  o=/etc/apt/sources.list.d/provision-components.sources
+  if [ -e "$o" ] && d=$(mktemp -d 2>/dev/null); then
+    for f in /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
+      [ -e "$f" ] && [ "$f" != "$o" ] && ln -s "$f" "$d/"; done
+    apt-get -o Dir::Etc::sourceparts="$d" indextargets >/dev/null 2>&1 && echo @own-breaks
+    rm -r -- "$d"; fi; fi
 echo @@end
 """
 
@@ -144,6 +158,9 @@ class Facts:
     pending_restarts: tuple[str, ...] = ()
     local_now: int = 0  # this machine's clock when the facts arrived (epoch s; 0: unknown)
     debian_version: str = ""  # /etc/debian_version ("12.8"; "trixie/sid" on Ubuntu)
+    # Whether apt reads its sources: "ok", or "broken", apt's error lines and `@own-breaks`
+    # where apt reads the others without the GPU steps' components file ("": not gathered)
+    apt_sources: str = ""
     # Decisions made from exactly these facts (the GPU stack: provision.stack), made once and
     # shared by every step that needs them; new facts start with an empty one.
     memo: dict = field(default_factory=dict, init=False, compare=False, repr=False)
@@ -356,6 +373,7 @@ def parse_facts(text: str, local_now: float | None = None) -> Facts:
         ),
         local_now=int(time.time() if local_now is None else local_now),
         debian_version=s.get("debian-version", "").strip(),
+        apt_sources=s.get("apt-sources", "").strip(),
     )
 
 

@@ -20,9 +20,26 @@ def check_supported(host: str, facts: Facts) -> None:
         found = facts.os_name or f"{facts.os_id} {facts.os_version}".strip() or "unknown OS"
         raise ProvisionError(
             f"{host}: {found} is not supported",
-            "provision supports Ubuntu 22.04, Ubuntu 24.04 and Debian 12",
+            f"provision supports {supported_text()}",
         )
     check_consistent(host, facts)  # a supported name on another OS's packages
+
+
+def supported_text() -> str:
+    """The supported releases in words, from SUPPORTED ("Debian 12 and 13, Ubuntu ...")."""
+    names = {"debian": "Debian", "ubuntu": "Ubuntu"}
+    parts = []
+    for os_id in sorted({os_id for os_id, _ in SUPPORTED}):
+        versions = sorted((v for i, v in SUPPORTED if i == os_id), key=_version_key)
+        listed = (
+            ", ".join(versions[:-1]) + " and " + versions[-1] if len(versions) > 1 else versions[0]
+        )
+        parts.append(f"{names.get(os_id, os_id)} {listed}")
+    return "; ".join(parts)
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in version.split(".") if x.isdigit())
 
 
 MAX_CLOCK_SKEW_S = 120  # beyond this, apt ("not valid yet"), TLS and logs go wrong

@@ -21,6 +21,7 @@ from provision.facts.reads import Read
 from provision.resources import file_read, packages, service, service_read, template_file
 from provision.settings import each, interface_name, setting
 from provision.step import Context, Step
+from provision.unitstate import enabled_state, not_enabled_message
 
 SLEEP_TARGETS = ("sleep.target", "suspend.target", "hibernate.target", "hybrid-sleep.target")
 LINK = "/etc/systemd/network/50-provision-wol.link"
@@ -173,8 +174,9 @@ def verify_boot_target(host, s: Settings) -> None:
     if s.headless:
         assert host.check_output("systemctl get-default") == "multi-user.target"
     for unit in s.services:
-        svc = host.service(unit)
-        assert svc.is_enabled and svc.is_running, f"{unit} is not enabled and running"
+        enabled, state = enabled_state(host, unit)
+        assert enabled, not_enabled_message(unit, state)
+        assert host.service(unit).is_running, f"{unit} is not running"
 
 
 def verify_wake_on_lan(host, s: Settings) -> None:

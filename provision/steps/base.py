@@ -6,7 +6,11 @@ headers for the running kernel (DKMS needs them), extra CA certificates, time sy
 (systemd-timesyncd), and unattended-upgrades that never touch NVIDIA/CUDA packages
 (`/etc/apt/apt.conf.d/51provision-unattended-upgrades`, `52provision-periodic`).
 The lab's cache (apt proxy, pip index, the cache box): provision/aptproxy.py.
-Waits for cloud-init and repairs an interrupted dpkg run first. Restarts systemd-timesyncd
+Waits for cloud-init and repairs an interrupted dpkg run first. apt must read its sources:
+where the GPU steps' components file is what it refuses (an older provision named the .gpg
+keyring where Debian 13's debian.sources names .pgp: "Conflicting values set for option
+Signed-By"), base moves that file aside (the GPU steps write it again, with the host's
+Signed-By); any other broken source is an error naming apt's words. Restarts systemd-timesyncd
 when its configuration changes. Never reboots.
 """
 
@@ -15,9 +19,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from provision import aptproxy, shell
+from provision import aptproxy, aptsigned, shell
 from provision.changes import Change, Run
-from provision.errors import Skip
+from provision.cudarepo import COMPONENTS_SOURCES
+from provision.errors import ProvisionError, Skip
 from provision.facts.reads import Read
 from provision.kernel import headers_packages
 from provision.resources import (
@@ -201,6 +206,22 @@ def reads(ctx: Context) -> list[Read]:
     return [file_read(ctx, dest) for dest in files] + wanted
 
 
+def apt_health_changes(ctx: Context) -> list[Change]:
+    """Nothing while apt reads its sources; our components file moved aside where it is what
+    apt refuses; an error (with apt's words) for any other broken source."""
+    ok, error, own = aptsigned.health(ctx.facts.apt_sources)
+    if ok:
+        return []
+    if own:
+        first = error.splitlines()[0].removeprefix("E: ") if error else ""
+        return [move_aside(COMPONENTS_SOURCES, f"apt refuses it: {first}".rstrip(": "))]
+    raise ProvisionError(
+        f"{ctx.host}: apt cannot read its sources: {error}",
+        "fix the source file apt names under /etc/apt/sources.list.d/ (`sudo apt-get update` "
+        "shows the error); entries for one URI and suite must name the same Signed-By",
+    )
+
+
 def ca_changes(ctx: Context, s: Settings) -> list[Change]:
     changes: list[Change] = []
     for path in s.ca_certificates:
@@ -254,6 +275,7 @@ def check(ctx: Context) -> list[Change]:
                 (Run(f"env DEBIAN_FRONTEND=noninteractive {repair}", timeout_s=3600),),
             )
         )
+    changes += apt_health_changes(ctx)
     # The lab's cache before the first apt-get update: base's own packages come through it.
     changes += aptproxy.changes(ctx, s, s.backup_dir)
     changes += ca_changes(ctx, s)
@@ -308,6 +330,14 @@ def verify_dpkg(host, s: Settings) -> None:
     """dpkg has no interrupted or half-installed packages"""
     audit = host.run("dpkg --audit")
     assert audit.rc == 0 and not audit.stdout.strip(), audit.stdout.strip()
+
+
+def verify_apt_sources(host, s: Settings) -> None:
+    """apt reads its sources (no conflicting Signed-By or broken entry)"""
+    out = host.run("apt-get indextargets --format '$(SOURCESENTRY)'")
+    errors = [x for x in out.stderr.splitlines() if x.startswith("E:")] or [out.stderr.strip()]
+    errors = list(dict.fromkeys(errors))  # apt repeats them, once per pass over the sources
+    assert out.rc == 0, f"apt cannot read its sources: {' '.join(errors)[:400]}"
 
 
 def verify_headers(host, s: Settings) -> None:
@@ -386,6 +416,7 @@ STEP = Step(
     verify=(
         verify_essentials,
         verify_dpkg,
+        verify_apt_sources,
         verify_headers,
         verify_time_sync,
         verify_unattended,

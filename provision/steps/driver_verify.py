@@ -11,6 +11,7 @@ from __future__ import annotations
 from provision import stack
 from provision.errors import Skip
 from provision.facts.gpu import is_driver_package, module_version
+from provision.unitstate import enabled_state, not_enabled_message
 
 BLACKLIST = "/etc/modprobe.d/provision-blacklist-nouveau.conf"
 PERSISTENCED = "nvidia-persistenced.service"
@@ -87,11 +88,12 @@ def verify_persistenced(host, s) -> None:
         raise Skip("driver.persistenced is off" if s.enabled else "driver.enabled is off")
     svc = host.service(PERSISTENCED)
     failed = host.run(f"systemctl is-failed --quiet -- {PERSISTENCED}").rc == 0
+    enabled, state = enabled_state(host, PERSISTENCED)  # a missing unit: exit 4 on systemd 257
     if not stack.has_gpu(host):
         assert not failed, f"{PERSISTENCED} is failed (no NVIDIA GPU here for it to serve)"
-        assert not svc.is_enabled, f"{PERSISTENCED} is enabled, but there is no NVIDIA GPU"
+        assert not enabled, f"{PERSISTENCED} is enabled, but there is no NVIDIA GPU"
         return
-    assert svc.is_enabled, f"{PERSISTENCED} is not enabled at boot"
+    assert enabled, not_enabled_message(PERSISTENCED, state)
     assert not failed, f"{PERSISTENCED} is failed: journalctl -u {PERSISTENCED}"
     if host.file("/proc/driver/nvidia/version").exists:
         assert svc.is_running, f"{PERSISTENCED} is not running"
@@ -104,6 +106,7 @@ def verify_fabricmanager(host, s) -> None:
     if not stack.has_nvswitch(host):
         raise Skip("no NVSwitch on this host: no fabric manager needed")
     svc = host.service(FABRICMANAGER)
-    assert svc.is_enabled, f"{FABRICMANAGER} is not enabled: CUDA fails with error 802 without it"
+    enabled, state = enabled_state(host, FABRICMANAGER)
+    assert enabled, f"{not_enabled_message(FABRICMANAGER, state)}: CUDA fails with error 802"
     if host.file("/proc/driver/nvidia/version").exists:
         assert svc.is_running, f"{FABRICMANAGER} is not running: journalctl -u {FABRICMANAGER}"

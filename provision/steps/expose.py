@@ -48,6 +48,7 @@ from provision.relay import (
 from provision.resources import file_content, packages, service, template_file
 from provision.settings import each, one_of, setting, unix_name
 from provision.step import Context, Step
+from provision.unitstate import enabled_state, not_enabled_message
 from provision.wireguard import (  # noqa: F401 (the paths, as the step's own)
     WG_CONF,
     WG_PRIVATE,
@@ -319,8 +320,8 @@ def verify_tunnel_key(host, s: Settings) -> None:
 def verify_tunnel_up(host, s: Settings) -> None:
     """the tunnel service is enabled, running and connected to the relay"""
     _method(s, "reverse-tunnel")
-    svc = host.service(UNIT)
-    assert svc.is_enabled, f"{UNIT} is not enabled at boot"
+    enabled, state = enabled_state(host, UNIT)
+    assert enabled, not_enabled_message(UNIT, state)
     public = host.run(shell.cmd("cat", "--", f"{KEY}.pub")).stdout.strip()
     hint = f"; the relay {s.relay} needs in authorized_keys: {authorized_line(public, s)}"
     # The relay's port as the unit has it (an inventory relay's port is in the inventory,

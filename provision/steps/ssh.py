@@ -54,7 +54,8 @@ TEMPLATE = "ssh/00-provision.conf.j2"
 JAIL = "/etc/fail2ban/jail.d/provision-sshd.conf"
 RESOLVED_CONF = "/etc/systemd/resolved.conf.d/provision-no-multicast.conf"
 # Ubuntu 24.04: ssh.socket listens and its generator reads Port from sshd_config at
-# daemon-reload. Debian 12 / Ubuntu 22.04: ssh.service listens itself.
+# daemon-reload. Debian 12 and 13 (OpenSSH 10.0 ships ssh.socket disabled) / Ubuntu 22.04:
+# ssh.service listens itself.
 RESTART = (
     "if systemctl is-enabled -q ssh.socket 2>/dev/null || systemctl is-active -q ssh.socket;"
     " then systemctl daemon-reload && systemctl restart ssh.socket; fi"

@@ -21,6 +21,7 @@ from provision.firewall import UFW_STATUS, ufw_allows
 from provision.resources import packages, service, template_file
 from provision.settings import absolute_path, setting, unix_name, url
 from provision.step import Context, Download, Step
+from provision.unitstate import enabled_state, not_enabled_message
 
 VENV = "/opt/provision/tensorboard"
 UNIT = "provision-tensorboard.service"
@@ -195,8 +196,9 @@ def verify_running(host, s: Settings) -> None:
     """the TensorBoard service is enabled and running"""
     if not s.enabled:
         raise Skip("tensorboard.enabled is off")
+    enabled, state = enabled_state(host, UNIT)
+    assert enabled, not_enabled_message(UNIT, state)
     svc = host.service(UNIT)
-    assert svc.is_enabled, f"{UNIT} is not enabled at boot"
     assert svc.is_running, f"{UNIT} is not running"
 
 

@@ -517,8 +517,8 @@ class FakeService:
 
 
 class FakeRun:
-    def __init__(self, rc, stdout=""):
-        self.rc, self.stdout = rc, stdout
+    def __init__(self, rc, stdout="", stderr=""):
+        self.rc, self.stdout, self.stderr = rc, stdout, stderr
 
 
 class FakeHost:
@@ -539,6 +539,8 @@ class FakeHost:
     def run(self, command):
         if "is-failed" in command:
             return FakeRun(0 if self.failed else 1)
+        if "is-enabled" in command:  # systemctl(1): "enabled" exit 0, "disabled" exit 1
+            return FakeRun(0, "enabled\n") if self.enabled else FakeRun(1, "disabled\n")
         # the sysfs PCI read (facts.gpu.PCI_SCRIPT): an RTX 4090's display function, or none
         return FakeRun(0, "0000:01:00.0 0x2684 0x030000\n" if self.gpu else "")
 

@@ -544,7 +544,7 @@ def test_ssh_ufw_active_but_port_missing_allows_it_without_re_enabling():
 
 JAIL = """\
 # Managed by provision (ssh/fail2ban-sshd.conf.j2): local edits are overwritten.
-# The systemd backend: Debian 12 and Ubuntu 24.04 log sshd to the journal, not auth.log.
+# The systemd backend: Debian (12 and later) and Ubuntu 24.04 log sshd to the journal, not auth.log.
 [sshd]
 enabled = true
 port = 54285
