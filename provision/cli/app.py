@@ -30,7 +30,7 @@ class ProvisionGroup(click.Group):
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:
-    """Turn a fresh Ubuntu 22.04/24.04 or Debian 12 machine into a deep-learning server.
+    """Turn a fresh Debian 12/13 or Ubuntu 22.04/24.04/26.04 machine into a deep-learning server.
 
     \b
       provision all --host mybox                # every step, in order; idempotent
