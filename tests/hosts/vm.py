@@ -1,21 +1,23 @@
-"""qemu (TCG) test hosts: a Debian 12 VM with its own kernel, GRUB and NICs, over real SSH.
+"""qemu (TCG) test hosts: a Debian 12 or 13 VM with its own kernel, GRUB and NICs, over SSH.
 
 For what a container cannot prove: kernel headers and DKMS, initramfs, reboots through GRUB,
 netplan on a real NIC. /dev/kvm on these machines cannot boot a stock kernel, so qemu runs
 TCG (`-accel tcg,thread=multi -cpu max`), which also works on any CI runner without KVM.
 
-`build()` makes the base image once, cached under CACHE/vm-<hash of the recipe and key>/:
-mmdebstrap (bookworm + updates + security, main contrib non-free non-free-firmware) → a
-chroot configuration step → ext4 written by `mke2fs -d` at a 1 MiB offset in a sparse raw
-file with an sfdisk partition table (no loop device, no mount) → one short TCG boot with
-`init=` a script that runs grub-install + update-grub and powers off → qcow2 (40 GiB virtual).
+`build(release)` makes the base image of a release (bookworm or trixie) once, cached under
+CACHE/vm-<hash of the release's recipe and key>/: mmdebstrap (the suite + -updates +
+-security, main contrib non-free non-free-firmware) → a chroot configuration step (trixie:
+its sources rewritten as deb822 `debian.sources`) → ext4 written by `mke2fs -d` at a 1 MiB
+offset in a sparse raw file with an sfdisk partition table (no loop device, no mount) → one
+short TCG boot with `init=` a script that runs grub-install + update-grub and powers off →
+qcow2 (40 GiB virtual).
 
-`up(name)` boots a qcow2 overlay of it in the background with SSH forwarded from a free
-port on 127.0.0.1 (user-mode networking, so the guest reaches the Debian mirror through this
-machine, which gets no new addresses), waits for SSH and writes the inventory and host.json.
-`nic2="netns"` adds a second NIC: a tap that qemu creates and opens, then moved into a
-network namespace of our own whose end of it is 192.168.77.1/24 (nothing in the root
-namespace). `down(name)` powers it off (else kills the qemu we started), deletes the
+`up(name, release=...)` boots a qcow2 overlay of it in the background with SSH forwarded from
+a free port on 127.0.0.1 (user-mode networking, so the guest reaches the Debian mirror
+through this machine, which gets no new addresses), waits for SSH and writes the inventory
+and host.json. `nic2="netns"` adds a second NIC: a tap that qemu creates and opens, then
+moved into a network namespace of our own whose end of it is 192.168.77.1/24 (nothing in the
+root namespace). `down(name)` powers it off (else kills the qemu we started), deletes the
 namespace and the state. A `systemctl reboot` inside comes back by itself: qemu keeps
 running and GRUB boots the disk again.
 """
@@ -36,7 +38,9 @@ from pathlib import Path
 
 from common import (
     CACHE,
+    DEFAULT_RELEASE,
     GPU_STACK_OFF,
+    RELEASES,
     STATE,
     SUDO_PASSWORD,
     USER,
@@ -57,11 +61,19 @@ SECURITY_MIRROR = os.environ.get(
     "PROVISION_TESTHOST_SECURITY_MIRROR", "http://deb.debian.org/debian-security"
 )
 COMPONENTS = "main contrib non-free non-free-firmware"
-SOURCES = (
-    f"deb {MIRROR} bookworm {COMPONENTS}",
-    f"deb {MIRROR} bookworm-updates {COMPONENTS}",
-    f"deb {SECURITY_MIRROR} bookworm-security {COMPONENTS}",
-)
+
+
+def sources(release: str) -> tuple[str, ...]:
+    """The release's apt lines for mmdebstrap: the suite, -updates and -security."""
+    if release not in RELEASES:
+        raise ValueError(f"unknown release {release!r}: use one of {', '.join(RELEASES)}")
+    return (
+        f"deb {MIRROR} {release} {COMPONENTS}",
+        f"deb {MIRROR} {release}-updates {COMPONENTS}",
+        f"deb {SECURITY_MIRROR} {release}-security {COMPONENTS}",
+    )
+
+
 INCLUDE = (
     "linux-image-amd64,grub-pc,initramfs-tools,zstd,systemd-sysv,systemd-resolved,udev,kmod,"
     "dbus,openssh-server,sudo,python3,ca-certificates,curl,iproute2,iputils-ping"
@@ -147,6 +159,31 @@ apt-get clean
 : > /etc/machine-id
 """
 
+# Trixie as Debian 13 installs it (and as the issue met it): the sources in deb822 form,
+# /etc/apt/sources.list.d/debian.sources, each stanza with Signed-By naming the .pgp keyring,
+# instead of the one-line sources.list mmdebstrap writes. Run after CONFIGURE; bookworm's
+# image (and so its recipe and cache key) does not have this step.
+DEB822_SOURCES = rf"""
+set -e
+test -s /usr/share/keyrings/debian-archive-keyring.pgp
+release=$(. /etc/os-release; echo $VERSION_CODENAME)
+cat > /etc/apt/sources.list.d/debian.sources <<EOF
+Types: deb
+URIs: {MIRROR}
+Suites: $release $release-updates
+Components: {COMPONENTS}
+Signed-By: /usr/share/keyrings/debian-archive-keyring.pgp
+
+Types: deb
+URIs: {SECURITY_MIRROR}
+Suites: $release-security
+Components: {COMPONENTS}
+Signed-By: /usr/share/keyrings/debian-archive-keyring.pgp
+EOF
+rm -f /etc/apt/sources.list
+"""
+RELEASE_CONFIGURE = {"bookworm": "", "trixie": DEB822_SOURCES}
+
 # qemu for every boot. Device addresses are pinned, so the guest's NICs are always ens3 (SSH,
 # slirp) and ens4 (nic2). cache=unsafe: dpkg's many fsyncs cost nothing; the disks are
 # disposable (a guest reboot is fine: qemu keeps running and holds the data).
@@ -168,9 +205,15 @@ QEMU = (
     "virtio-rng-pci,addr=0x6",
 )
 
-RECIPE = "\n".join(
-    ["vm recipe 3", *SOURCES, INCLUDE, CONFIGURE, f"{DISK_GIB} GiB at {PART_START}", *QEMU]
-)
+
+def recipe(release: str) -> str:
+    """What the release's cached image is built from (its hash names the cache folder).
+
+    bookworm's text is the one from before releases were a parameter, so its image stays.
+    """
+    extra = [RELEASE_CONFIGURE[release]] if RELEASE_CONFIGURE[release] else []
+    disk = f"{DISK_GIB} GiB at {PART_START}"
+    return "\n".join(["vm recipe 3", *sources(release), INCLUDE, CONFIGURE, *extra, disk, *QEMU])
 
 
 def _disk_args(path: Path, fmt: str) -> list[str]:
@@ -182,8 +225,8 @@ def _disk_args(path: Path, fmt: str) -> list[str]:
     ]
 
 
-def build() -> Path:
-    """The cached base image (qcow2), built once per recipe and key; returns its path.
+def build(release: str = DEFAULT_RELEASE) -> Path:
+    """The cached base image (qcow2) of a release, built once per recipe and key; its path.
 
     Beside it: hostkeys/ (the guest's SSH host public keys), build.log, grub-install.log.
     An image older than PROVISION_TESTHOST_VM_MAX_AGE_DAYS (default 7; 0: never) is built
@@ -191,8 +234,8 @@ def build() -> Path:
     still have its linux-headers package there.
     """
     key = ensure_key()
-    recipe = RECIPE + key.with_suffix(".pub").read_text()
-    final = CACHE / f"vm-{hashlib.sha256(recipe.encode()).hexdigest()[:12]}"
+    text = recipe(release) + key.with_suffix(".pub").read_text()
+    final = CACHE / f"vm-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
     base = final / "base.qcow2"
     if _fresh(base):
         return base
@@ -205,7 +248,7 @@ def build() -> Path:
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         try:
-            _build_into(work, key)
+            _build_into(work, key, release)
         except BaseException:
             # Keep the logs for a look; drop the big pieces.
             shutil.rmtree(work / "rootfs", ignore_errors=True)
@@ -231,10 +274,13 @@ def _fresh(base: Path) -> bool:
     return max_age_days <= 0 or age < max_age_days * 86400
 
 
-def _build_into(work: Path, key: Path) -> None:
+def _build_into(work: Path, key: Path, release: str) -> None:
     started = time.monotonic()
     rootfs = work / "rootfs"
-    log(f"building VM image {work.name} (mmdebstrap, mke2fs, one TCG boot for GRUB: ~3 min)")
+    log(
+        f"building VM image {work.name} ({release}: mmdebstrap, mke2fs, one TCG boot for GRUB:"
+        " ~3 min)"
+    )
     subprocess.run(
         [
             "mmdebstrap",
@@ -242,14 +288,17 @@ def _build_into(work: Path, key: Path) -> None:
             "--mode=root",
             "--variant=important",
             f"--include={INCLUDE}",
-            "bookworm",
+            release,
             str(rootfs),
-            *SOURCES,
+            *sources(release),
         ],
         check=True,
     )
     shutil.copy(key.with_suffix(".pub"), rootfs / "tmp" / "testhost.pub")
     subprocess.run(["chroot", str(rootfs), "sh", "-c", CONFIGURE], check=True)
+    if RELEASE_CONFIGURE[release]:
+        subprocess.run(["chroot", str(rootfs), "sh", "-c", RELEASE_CONFIGURE[release]], check=True)
+    (work / "recipe.txt").write_text(recipe(release))
     hostkeys = work / "hostkeys"
     hostkeys.mkdir()
     for pub in (rootfs / "etc/ssh").glob("ssh_host_*_key.pub"):
@@ -392,17 +441,19 @@ def up(
     memory_mb: int = 4096,
     cpus: int = 2,
     nic2: str | None = None,
+    release: str = DEFAULT_RELEASE,
 ) -> TestHost:
     """Boot a fresh overlay of the image; wait for SSH; write the inventory and host.json.
 
     nic2="netns": a second NIC (ens4 in the guest, MAC 52:54:00:77:00:10, unconfigured
     apart from the default DHCP attempt), a tap whose other end is 192.168.77.1/24 in the
     namespace host.extras["netns"]; reach the guest from there with `ip netns exec NS ...`.
+    release: the Debian suite (bookworm or trixie) of the image it boots.
     On failure the VM is stopped and the error carries the end of its console log.
     """
     if nic2 not in (None, "netns"):
         raise ValueError(f"nic2 must be None or 'netns', not {nic2!r}")
-    base = build()
+    base = build(release)
     state = STATE / name
     down(name, graceful=False)  # whatever an earlier host of this name left behind
     state.mkdir(parents=True)
@@ -424,7 +475,7 @@ def up(
         known_hosts=known,
         inventory=state / "inventory.ini",
         state_dir=state,
-        extras={"image": str(base), "qmp": str(state / "qmp.sock")},
+        extras={"image": str(base), "qmp": str(state / "qmp.sock"), "release": release},
     )
     argv = [
         *QEMU,
