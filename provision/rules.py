@@ -18,11 +18,16 @@ from provision.errors import ConfigError
 
 # TCP ports a step makes something listen on, on the box itself (expose.remote_port is on the
 # relay, expose.listen_port is UDP, expose.local_port names sshd's port on purpose).
-BOX_TCP_PORTS = {"ssh.port": None, "tensorboard.port": "tensorboard.enabled"}
+BOX_TCP_PORTS = {
+    "ssh.port": None,
+    "tensorboard.port": "tensorboard.enabled",
+    "jupyter.port": "jupyter.enabled",
+}
 # Settings whose value lands in a systemd unit, and how (formats.py).
 SYSTEMD_VALUES = {
     "tensorboard.logdir": formats.systemd_path,
     "tensorboard.python": formats.systemd_exec,
+    "jupyter.notebook_dir": formats.systemd_path,
 }
 # Downloads that apt verifies with the repository's signature: http is a privacy matter only.
 SIGNED_URLS = ("base.apt_mirror", "base.apt_security_mirror", "cuda.repo_url")
@@ -32,6 +37,7 @@ UNSIGNED_URLS = (
     "pytorch.extra_index_url",
     "pytorch.find_links",
     "tensorboard.pip_index_url",
+    "jupyter.pip_index_url",
     "conda.channel_alias",
 )
 GPU_FIELDS = (

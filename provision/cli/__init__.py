@@ -9,7 +9,16 @@ sent to any host), 3 `--plan --detailed-exitcode` found changes.
 from __future__ import annotations
 
 # Importing a command module registers its commands on the group.
-from provision.cli import checks, forward, info, relay, run, status, transfer  # noqa: F401
+from provision.cli import (  # noqa: F401
+    checks,
+    forward,
+    info,
+    notebook,
+    relay,
+    run,
+    status,
+    transfer,
+)
 from provision.cli.app import cli, main
 
 __all__ = ["cli", "main"]

@@ -11,6 +11,7 @@ from provision.steps import (
     cuda,
     driver,
     expose,
+    jupyter,
     network,
     pytorch,
     ssh,
@@ -29,6 +30,7 @@ STEPS: tuple[Step, ...] = (
     conda.STEP,
     pytorch.STEP,
     tensorboard.STEP,
+    jupyter.STEP,
     expose.STEP,
 )
 

@@ -23,6 +23,7 @@ IN_CONTAINER = "skipped by verify on a container (systemd-detect-virt --containe
 ENV = "/opt/provision/envs/dl"
 SITE = f"{ENV}/lib/python3.11/site-packages"
 GPU_ONLY = "GPU only (skipped by verify without an NVIDIA GPU): "
+JUPYTER_DRIFT = "broken by hand, `--plan --detailed-exitcode` exits 3 naming jupyter, repaired: "
 
 DRIFT: dict[str, dict] = {
     # --- base ---------------------------------------------------------------------------------
@@ -190,6 +191,28 @@ DRIFT: dict[str, dict] = {
         "break": f"sed -i 's/--host 127.0.0.1/--host 0.0.0.0/' {TENSORBOARD_UNIT}"
         " && systemctl daemon-reload && systemctl restart provision-tensorboard.service"
         " && sleep 5",
+    },
+    # --- jupyter (issue 20; off by default, so not on the drift host: broken, planned and
+    # repaired on its own container, with the PyTorch kernel, in the module cited) ---------------
+    "jupyter.verify_running": {
+        "reason": JUPYTER_DRIFT + "the unit disabled, in "
+        "tests/container/test_jupyter_on_container.py::test_drift_of_the_service_is_planned_and_repaired",
+    },
+    "jupyter.verify_local_only": {
+        "reason": JUPYTER_DRIFT + "the unit edited to --ip=0.0.0.0, in "
+        "tests/container/test_jupyter_on_container.py::test_drift_of_the_service_is_planned_and_repaired",
+    },
+    "jupyter.verify_login": {
+        "reason": JUPYTER_DRIFT + "the unit's JUPYTER_TOKEN_FILE replaced (a token nobody has), "
+        "in tests/container/test_jupyter_on_container.py::test_drift_of_the_files_is_planned_and_repaired",
+    },
+    "jupyter.verify_kernels": {
+        "reason": JUPYTER_DRIFT + "the PyTorch kernelspec removed, in "
+        "tests/container/test_jupyter_on_container.py::test_drift_of_the_files_is_planned_and_repaired",
+    },
+    "jupyter.verify_token_private": {
+        "reason": JUPYTER_DRIFT + "the token file made 0644, in "
+        "tests/container/test_jupyter_on_container.py::test_drift_of_the_files_is_planned_and_repaired",
     },
     # --- expose -------------------------------------------------------------------------------
     "expose.verify_tunnel_key": {

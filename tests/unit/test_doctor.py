@@ -406,7 +406,7 @@ def test_render_shows_the_fix_only_for_problems_and_counts():
     items = run(BUDGET)
     text = doctor.render("budget", items)
     assert "fix: move the card to a slot wired x16" in text
-    assert text.splitlines()[-1].strip() == "8 ok, 1 skip, 10 warn, 1 fail"
+    assert text.splitlines()[-1].strip() == "9 ok, 1 skip, 10 warn, 1 fail"  # + Jupyter (issue 20)
     assert doctor.failed(items)
 
 
@@ -621,24 +621,24 @@ def test_services_are_the_ones_steps_declare_with_the_hosts_settings(monkeypatch
         listen_port: int = 8888  # no bind_all: the step never means to open it
 
     lab = Step(
-        name="jupyter",
-        summary="JupyterLab for one user",
+        name="labdemo",
+        summary="LabDemo for one user (a stand-in step)",
         settings=LabSettings,
         check=lambda ctx: [],
         verify=(),
-        services=(("jupyter", "listen_port"),),
+        services=(("labdemo", "listen_port"),),
     )
     monkeypatch.setattr(rules, "STEPS", (*rules.STEPS, lab))
     data, facts = load(BUDGET)
     wide = dataclasses.replace(data, listeners=(doctor.Listener("0.0.0.0", 8888),))
-    f = area(doctor.findings(wide, doctor.Settings(), facts), "Jupyter")
+    f = area(doctor.findings(wide, doctor.Settings(), facts), "LabDemo")
     assert (f.status, f.reason.split(":")[0]) == (
         "warn",
         "port 8888 is open on 0.0.0.0 (every address)",
     )
-    assert f.fix == "bind jupyter to 127.0.0.1 and reach it with provision tunnel"
+    assert f.fix == "bind labdemo to 127.0.0.1 and reach it with provision tunnel"
     moved = doctor.findings(
-        wide, doctor.Settings(), facts, host_settings={"jupyter": LabSettings(listen_port=9999)}
+        wide, doctor.Settings(), facts, host_settings={"labdemo": LabSettings(listen_port=9999)}
     )
-    assert area(moved, "Jupyter").reason == "nothing listens on port 9999"
+    assert area(moved, "LabDemo").reason == "nothing listens on port 9999"
     assert area(moved, "TensorBoard").reason == "nothing listens on port 6006"
