@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import PurePosixPath
 
-from provision import shell
+from provision import shell, unitstate
 from provision.changes import Change, Restart, Run, Upload
 from provision.facts import files
 from provision.facts.files import KEY_MATERIAL_RE, MAX_DIFF_BYTES
@@ -178,12 +178,16 @@ def service(ctx: Context, unit: str, *, enabled: bool = True, running: bool = Tr
     probe = ctx.read(service_read(unit).command)
     state = dict(line.split("=", 1) for line in probe.stdout.splitlines() if "=" in line)
     changes = []
-    is_enabled = state.get("UnitFileState") in ("enabled", "enabled-runtime", "static", "alias")
+    # The same states verify counts as enabled (provision/unitstate.py): a static, indirect,
+    # generated or transient unit is not one `systemctl enable` could change, so planning it
+    # would repeat on every run; `systemctl disable` changes only the ones with symlinks.
+    file_state = state.get("UnitFileState", "")
+    is_enabled = file_state in unitstate.ENABLED_STATES
     if enabled and not is_enabled:
         changes.append(
             Change(f"enable {unit} at boot", (Run(shell.cmd("systemctl", "enable", "--", unit)),))
         )
-    elif not enabled and is_enabled:
+    elif not enabled and file_state in unitstate.DISABLEABLE_STATES:
         changes.append(
             Change(f"disable {unit} at boot", (Run(shell.cmd("systemctl", "disable", "--", unit)),))
         )

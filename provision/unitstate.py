@@ -5,7 +5,8 @@ but systemctl(1) of systemd 257 (Debian 13) documents, for is-enabled, exit 0 fo
 "enabled-runtime", "alias", "static", "indirect", "generated" and "transient", > 0 for "linked",
 "masked" and "disabled", and 4 ("no such unit", LSB "program or service status is unknown")
 for "not-found" (tests/data/facts/systemd-257-systemctl-is-enabled.txt). A missing unit is a
-failed check with the state in its message, never an exception.
+failed check with the state in its message, never an exception. resources.service (what
+check plans) counts the same states as enabled.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from provision import shell
 ENABLED_STATES = frozenset(
     {"enabled", "enabled-runtime", "alias", "static", "indirect", "generated", "transient"}
 )
+# Of those, the states `systemctl disable` undoes (its symlinks); the others have none.
+DISABLEABLE_STATES = frozenset({"enabled", "enabled-runtime", "alias"})
 
 
 def enabled_state(host, unit: str) -> tuple[bool, str]:

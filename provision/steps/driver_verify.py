@@ -82,8 +82,9 @@ def verify_dkms_built(host, s) -> None:
 
 
 def verify_persistenced(host, s) -> None:
-    """nvidia-persistenced is enabled and not failed with a GPU (running once the module is
-    loaded); without a GPU it is neither enabled nor failed"""
+    """nvidia-persistenced is enabled with a GPU, not enabled without one, and not failed
+
+    With a GPU it runs once the module is loaded."""
     if not s.enabled or not s.persistenced:
         raise Skip("driver.persistenced is off" if s.enabled else "driver.enabled is off")
     svc = host.service(PERSISTENCED)

@@ -179,8 +179,9 @@ print("checked")
 
 
 def verify_token_private(host, s) -> None:
-    """the token file is the user's alone (0600) and the token is not in the unit, its
-    environment or the journal"""
+    """the token file is the user's alone (0600) and the token is in no unit or journal
+
+    Neither the unit file, the unit's environment nor the journal holds the token."""
     if not s.enabled:
         raise Skip("jupyter.enabled is off")
     user = host.check_output(f"systemctl show -p User --value -- {UNIT}").strip()

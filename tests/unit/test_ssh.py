@@ -8,6 +8,7 @@ installed, the real `sshd -T -f` reading the drop-in the step would write.
 
 import dataclasses
 import hashlib
+import os
 import re
 import shutil
 import subprocess
@@ -408,6 +409,10 @@ def test_ssh_dropin_as_the_real_sshd_reads_it(tmp_path, settings, want):
     settings', and `desired` (what check compares the host's sshd -T with) agrees."""
     conf = tmp_path / "00-provision.conf"
     conf.write_bytes(fresh_dropin(**settings))
+    if os.geteuid() == 0:
+        # As root, sshd -T wants its privilege separation directory, which ssh.service makes
+        # (RuntimeDirectory=sshd); a machine where sshd never ran has none.
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
     key = tmp_path / "host_key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key], check=True)
     out = subprocess.run(
