@@ -80,15 +80,23 @@ def ssh_config(
 
 
 @cli.command(
-    help=f"Forward {SERVICE_NAMES} (or --port) on the box to 127.0.0.1 here, until Ctrl-C."
+    help="Forward services or ports on the box to 127.0.0.1 here, until Ctrl-C.\n\n"
+    "\b\n"
+    "  provision tunnel --host mybox                # every enabled service\n"
+    "  provision tunnel --host mybox SERVICE|PORT ...\n\n"
+    f"SERVICE is a service a step declares ({SERVICE_NAMES}): its port from the host's "
+    "settings, even when its step is off (a note says so). PORT (1-65535) is that port on "
+    "the box, at the same port here. With none (and no --port): every service of the "
+    "enabled steps, or all of them when every such step is off."
 )
 @host_options
+@click.argument("wanted", nargs=-1, metavar="[SERVICE|PORT]...")
 @click.option(
     "--port",
     "remote_port",
     type=click.IntRange(1, 65535),
     default=None,
-    help=f"the port on the box [default: {PORT_SETTINGS}]",
+    help=f"the port on the box, like one PORT [default: {PORT_SETTINGS}]",
 )
 @click.option(
     "--local-port",
@@ -98,6 +106,7 @@ def ssh_config(
 )
 def tunnel(
     target,
+    wanted,
     remote_port,
     local_port,
 ) -> None:
@@ -107,6 +116,7 @@ def tunnel(
 
     from provision.remote import connect
 
+    wanted = parse_wanted(wanted)  # a misspelt name fails here, before any host is looked up
     configs = target.configs()
     if len(configs) != 1:
         raise ConfigError("tunnel takes one host", where="--host")
@@ -115,7 +125,14 @@ def tunnel(
         raise ConfigError(
             f"{hc.name} is local (ansible_connection=local): no tunnel needed", where="--host"
         )
-    forwards = tunnel_forwards(hc.name, hc.settings, remote_port, local_port)
+    forwards = tunnel_forwards(
+        hc.name,
+        hc.settings,
+        remote_port,
+        local_port,
+        wanted=wanted,
+        note=lambda line: click.echo(line, err=True),
+    )
     for local, _remote in forwards:
         _refuse_a_taken_port(hc.name, local)
     remote = connect(hc.connection)
@@ -136,25 +153,84 @@ def tunnel(
         remote.close()
 
 
+def parse_wanted(values, steps=None) -> tuple[str | int, ...]:
+    """The SERVICE|PORT arguments of `tunnel`: a declared service's name (kept as the name) or
+    a port number 1-65535 (as an int); anything else is a ConfigError naming the value."""
+    import difflib
+
+    names = [name for _step, name, _key in declared(steps)]
+    out: list[str | int] = []
+    for value in values:
+        if isinstance(value, int) or (value.isascii() and value.isdigit()):
+            if 1 <= int(value) <= 65535:
+                out.append(int(value))
+                continue
+            problem = f"{value} is not a port number (1-65535)"
+        elif value in names:
+            out.append(value)
+            continue
+        else:
+            problem = f"{value!r} is neither a service nor a port number (1-65535)"
+        close = difflib.get_close_matches(str(value), names, n=1)
+        raise ConfigError(
+            f"{problem}; the services: {', '.join(names) or 'none'}",
+            (f"did you mean {close[0]}? " if close else "")
+            + "give a service's name or a port number 1-65535",
+            where="SERVICE|PORT argument",
+        )
+    return tuple(out)
+
+
 def tunnel_forwards(
-    host: str, settings_by_key: dict, remote_port: int | None, local_port: int | None, steps=None
+    host: str,
+    settings_by_key: dict,
+    remote_port: int | None,
+    local_port: int | None,
+    steps=None,
+    *,
+    wanted=(),
+    note=None,
 ) -> list[tuple[int, int]]:
-    """(port here, port on the box) for each forward `tunnel` opens: --port, else every
-    declared service of the host's enabled steps."""
-    if remote_port:
-        return [(local_port or remote_port, remote_port)]
-    # The enabled services; when every step that declares one is off, still their ports (a
-    # service the user runs by hand), as `tunnel` always did for TensorBoard's port.
-    ports = service_ports(settings_by_key, enabled_only=True, steps=steps) or service_ports(
-        settings_by_key, enabled_only=False, steps=steps
-    )
+    """(port here, port on the box) for each forward `tunnel` opens: --port and the
+    SERVICE|PORT arguments (`wanted`), in that order, once each; with neither, every declared
+    service of the host's enabled steps. `note` gets a line for a named service whose step is
+    off (forwarded anyway: the user may run it by hand)."""
+    if remote_port or wanted:
+        by_name = {}
+        for step, name, key in declared(steps):
+            by_name.setdefault(name, (step, key))
+        picked = ((remote_port,) if remote_port else ()) + parse_wanted(wanted, steps)
+        ports = []
+        for item in dict.fromkeys(picked):
+            if isinstance(item, int):
+                ports.append((str(item), item))
+                continue
+            step, key = by_name[item]
+            settings = settings_by_key[step.key]
+            port = getattr(settings, key)
+            if not getattr(settings, "enabled", True) and note:
+                note(
+                    f"{host}: the {step.name} step is off ({step.key}.enabled=false): "
+                    f"forwarding {item}'s port {port} anyway, for one you run by hand"
+                )
+            ports.append((item, port))
+        once: dict[int, tuple[str, int]] = {}  # a port named twice (as a service and a number)
+        for label, port in ports:
+            once.setdefault(port, (label, port))
+        ports = list(once.values())
+    else:
+        # The enabled services; when every step that declares one is off, still their ports
+        # (a service the user runs by hand), as `tunnel` always did for TensorBoard's port.
+        ports = service_ports(settings_by_key, enabled_only=True, steps=steps) or service_ports(
+            settings_by_key, enabled_only=False, steps=steps
+        )
     if not ports:
-        raise ConfigError(f"{host}: no service to forward", "give --port", where="--port")
+        raise ConfigError(f"{host}: no service to forward", "give a PORT or --port", where="--port")
     if local_port and len(ports) > 1:
         names = ", ".join(name for name, _port in ports)
         raise ConfigError(
             f"--local-port is for one forward, not {len(ports)} ({names})",
-            "add --port to pick the service's port on the box",
+            "name one SERVICE or PORT (or --port) to pick the port on the box",
             where="--local-port",
         )
     return list(dict.fromkeys((local_port or port, port) for _name, port in ports))

@@ -167,3 +167,165 @@ def test_tunnel_forwards_each_declared_service_of_the_enabled_steps(monkeypatch)
     # every declaring step off: still their ports (a service the user runs by hand)
     settings["ssh"].enabled = False
     assert tunnel_forwards("box", settings, None, None) == [(2222, 2222), (6007, 6007)]
+
+
+# --- tunnel SERVICE|PORT ...: pick what to forward (issue 20) ---------------------------------
+
+
+def forwarding(monkeypatch):
+    """A stand-in for the SSH connection (and for Ctrl-C at the wait): the list it returns
+    gets the (port here, port on the box) of each forward the tunnel opens."""
+    import contextlib
+    import time
+
+    from provision import remote
+
+    opened = []
+
+    class Box:
+        @contextlib.contextmanager
+        def forward_local(self, local, there):
+            opened.append((local, there))
+            yield []
+
+        def close(self):
+            pass
+
+    def ctrl_c(seconds):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(remote, "connect", lambda connection, **kwargs: Box())
+    monkeypatch.setattr(localport, "bind_error", lambda port: "")  # every port here is free
+    monkeypatch.setattr(time, "sleep", ctrl_c)
+    return opened
+
+
+PORTS = ["--set", "tensorboard.port=7007", "--set", "jupyter.port=9999"]
+JUPYTER_ON = ["--set", "jupyter.enabled=true"]
+
+
+def test_tunnel_forwards_the_one_service_named(tmp_path, monkeypatch):
+    opened = forwarding(monkeypatch)
+    result = invoke(tmp_path, ["tunnel", "--host", "box", "jupyter", *PORTS, *JUPYTER_ON])
+    assert result.exit_code == 0, result.output
+    assert opened == [(9999, 9999)]  # TensorBoard's step is on, but not named: not forwarded
+    assert "box: 127.0.0.1:9999 is at http://127.0.0.1:9999/" in result.stderr
+    assert "off" not in result.stderr
+
+
+def test_tunnel_forwards_two_services_in_the_order_named(tmp_path, monkeypatch):
+    opened = forwarding(monkeypatch)
+    result = invoke(
+        tmp_path, ["tunnel", "-H", "box", "jupyter", "tensorboard", *PORTS, *JUPYTER_ON]
+    )
+    assert result.exit_code == 0, result.output
+    assert opened == [(9999, 9999), (7007, 7007)]
+    opened.clear()
+    result = invoke(
+        tmp_path, ["tunnel", "-H", "box", "tensorboard", "jupyter", *PORTS, *JUPYTER_ON]
+    )
+    assert result.exit_code == 0, result.output
+    assert opened == [(7007, 7007), (9999, 9999)]
+
+
+def test_tunnel_forwards_a_port_number_to_the_same_port_here(tmp_path, monkeypatch):
+    opened = forwarding(monkeypatch)
+    result = invoke(tmp_path, ["tunnel", "--host", "box", "8080", *PORTS])
+    assert result.exit_code == 0, result.output
+    assert opened == [(8080, 8080)]
+    opened.clear()
+    # one forward: --local-port moves it here
+    result = invoke(tmp_path, ["tunnel", "--host", "box", "8080", "--local-port", "9000"])
+    assert result.exit_code == 0, result.output
+    assert opened == [(9000, 8080)]
+    assert "box: 127.0.0.1:8080 is at http://127.0.0.1:9000/" in result.stderr
+
+
+def test_tunnel_forwards_a_service_and_a_port(tmp_path, monkeypatch):
+    opened = forwarding(monkeypatch)
+    result = invoke(tmp_path, ["tunnel", "--host", "box", "tensorboard", "8080", *PORTS])
+    assert result.exit_code == 0, result.output
+    assert opened == [(7007, 7007), (8080, 8080)]
+
+
+def test_tunnel_forwards_a_named_service_of_a_step_that_is_off_with_a_note(tmp_path, monkeypatch):
+    opened = forwarding(monkeypatch)
+    off = ["--set", "jupyter.enabled=false"]
+    result = invoke(tmp_path, ["tunnel", "--host", "box", "jupyter", *PORTS, *off])
+    assert result.exit_code == 0, result.output
+    assert opened == [(9999, 9999)]  # the user may run JupyterLab by hand
+    notes = [line for line in result.stderr.splitlines() if "is at http" not in line]
+    assert len(notes) == 1, result.stderr
+    assert "box:" in notes[0] and "jupyter" in notes[0] and "off" in notes[0], notes
+    assert "jupyter.enabled=false" in notes[0] and "9999" in notes[0], notes
+
+
+def test_tunnel_drops_a_forward_named_twice_keeping_the_order(tmp_path, monkeypatch):
+    opened = forwarding(monkeypatch)
+    # --port and the arguments together: --port first, each port on the box once (7007 is
+    # TensorBoard's port here, named as a service and as a number)
+    args = ["tunnel", "-H", "box", "--port", "8080", "tensorboard", "8080", "7007", "tensorboard"]
+    result = invoke(tmp_path, [*args, *PORTS])
+    assert result.exit_code == 0, result.output
+    assert opened == [(8080, 8080), (7007, 7007)]
+    opened.clear()
+    # one forward left after the duplicates go: --local-port is allowed
+    args = ["tunnel", "-H", "box", "tensorboard", "7007", "--port", "7007", "--local-port", "9000"]
+    result = invoke(tmp_path, [*args, *PORTS])
+    assert result.exit_code == 0, result.output
+    assert opened == [(9000, 7007)]
+
+
+def test_tunnel_local_port_is_refused_for_two_named_forwards(tmp_path, monkeypatch):
+    opened = forwarding(monkeypatch)
+    args = ["tunnel", "--host", "box", "tensorboard", "8080", "--local-port", "9000", *PORTS]
+    result = invoke(tmp_path, args)
+    assert result.exit_code == 2, result.output
+    assert "--local-port is for one forward, not 2 (tensorboard, 8080)" in result.output
+    assert opened == []
+
+
+def refuse_to_resolve(monkeypatch):
+    """A test that looked a name up in DNS would fail here."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("tried a DNS lookup")
+
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket, "gethostbyname", refuse)
+
+
+def test_tunnel_refuses_an_unknown_service_naming_the_closest_before_connecting(
+    tmp_path, monkeypatch
+):
+    refuse_to_connect(monkeypatch)
+    refuse_to_resolve(monkeypatch)
+    # an ad hoc host by name: only a DNS lookup or a connection could go further
+    result = invoke(tmp_path, ["tunnel", "--host", "me@gpu.example.org", "tensorbord"])
+    assert result.exit_code == 2, result.output
+    assert "SERVICE|PORT argument" in result.output and "'tensorbord'" in result.output
+    assert "tensorboard, jupyter" in result.output  # the services the steps declare
+    assert "did you mean tensorboard?" in result.output
+    assert "is at http" not in result.output
+
+
+def test_tunnel_service_names_are_the_declared_ones(tmp_path, monkeypatch):
+    declaring(monkeypatch, {"ssh": [("sshd", "port")], "tensorboard": [("tensorboard", "port")]})
+    refuse_to_connect(monkeypatch)
+    result = invoke(tmp_path, ["tunnel", "--host", "box", "jupyter"])  # not declared here
+    assert result.exit_code == 2, result.output
+    assert "'jupyter'" in result.output and "sshd, tensorboard" in result.output
+    result = invoke(tmp_path, ["tunnel", "--host", "box", "ssdh"])
+    assert result.exit_code == 2, result.output
+    assert "did you mean sshd?" in result.output
+
+
+def test_tunnel_refuses_a_port_number_out_of_range(tmp_path, monkeypatch):
+    refuse_to_connect(monkeypatch)
+    refuse_to_resolve(monkeypatch)
+    for value in ("0", "70000"):
+        result = invoke(tmp_path, ["tunnel", "--host", "box", "tensorboard", value])
+        assert result.exit_code == 2, (value, result.output)
+        assert f"{value} is not a port number (1-65535)" in result.output, result.output
+        assert "tensorboard, jupyter" in result.output
+        assert "is at http" not in result.output
