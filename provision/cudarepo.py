@@ -219,14 +219,32 @@ class AptState:
     keyring_present: bool
     keyring_keys: tuple[str, ...]  # primary key fingerprints in KEYRING
     apt_key_nvidia: tuple[str, ...]  # fingerprints of NVIDIA keys in /etc/apt/trusted.gpg
+    # apt refused its sources and reads them without our components file: targets exclude it
+    own_breaks: bool = False
 
 
+# When apt refuses its sources and reads them without our components file (an older
+# provision's .gpg entry beside Debian 13's .pgp one: provision/aptsigned.py), the targets are
+# read without it, as they are once base has moved it aside (base plans that move from the
+# facts' same test: provision/facts/host.py), so a plan shows what the run will do; entries are
+# named by their real paths. `@@own-breaks` says so; any other refusal is `@@broken`.
 STATE_PROBE = f"""
+o={COMPONENTS_SOURCES}; parts=/etc/apt/sources.list.d; opt=; d=; own=
+targets() {{ apt-get indextargets $opt --no-release-info \
+  --format '$(REPO_URI)\t$(RELEASE)\t$(COMPONENT)\t$(SOURCESENTRY)'; }}
+if ! t=$(targets 2>/dev/null); then t=
+  if [ -e "$o" ] && d=$(mktemp -d 2>/dev/null); then
+    for f in "$parts"/*.list "$parts"/*.sources; do
+      [ -e "$f" ] && [ "$f" != "$o" ] && ln -s "$f" "$d/"; done
+    opt="-o Dir::Etc::sourceparts=$d"; t=$(targets 2>/dev/null) && own=yes || opt=; fi
+fi
 echo @@targets
-apt-get indextargets --no-release-info \\
-  --format '$(REPO_URI)\t$(RELEASE)\t$(COMPONENT)\t$(SOURCESENTRY)' || echo @@broken
+if [ -n "$own" ]; then printf '%s\\n' "$t" | sed "s|^\\(.*\t\\)$d/|\\1$parts/|"
+elif [ -n "$t" ]; then printf '%s\\n' "$t"; else targets || echo @@broken; fi
+if [ -n "$own" ]; then echo @@own-breaks; fi
 echo @@fetched
-apt-get indextargets --format '$(REPO_URI)' 2>/dev/null
+apt-get indextargets $opt --format '$(REPO_URI)' 2>/dev/null
+if [ -n "$d" ]; then rm -r -- "$d"; fi
 echo @@keyring
 [ -s {KEYRING} ] && echo present
 echo @@keyring-data
@@ -261,6 +279,7 @@ def apt_state(ctx: Context) -> AptState:
         keyring_present="present" in sections.get("keyring", []),
         keyring_keys=keyring_fingerprints(sections.get("keyring-data", [])),
         apt_key_nvidia=nvidia_fingerprints(sections.get("apt-key", [])),
+        own_breaks="own-breaks" in sections,
     )
 
 

@@ -30,6 +30,11 @@ Suites: trixie-security
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.pgp
 """
+# The GPU steps on, as far as a plan goes (Debian's driver and toolkit: nothing is installed).
+GPU_ON = [
+    "--set", "driver.enabled=true", "--set", "driver.require_gpu=false",
+    "--set", "driver.source=debian", "--set", "cuda.enabled=true", "--set", "cuda.source=distro",
+]  # fmt: skip
 # The components file as provision wrote it before it took Signed-By from the host.
 OLD_COMPONENTS = """Types: deb
 URIs: http://deb.debian.org/debian/
@@ -101,6 +106,15 @@ def test_components_file_with_another_signed_by_is_seen_and_repaired(host, run):
     assert "apt cannot read its sources" in proc.stdout and "Signed-By" in proc.stdout
     plan = run("all", "--host", host.name, "--plan", "--detailed-exitcode", check_rc=3)
     assert COMPONENTS in plan.stdout and "base" in plan.stdout
+    # With the GPU steps on, their plan reads apt without the refused file (what it will be
+    # once base has moved it aside): it plans the rewrite naming the host's .pgp, not a failure.
+    for steps in (["all"], ["cuda"]):
+        gpu = run(*steps, "--host", host.name, *GPU_ON, "--plan", "--diff", "--detailed-exitcode",
+                  check_rc=3)  # fmt: skip
+        assert "apt cannot read its sources" not in gpu.stdout + gpu.stderr, gpu.stdout
+        assert f"update {COMPONENTS}" in gpu.stdout, gpu.stdout  # it is there, refused
+        assert "+Signed-By: /usr/share/keyrings/debian-archive-keyring.pgp" in gpu.stdout
+    assert ssh(host, f"grep -c keyring.gpg {COMPONENTS}").stdout.strip() == "1"  # plan: no change
     run("base", "--host", host.name)
     assert ssh(host, f"test -e {COMPONENTS}", check=False).returncode == 1
     assert ssh(host, "apt-get update -q").returncode == 0

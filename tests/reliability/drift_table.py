@@ -9,6 +9,7 @@ Plain data, keyed "step.verify_function". An entry holds either
             "slow_verify": True skips the "verify fails after the break" assertion where that
             check waits a minute for the property before it fails (the rest still runs);
             "repaired_by": the step that owns the broken file, when it is not the check's own;
+            "planned": the steps the plan names, when more than that one (default [step]);
 or
   "reason": why there is no container drift case, naming where the property IS proved
             ("KNOWN GAP: ..." where check misses a drift that verify sees).
@@ -18,6 +19,7 @@ tests/unit/test_drift_registry.py fails when a verify check has no entry here.
 from __future__ import annotations
 
 SUDOERS = "/etc/sudoers.d/provision-alice"
+COMPONENTS = "/etc/apt/sources.list.d/provision-components.sources"
 TENSORBOARD_UNIT = "/etc/systemd/system/provision-tensorboard.service"
 IN_CONTAINER = "skipped by verify on a container (systemd-detect-virt --container): "
 ENV = "/opt/provision/envs/dl"
@@ -34,14 +36,17 @@ DRIFT: dict[str, dict] = {
         "Status: install ok half-configured/' /var/lib/dpkg/status",
     },
     "base.verify_apt_sources": {
-        # Not on this host: its cuda step owns the components file too, and with that file
-        # refused `--plan` fails in cuda ("apt cannot read its sources", base's move not yet
-        # made) instead of listing base alone (issue 19, open). Broken (an older provision's
-        # .gpg components file beside Debian 13's .pgp), seen by verify and the plan, and
-        # repaired by base with the GPU steps off, in the module cited.
-        "reason": "broken by hand, verify fails, `--plan --detailed-exitcode` exits 3 naming "
-        "base, `provision base` repairs it, in tests/container/test_trixie_on_container.py::"
-        "test_components_file_with_another_signed_by_is_seen_and_repaired",
+        # Our components file (owned by the driver and cuda steps) given a second entry for the
+        # same URI and suite with another Signed-By: apt refuses every source ("Conflicting
+        # values set for option Signed-By"), as with an older provision's .gpg file beside
+        # Debian 13's .pgp (that case: tests/container/test_trixie_on_container.py). base plans
+        # to move the file aside and cuda its rewrite (it reads apt without the file; the
+        # driver step, installed already, leaves sources alone); cuda's rewrite alone repairs.
+        "break": f"f={COMPONENTS}; printf '\\nTypes: deb\\n%s\\n%s\\nComponents: contrib\\n"
+        "Signed-By: /usr/share/keyrings/debian-archive-removed-keys.gpg\\n' "
+        "\"$(grep -m1 '^URIs:' $f)\" \"$(grep -m1 '^Suites:' $f)\" >> $f",
+        "planned": ["base", "cuda"],
+        "repaired_by": "cuda",
     },
     "base.verify_headers": {
         "reason": IN_CONTAINER + "the kernel is the host's; converged and verified on a real "

@@ -33,10 +33,15 @@ def test_no_entry_names_a_verify_check_that_is_gone():
 def test_entry_is_a_break_or_a_reason(key):
     entry = DRIFT[key]
     assert ("break" in entry) != ("reason" in entry), f"{key}: exactly one of break/reason"
-    assert set(entry) <= {"break", "reason", "slow_verify", "repaired_by"}, sorted(entry)
+    assert set(entry) <= {"break", "reason", "slow_verify", "repaired_by", "planned"}, sorted(entry)
     assert (entry.get("break") or entry.get("reason") or "").strip(), f"{key} is empty"
     steps = {step.name for step in STEPS}
     assert entry.get("repaired_by", key.split(".")[0]) in steps, key
+    # The plan names the step that repairs (and maybe others), in the steps' order.
+    planned = entry.get("planned", [entry.get("repaired_by", key.split(".")[0])])
+    order = [step.name for step in STEPS]
+    assert set(planned) <= steps and planned == sorted(planned, key=order.index), key
+    assert entry.get("repaired_by", key.split(".")[0]) in planned, key
 
 
 @pytest.mark.parametrize("key", sorted(k for k, e in DRIFT.items() if "reason" in e))
