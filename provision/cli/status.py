@@ -78,7 +78,8 @@ def status_command(
     parallel,
 ) -> None:
     """GPUs (use, memory, temperature, power, processes and their users), load, uptime, disk
-    free and pending reboots of the hosts, gathered in parallel (read-only).
+    free, pending reboots and the notebook services (JupyterLab, JupyterHub and its running user
+    servers) of the hosts, gathered in parallel (read-only).
 
     \b
     provision status --host mybox --host lab

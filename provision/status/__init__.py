@@ -3,7 +3,8 @@
 One shell script per host per refresh (`read.SCRIPT`) prints marked sections: load, uptime,
 the pending-reboot flag, `df`, the NVIDIA PCI devices, the loaded kernel module's version and
 two `nvidia-smi --format=csv,noheader,nounits` queries (GPUs, then compute processes with
-their owners from `ps`). `parse` turns that text into a HostStatus and `render` (`show`) into
+their owners from `ps`), and the jupyter step's units with the hub's running user servers
+(one `systemctl show`). `parse` turns that text into a HostStatus and `render` (`show`) into
 a table; both are pure, and unit-tested on recorded outputs (tests/data/status/). When there
 is no GPU table, HostStatus.gpu_reason says why: no NVIDIA GPU, no driver, driver not loaded,
 a driver/library mismatch (reboot needed) or the nvidia-smi error itself. `Poller` (`poll`)

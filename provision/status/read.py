@@ -1,6 +1,8 @@
 """`provision status`'s read: one read-only script per host per refresh (SCRIPT) and the pure
 parsers that turn its `@@name` sections into a HostStatus. The NVIDIA PCI walk and the
-module's version line are provision.facts.gpu's, read one way for every user.
+module's version line are provision.facts.gpu's, read one way for every user. The notebook
+services (the jupyter step's lab or hub unit) and the hub's running per-user servers are read
+from systemd, one `systemctl show` for all of them.
 """
 
 from __future__ import annotations
@@ -17,6 +19,41 @@ GPU_FIELDS = (
 )
 APP_FIELDS = "gpu_uuid,pid,used_memory"
 SMI_TIMEOUT_S = 20  # a wedged GPU can make nvidia-smi hang for minutes
+
+# The jupyter step's units (provision/steps/jupyter.py, jupyter_hub.py) and the transient unit
+# jupyterhub-systemdspawner starts per user (its default unit_name_template).
+NOTEBOOK_UNITS = {
+    "provision-jupyter.service": "jupyterlab",
+    "provision-jupyterhub.service": "jupyterhub",
+}
+SERVER_GLOB = "jupyter-*-singleuser.service"
+NOTEBOOK_PROPERTIES = (
+    "Id",
+    "LoadState",
+    "ActiveState",
+    "User",
+    "MainPID",
+    "MemoryCurrent",
+    "MemoryMax",
+    "CPUUsageNSec",
+    "ActiveEnterTimestampMonotonic",
+)
+_SHOW = " ".join(f"-p {p}" for p in NOTEBOOK_PROPERTIES) + " " + " ".join(NOTEBOOK_UNITS)
+
+# Without systemd (a container, a chroot) or without the units, the sections stay empty.
+NOTEBOOK_SCRIPT = f"""echo @@notebooks
+if command -v systemctl >/dev/null 2>&1; then
+  servers=$(timeout 10 systemctl list-units --type=service --state=running --plain \\
+      --no-legend '{SERVER_GLOB}' 2>/dev/null | while read -r unit _; do
+    case "$unit" in *[!-A-Za-z0-9:_.@\\\\]*) ;; {SERVER_GLOB}) echo "$unit";; esac
+  done)
+  shown=$(set -f; timeout 10 systemctl show {_SHOW} $servers \\
+      2>/dev/null)
+  printf '%s\\n' "$shown"
+  pids=$(printf '%s\\n' "$shown" | sed -n 's/^MainPID=\\([1-9][0-9]*\\)$/\\1/p' | tr '\\n' ' ')
+  echo @@notebook-ages
+  if [ -n "$pids" ]; then ps -o pid=,etimes= -p "$pids" 2>/dev/null; fi
+fi"""
 
 # POSIX sh, read-only, no sudo. Each section starts with a line "@@name"; parse() splits them.
 SCRIPT = f"""export LC_ALL=C
@@ -46,6 +83,7 @@ if command -v nvidia-smi >/dev/null 2>&1; then
 else
   echo @@smi-exit; echo 127
 fi
+{NOTEBOOK_SCRIPT}
 true
 """
 
@@ -104,6 +142,27 @@ class Disk:
 
 
 @dataclass
+class NotebookService:
+    """The jupyter step's unit on the box (it exists: LoadState is not "not-found")."""
+
+    unit: str  # provision-jupyter.service or provision-jupyterhub.service
+    kind: str  # "jupyterlab" (lab mode) or "jupyterhub" (hub mode)
+    state: str  # its ActiveState ("active", "failed", ...); "?" when not one systemd has
+    user: str = ""  # the unit's User= (the lab's login user); "" when unset or not a user name
+
+
+@dataclass
+class NotebookServer:
+    """A running per-user server of the hub: a `jupyter-USER-singleuser.service` unit."""
+
+    user: str  # its User= (or the name in the unit's); "?" when not a plain user name
+    memory_bytes: int | None  # MemoryCurrent; None when not accounted
+    memory_max_bytes: int | None  # MemoryMax; None when there is no limit ("infinity")
+    cpu_s: float | None  # CPUUsageNSec in seconds; None when not accounted
+    up_s: float | None  # how long it has been running; None when not known
+
+
+@dataclass
 class HostStatus:
     host: str
     error: str = ""  # the host could not be reached or the script failed
@@ -115,6 +174,8 @@ class HostStatus:
     uptime_s: float | None = None
     reboot_required: bool = False
     reboot_reasons: list[str] = field(default_factory=list)
+    notebook_services: list[NotebookService] = field(default_factory=list)
+    notebook_servers: list[NotebookServer] = field(default_factory=list)
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -241,6 +302,108 @@ def gpu_reason(smi_exit: int, smi_lines: list[str], pci_lines: list[str], module
     return f"nvidia-smi failed: {first}"
 
 
+USER_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}")  # a plain account name (adduser's, no dots)
+SERVER_RE = re.compile(r"jupyter-(.+)-singleuser\.service")
+ACTIVE_STATES = {
+    "active",
+    "reloading",
+    "refreshing",
+    "inactive",
+    "failed",
+    "activating",
+    "deactivating",
+    "maintenance",
+}
+_UINT_RE = re.compile(r"[0-9]{1,20}")
+
+
+def _uint(value: str | None) -> int | None:
+    """A systemd uint64 property: None for "[not set]", "infinity", UINT64_MAX (older
+    systemd's unset) or anything that is not plain digits."""
+    if value is None or not _UINT_RE.fullmatch(value.strip()):
+        return None
+    n = int(value.strip())
+    return n if n < 2**63 else None
+
+
+def _user(value: str | None) -> str:
+    value = (value or "").strip()
+    return value if USER_RE.fullmatch(value) else ""
+
+
+def unit_blocks(lines: list[str]) -> list[dict[str, str]]:
+    """`systemctl show -p A -p B unit1 unit2`: one block of KEY=value lines per unit, blank
+    lines between them; the first value of a key in a block counts."""
+    blocks: list[dict[str, str]] = [{}]
+    for line in lines:
+        if not line.strip():
+            if blocks[-1]:
+                blocks.append({})
+            continue
+        key, sep, value = line.partition("=")
+        if sep:
+            blocks[-1].setdefault(key.strip(), value)
+    return [b for b in blocks if b]
+
+
+def parse_ages(lines: list[str]) -> dict[int, int]:
+    """`ps -o pid=,etimes=`: seconds since each process started."""
+    ages = {}
+    for line in lines:
+        parts = line.split()
+        if len(parts) == 2 and all(_UINT_RE.fullmatch(p) for p in parts):
+            ages[int(parts[0])] = int(parts[1])
+    return ages
+
+
+def parse_notebooks(lines: list[str], age_lines: list[str], uptime_s: float | None = None):
+    """The @@notebooks section (`systemctl show` of the jupyter step's two units and of the
+    running `jupyter-*-singleuser.service` units) → (services, servers). The host's text is
+    data: unknown units are dropped, names that are not plain account names become "?",
+    numbers that are not plain digits None."""
+    ages = parse_ages(age_lines)
+    services: list[NotebookService] = []
+    servers: list[NotebookServer] = []
+    seen: set[str] = set()
+    for block in unit_blocks(lines):
+        unit = block.get("Id", "").strip()
+        if unit in seen:
+            continue
+        seen.add(unit)
+        load = block.get("LoadState", "").strip()
+        state = block.get("ActiveState", "").strip()
+        state = state if state in ACTIVE_STATES else "?"
+        if unit in NOTEBOOK_UNITS:
+            if load and load != "not-found":
+                services.append(
+                    NotebookService(unit, NOTEBOOK_UNITS[unit], state, _user(block.get("User")))
+                )
+            continue
+        match = SERVER_RE.fullmatch(unit)
+        if not match or state != "active":
+            continue  # not a server, or stopped between list-units and show
+        user = _user(block.get("User")) or _user(match.group(1)) or "?"
+        cpu_ns = _uint(block.get("CPUUsageNSec"))
+        pid = _uint(block.get("MainPID"))
+        up_s: float | None = ages.get(pid) if pid else None
+        started_us = _uint(block.get("ActiveEnterTimestampMonotonic"))
+        if up_s is None and started_us and uptime_s is not None:
+            # CLOCK_MONOTONIC against /proc/uptime (which counts suspend): near enough
+            up_s = uptime_s - started_us / 1e6 if uptime_s >= started_us / 1e6 else None
+        servers.append(
+            NotebookServer(
+                user=user,
+                memory_bytes=_uint(block.get("MemoryCurrent")),
+                memory_max_bytes=_uint(block.get("MemoryMax")),
+                cpu_s=None if cpu_ns is None else cpu_ns / 1e9,
+                up_s=None if up_s is None else float(up_s),
+            )
+        )
+    services.sort(key=lambda s: s.kind != "jupyterhub")
+    servers.sort(key=lambda s: s.user)
+    return services, servers
+
+
 def parse(host: str, text: str) -> HostStatus:
     """The status script's output → HostStatus."""
     s = sections(text)
@@ -270,6 +433,9 @@ def parse(host: str, text: str) -> HostStatus:
         if "reboot needed" in status.gpu_reason and "version mismatch" in status.gpu_reason:
             status.reboot_required = True
             status.reboot_reasons.append("NVIDIA driver/library mismatch")
+    status.notebook_services, status.notebook_servers = parse_notebooks(
+        s.get("notebooks", []), s.get("notebook-ages", []), status.uptime_s
+    )
     return status
 
 

@@ -1,11 +1,12 @@
 """`provision status`'s tables (pure): the GPUs of every host (utilisation, memory,
 temperature, power, processes and their owners), then each host's uptime, load, free disk and
-pending reboot. Cells are the host's text: made printable before they are measured."""
+pending reboot, then, where a host has one, its notebook service and the hub's running user
+servers. Cells are the host's text: made printable before they are measured."""
 
 from __future__ import annotations
 
 from provision.output import printable
-from provision.status.read import GpuProcess, HostStatus
+from provision.status.read import GpuProcess, HostStatus, NotebookServer
 
 
 def size(n_bytes: float) -> str:
@@ -42,6 +43,46 @@ def _process_text(p: GpuProcess) -> str:
     return f"{p.user}:{p.command}({p.pid}){mem}"
 
 
+def _cpu(seconds: float) -> str:
+    return f"{seconds:.0f}s" if seconds < 60 else duration(seconds)
+
+
+def _server_text(server: NotebookServer) -> str:
+    """alice (1.2G of 4.0G, CPU 3m, up 2h 5m): memory used of its limit, CPU time, age."""
+    used, limit = server.memory_bytes, server.memory_max_bytes
+    parts = []
+    if used is not None or limit is not None:
+        mem = "?" if used is None else size(used)
+        parts.append(f"{mem} of {size(limit)}" if limit is not None else mem)
+    if server.cpu_s is not None:
+        parts.append(f"CPU {_cpu(server.cpu_s)}")
+    if server.up_s is not None:
+        parts.append(f"up {duration(server.up_s)}")
+    return f"{server.user} ({', '.join(parts)})" if parts else server.user
+
+
+def notebooks_text(st: HostStatus) -> str:
+    """jupyterhub active; 2 user servers: alice (...), bob (...). "" when the box has neither
+    notebook service nor user server."""
+    if not st.notebook_services and not st.notebook_servers:
+        return ""
+    # The lab runs as one user: name it; the hub runs as root, its users are the servers.
+    services = ", ".join(
+        f"{s.kind} ({s.user}) {s.state}"
+        if s.kind == "jupyterlab" and s.user
+        else f"{s.kind} {s.state}"
+        for s in st.notebook_services
+    )
+    servers = ""
+    n = len(st.notebook_servers)
+    if n:
+        listed = ", ".join(_server_text(s) for s in st.notebook_servers)
+        servers = f"{n} user server{'s' if n > 1 else ''}: {listed}"
+    elif any(s.kind == "jupyterhub" for s in st.notebook_services):
+        servers = "no user servers"
+    return "; ".join(t for t in (services, servers) if t)
+
+
 def table(header: list[str], rows: list[list[str]], right: frozenset[int] = frozenset()):
     """Aligned columns; a row of two cells is [first column, text over the rest]. Cells are
     the host's text (GPU and process names): made printable before they are measured."""
@@ -62,7 +103,8 @@ def table(header: list[str], rows: list[list[str]], right: frozenset[int] = froz
 
 
 def render(statuses: list[HostStatus], name_width: int = 40) -> str:
-    """Two tables: the GPUs of every host, then each host's load, uptime, disks, reboot."""
+    """Two tables: the GPUs of every host, then each host's load, uptime, disks, reboot; a
+    third of the notebook services and user servers where any host has them."""
     gpu_rows = []
     for st in statuses:
         if st.error:
@@ -109,4 +151,9 @@ def render(statuses: list[HostStatus], name_width: int = 40) -> str:
     lines = table(gpu_header, gpu_rows, right=frozenset({3, 4, 5, 6}))
     lines.append("")
     lines += table(["HOST", "UP", "LOAD 1/5/15", "DISK FREE", "REBOOT"], host_rows)
+    notebook_rows = [[st.host, notebooks_text(st)] for st in statuses if not st.error]
+    notebook_rows = [row for row in notebook_rows if row[1]]
+    if notebook_rows:
+        lines.append("")
+        lines += table(["HOST", "NOTEBOOKS"], notebook_rows)
     return "\n".join(lines) + "\n"

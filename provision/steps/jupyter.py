@@ -1,12 +1,14 @@
-"""jupyter: JupyterLab for one person (`jupyter.mode = lab`) on 127.0.0.1, token made on the box.
+"""jupyter: JupyterLab for one person (`jupyter.mode = lab`) on 127.0.0.1, token made on the box;
+JupyterHub for a shared box (`jupyter.mode = hub`: provision/steps/jupyter_hub.py).
 
 Manages: a venv with a pinned JupyterLab (`/opt/provision/jupyter`), the notebook directory, the
 token `/var/lib/provision/jupyter/token` (0600, the user's; read only by the service through
 JUPYTER_TOKEN_FILE and by `provision jupyter-url`), ipykernel in the pytorch step's environment
 and its kernelspec under `/usr/local/share/jupyter/kernels` (with a manifest verify checks the
 server against), and `/etc/systemd/system/provision-jupyter.service`, enabled at boot.
-Restarts the unit when it, the install or the token changes; never reboots. `hub` mode and
-`jupyter.bind_all` (needs TLS) are refused: not built yet. Verify checks: jupyter_verify.py.
+Restarts the unit when it, the install or the token changes; never reboots. One mode runs at a
+time: the other mode's service is stopped and disabled. `jupyter.bind_all` (needs TLS) is
+refused: not built yet. Verify checks: jupyter_verify.py (lab), jupyter_hub_verify.py (hub).
 """
 
 from __future__ import annotations
@@ -20,8 +22,11 @@ from provision.changes import Change, Restart, Run
 from provision.errors import ProvisionError
 from provision.facts.reads import Read
 from provision.resources import packages, service, template_file
-from provision.settings import absolute_path, setting, unix_name, url
+from provision.settings import absolute_path, each, setting, unix_name, url
 from provision.step import Context, Download, Step
+from provision.steps import jupyter_hub
+from provision.steps.jupyter_hub import HUB_UNIT
+from provision.steps.jupyter_hub_verify import HUB_CHECKS
 from provision.steps.jupyter_verify import (
     MANIFEST,
     TOKEN_DIR,
@@ -61,8 +66,11 @@ JUPYTERLAB_VERSION = "4.6.6"
 
 
 def port_number(value: int) -> None:
-    if not 1024 <= value < 65536:
-        raise ValueError(f"{value} is not an unprivileged TCP port (1024-65535)")
+    if not 1024 <= value <= 65533:
+        raise ValueError(
+            f"{value} is not an unprivileged TCP port with two free above it (1024-65533: "
+            "hub mode also uses the next two, for the proxy's API and the hub)"
+        )
 
 
 def pip_version(value: str) -> None:
@@ -70,21 +78,38 @@ def pip_version(value: str) -> None:
         raise ValueError(f"{value!r} is not a version (e.g. 4.6.6)")
 
 
-def lab_version(value: str) -> None:
-    if not value:
-        raise ValueError("jupyter.version is empty: pin a JupyterLab release (e.g. 4.6.6)")
-    pip_version(value)
+def pinned(key: str, what: str, example: str):
+    """A version that must be set (pinned): empty is refused naming the key."""
+
+    def check(value: str) -> None:
+        if not value:
+            raise ValueError(f"{key} is empty: pin a {what} release (e.g. {example})")
+        pip_version(value)
+
+    return check
+
+
+lab_version = pinned("jupyter.version", "JupyterLab", JUPYTERLAB_VERSION)
 
 
 def mode_name(value: str) -> None:
-    """lab (built) or hub (designed, refused until it is built)."""
-    if value == "hub":
+    """lab (one user's JupyterLab) or hub (JupyterHub for the box's accounts)."""
+    if value not in ("lab", "hub"):
         raise ValueError(
-            "jupyter.mode = hub (JupyterHub for a shared box) is not built yet; "
-            "use jupyter.mode = lab (JupyterLab for one user)"
+            f"{value!r} is not a jupyter mode (lab: JupyterLab for one user; hub: JupyterHub "
+            "for the box's accounts)"
         )
-    if value != "lab":
-        raise ValueError(f"{value!r} is not a jupyter mode (lab; hub is not built yet)")
+
+
+def memory_size(value: str) -> None:
+    """Empty (no limit) or a size as JupyterHub's mem_limit takes it: 512M, 8G, 1T."""
+    if value and not re.fullmatch(r"[1-9][0-9]*[KMGT]?", value):
+        raise ValueError(f"{value!r} is not a memory size (e.g. 8G; K, M, G or T)")
+
+
+def cpu_count(value: float) -> None:
+    if value < 0:
+        raise ValueError(f"{value} is not a CPU count (0 for no limit, e.g. 2 or 1.5)")
 
 
 def no_bind_all(value: bool) -> None:
@@ -107,7 +132,9 @@ class Settings:
     """Settings of the jupyter step (inventory keys `jupyter.<field>`)."""
 
     enabled: bool = setting(False, "run JupyterLab as a service")
-    mode: str = setting("lab", "lab: JupyterLab for one user (hub: not built yet)", mode_name)
+    mode: str = setting(
+        "lab", "lab: JupyterLab for one user; hub: JupyterHub, PAM logins", mode_name
+    )
     user: str = setting(
         "", "the account it runs as (empty: the login user)", lambda v: v and unix_name(v)
     )
@@ -126,6 +153,24 @@ class Settings:
         "", "ipykernel for the PyTorch kernel (empty: newest, kept once there)", pip_version
     )
     pip_index_url: str = setting("", "pip index mirror (empty: PyPI)", url)
+    hub_version: str = setting(
+        jupyter_hub.JUPYTERHUB_VERSION, "hub: JupyterHub version (pinned)",
+        pinned("jupyter.hub_version", "JupyterHub", jupyter_hub.JUPYTERHUB_VERSION),
+    )  # fmt: skip
+    spawner_version: str = setting(
+        jupyter_hub.SPAWNER_VERSION, "hub: jupyterhub-systemdspawner version (pinned)",
+        pinned("jupyter.spawner_version", "jupyterhub-systemdspawner", jupyter_hub.SPAWNER_VERSION),
+    )  # fmt: skip
+    allowed_users: tuple[str, ...] = setting(
+        (), "hub: accounts that may log in (empty: users.accounts and the login user)",
+        each(unix_name),
+    )  # fmt: skip
+    admin_users: tuple[str, ...] = setting(
+        (), "hub: JupyterHub admins (empty: the login user)", each(unix_name)
+    )
+    hub_mem_limit: str = setting("", "hub: memory per user server (e.g. 8G; empty: none)",
+                                 memory_size)  # fmt: skip
+    hub_cpu_limit: float = setting(0.0, "hub: CPUs per user server (e.g. 2; 0: none)", cpu_count)
 
 
 @dataclass(frozen=True)
@@ -311,12 +356,14 @@ def reads(ctx: Context) -> list[Read]:
     s: Settings = ctx.settings(Settings)
     if not s.enabled:
         return []
-    wanted = [account_read(ctx, s), VERSION_READ, TOKEN_READ]
+    wanted = [account_read(ctx, s)]
     for kernel in kernels(ctx, s):
         wanted += [ipykernel_read(kernel), resources.file_read(ctx, kernel.spec)]
-    wanted += [resources.file_read(ctx, MANIFEST), resources.file_read(ctx, UNIT_FILE)]
-    wanted.append(resources.service_read(UNIT))
-    return wanted
+    wanted.append(resources.file_read(ctx, MANIFEST))
+    if s.mode == "hub":
+        return [*wanted, *jupyter_hub.reads(ctx, s), resources.service_read(UNIT)]
+    wanted += [VERSION_READ, TOKEN_READ, resources.file_read(ctx, UNIT_FILE)]
+    return [*wanted, resources.service_read(UNIT), resources.service_read(HUB_UNIT)]
 
 
 def check(ctx: Context) -> list[Change]:
@@ -325,8 +372,14 @@ def check(ctx: Context) -> list[Change]:
     if not s.enabled:
         return []
     user, group, home, owner, registered = account(ctx, s)
+    if s.mode == "hub":
+        # The lab's service off first: the hub may take its port.
+        changes = service(ctx, UNIT, enabled=False, running=False)
+        changes += jupyter_hub.changes(ctx, s, pip_options(s), PIP_TMPDIR)
+        return changes + kernel_changes(ctx, s, registered)
     notebook_dir = s.notebook_dir or f"{home}/notebooks"
-    changes: list[Change] = packages(ctx, ["python3-venv"])
+    changes: list[Change] = service(ctx, HUB_UNIT, enabled=False, running=False)
+    changes += packages(ctx, ["python3-venv"])
     why = installs(ctx, s)
     if why:
         reason = "" if why == "new" else f" (the venv {why})"
@@ -364,6 +417,13 @@ def downloads(ctx: Context) -> list[Download]:
     s: Settings = ctx.settings(Settings)
     if not s.enabled:
         return []
+    if s.mode == "hub":
+        found = resources.package_downloads(ctx, jupyter_hub.HUB_PACKAGES)
+        if jupyter_hub.installs(ctx, s):
+            names = ("pip", *jupyter_hub.requirements(s))
+            dest = f"{jupyter_hub.HUB_VENV}/bin/pip install"
+            found.append(Download("wheels", names, dest=dest, options=tuple(pip_options(s))))
+        return found
     found = resources.package_downloads(ctx, ["python3-venv"])
     if installs(ctx, s):
         names = ("pip", *requirements(s))
@@ -371,12 +431,15 @@ def downloads(ctx: Context) -> list[Download]:
     return found
 
 
+LAB_CHECKS = (verify_running, verify_local_only, verify_login, verify_kernels, verify_token_private)
+
 STEP = Step(
     name="jupyter",
-    summary="JupyterLab service on 127.0.0.1 with a token, the PyTorch env as a kernel",
+    summary="JupyterLab (one user, a token) or JupyterHub (PAM, per-user limits) on 127.0.0.1, "
+    "the PyTorch env as a kernel",
     settings=Settings,
     check=check,
-    verify=(verify_running, verify_local_only, verify_login, verify_kernels, verify_token_private),
+    verify=(*LAB_CHECKS, *HUB_CHECKS),
     reads=reads,
     downloads=downloads,
     services=(("jupyter", "port"),),

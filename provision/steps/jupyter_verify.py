@@ -79,10 +79,17 @@ def http_probe(host, s, path: str) -> dict[str, str]:
     return found
 
 
-def verify_running(host, s) -> None:
-    """the JupyterLab service is enabled and running"""
+def lab_only(s) -> None:
+    """Skip a lab check where jupyter is off or runs the hub (jupyter_hub_verify.py)."""
     if not s.enabled:
         raise Skip("jupyter.enabled is off")
+    if s.mode != "lab":
+        raise Skip(f"jupyter.mode is {s.mode}: the lab's checks do not apply")
+
+
+def verify_running(host, s) -> None:
+    """the JupyterLab service is enabled and running"""
+    lab_only(s)
     enabled, state = enabled_state(host, UNIT)
     assert enabled, not_enabled_message(UNIT, state)
     assert host.service(UNIT).is_running, f"{UNIT} is not running"
@@ -90,8 +97,7 @@ def verify_running(host, s) -> None:
 
 def verify_local_only(host, s) -> None:
     """JupyterLab listens on loopback only"""
-    if not s.enabled:
-        raise Skip("jupyter.enabled is off")
+    lab_only(s)
     # A (re)started JupyterLab takes seconds to listen: wait while the unit is up (60 s at most).
     ss = f"ss -Htln 'sport = :{s.port}'"
     unit_up = shell.cmd("systemctl", "is-active", "-q", "--", UNIT)
@@ -104,8 +110,7 @@ def verify_local_only(host, s) -> None:
 
 def verify_login(host, s) -> None:
     """JupyterLab refuses requests without the token and answers /api/status with it"""
-    if not s.enabled:
-        raise Skip("jupyter.enabled is off")
+    lab_only(s)
     found = http_probe(host, s, "/api/status")
     assert "down" not in found, f"JupyterLab does not answer: {found['down']}"
     assert "token" not in found, f"the token file: {found['token']}"
@@ -137,8 +142,7 @@ for name in want:
 
 def verify_kernels(host, s) -> None:
     """the server lists the registered kernels (the PyTorch one imports torch and ipykernel)"""
-    if not s.enabled:
-        raise Skip("jupyter.enabled is off")
+    lab_only(s)
     found = http_probe(host, s, "/api/kernelspecs")
     assert "down" not in found, f"JupyterLab does not answer: {found['down']}"
     assert found.get("authed") == "200", f"/api/kernelspecs: HTTP {found.get('authed')}"
@@ -182,8 +186,7 @@ def verify_token_private(host, s) -> None:
     """the token file is the user's alone (0600) and the token is in no unit or journal
 
     Neither the unit file, the unit's environment nor the journal holds the token."""
-    if not s.enabled:
-        raise Skip("jupyter.enabled is off")
+    lab_only(s)
     user = host.check_output(f"systemctl show -p User --value -- {UNIT}").strip()
     argv = shell.cmd("python3", "-c", SECRET_PROBE, TOKEN_FILE, UNIT, UNIT_FILE, user or "?")
     out = host.run(argv)

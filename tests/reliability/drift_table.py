@@ -221,6 +221,33 @@ DRIFT: dict[str, dict] = {
         "reason": JUPYTER_DRIFT + "the token file made 0644, in "
         "tests/container/test_jupyter_on_container.py::test_drift_of_the_files_is_planned_and_repaired",
     },
+    # hub mode: the same container switched to jupyter.mode=hub, two accounts of the users step
+    "jupyter.verify_hub_running": {
+        "reason": JUPYTER_DRIFT + "the hub disabled and stopped, in "
+        "tests/container/test_jupyter_on_container.py::test_hub_drift_is_planned_and_repaired",
+    },
+    "jupyter.verify_hub_local_only": {
+        "reason": JUPYTER_DRIFT + "its config edited to bind 0.0.0.0, in "
+        "tests/container/test_jupyter_on_container.py::test_hub_drift_is_planned_and_repaired",
+    },
+    "jupyter.verify_hub_login": {
+        "reason": JUPYTER_DRIFT + "the config's allow-list emptied (nobody may log in), in "
+        "tests/container/test_jupyter_on_container.py::test_hub_drift_is_planned_and_repaired",
+    },
+    "jupyter.verify_hub_limits": {
+        "reason": "KNOWN GAP: check cannot restart a user's running server (it would end their "
+        "work): a server started under other limits fails verify with the fix (restart it) and "
+        "the plan changes only the config, in "
+        "tests/container/test_jupyter_on_container.py::test_hub_limits_of_a_running_server_are_checked",
+    },
+    "jupyter.verify_hub_kernels": {
+        "reason": JUPYTER_DRIFT + "the PyTorch kernelspec removed, in "
+        "tests/container/test_jupyter_on_container.py::test_hub_drift_is_planned_and_repaired",
+    },
+    "jupyter.verify_hub_secret_private": {
+        "reason": JUPYTER_DRIFT + "the hub's state directory made 0755, in "
+        "tests/container/test_jupyter_on_container.py::test_hub_drift_is_planned_and_repaired",
+    },
     # --- expose -------------------------------------------------------------------------------
     "expose.verify_tunnel_key": {
         "reason": "needs a relay host beside the box (verify_tunnel_up fails without one); the "

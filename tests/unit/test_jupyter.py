@@ -117,7 +117,8 @@ def fresh():
     r = FakeRemote().on(r"getent passwd tester", f"{PASSWD}@@notebook_dir\n@@kernels\n")
     r.on(r"import jupyterlab", (1, "")).on(r"%U %G %s.*jupyter/token", (1, ""))
     r.on(r'version\("ipykernel"\)', (1, "")).on(r"sha256sum -- ", (1, ""))
-    return r.on(r"systemctl show", "UnitFileState=\nActiveState=inactive\n")
+    r.on(r"systemctl show", "UnitFileState=\nActiveState=inactive\n")
+    return r.on(r"systemctl show .*provision-jupyterhub", "UnitFileState=\nActiveState=inactive\n")
 
 
 def converged(torch=True, unit=UNIT_TEXT, kernels="provision-dl\npython3\n"):
@@ -132,7 +133,9 @@ def converged(torch=True, unit=UNIT_TEXT, kernels="provision-dl\npython3\n"):
     r.on(
         r"sha256sum -- /var/lib/provision/jupyter/kernels", f"644 root root\n{digest(manifest)}  x"
     )
-    return r.on(r"systemctl show", "UnitFileState=enabled\nActiveState=active\n")
+    r.on(r"systemctl show", "UnitFileState=enabled\nActiveState=active\n")
+    # hub mode's service: not installed (lab mode stops and disables it where it is)
+    return r.on(r"systemctl show .*provision-jupyterhub", "UnitFileState=\nActiveState=inactive\n")
 
 
 def test_jupyter_is_off_by_default_and_then_reads_nothing():
@@ -287,13 +290,16 @@ def test_token_command_in_a_real_shell_makes_a_private_token_and_never_replaces_
 @pytest.mark.parametrize(
     "setting,words",
     [
-        ("jupyter.mode=hub", "jupyter.mode = hub (JupyterHub for a shared box) is not built yet"),
+        ("jupyter.hub_mem_limit=8GB", "'8GB' is not a memory size"),
+        ("jupyter.hub_cpu_limit=-1", "is not a CPU count"),
+        ("jupyter.port=65535", "hub mode also uses the next two"),
+        ("jupyter.hub_version=", "pin a JupyterHub release"),
         ("jupyter.bind_all=true", "jupyter.bind_all = true is not built yet"),
         ("jupyter.mode=notebook", "'notebook' is not a jupyter mode"),
         ("jupyter.version=", "pin a JupyterLab release"),
     ],
 )
-def test_hub_bind_all_and_bad_values_are_refused_before_connecting(tmp_path, setting, words):
+def test_bind_all_and_bad_values_are_refused_before_connecting(tmp_path, setting, words):
     runner = CliRunner()
     with runner.isolated_filesystem(temp_dir=tmp_path):
         Path("inventory.ini").write_text("[g]\nbox ansible_host=10.0.0.5\n")
