@@ -147,3 +147,22 @@ def test_limits_in_the_units_jupyterhub_and_systemd_use():
     # systemctl show prints CPUQuotaPerSecUSec as a time span (systemd.time(7)).
     assert seconds_of("1.500000s") == 1.5 and seconds_of("500ms") == 0.5
     assert seconds_of("2s") == 2.0 and seconds_of("infinity") is None
+
+
+def converged_hub(versions: str):
+    r = fresh()
+    r.on(r"importlib.metadata as m\nfor", versions)
+    return r
+
+
+def test_a_new_pinned_hub_version_is_a_plan_line_naming_what_the_venv_has():
+    jp = jupyter.Settings(enabled=True, mode="hub", hub_version="6.1.2")
+    have = "jupyterhub 6.1.1\njupyterhub-systemdspawner 1.0.2\njupyterlab 4.6.6\n"
+    changes = [c.summary for c in jupyter.check(context(converged_hub(have), jp))]
+    assert (
+        "install JupyterHub 6.1.2, jupyterhub-systemdspawner 1.0.2 and JupyterLab 4.6.6 into "
+        "/opt/provision/jupyterhub (the venv has jupyterhub 6.1.1)" in changes
+    ), changes
+    same = jupyter.Settings(enabled=True, mode="hub")
+    changes = [c.summary for c in jupyter.check(context(converged_hub(have), same))]
+    assert not any(c.startswith("install JupyterHub") for c in changes), changes
