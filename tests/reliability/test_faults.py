@@ -104,7 +104,13 @@ CUTS = [
         "",
     ),
     ("mask-sleep", r"systemctl mask", {}, "systemctl unmask sleep.target suspend.target"),
-    ("venv", r"python3 -m venv", {}, "rm -rf /opt/provision/tensorboard"),
+    # the tensorboard step's own venv (the fetcher makes one too, on its own channel)
+    (
+        "venv",
+        r"python3 -m venv --clear /opt/provision/tensorboard",
+        {},
+        "rm -rf /opt/provision/tensorboard",
+    ),
     (
         "pip",
         r"^\S+/python\S* \S+/pip install -q .*tensorboard",
