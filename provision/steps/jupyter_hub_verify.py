@@ -22,7 +22,7 @@ from provision.steps.jupyter_hub import (
     HUB_VENV,
     ports,
 )
-from provision.steps.jupyter_verify import KERNELS_PROBE, MANIFEST, UNIT
+from provision.steps.jupyter_verify import UNIT, check_kernels, listen_addresses
 from provision.unitstate import enabled_state, not_enabled_message
 
 USER_UNITS = "jupyter-*-singleuser.service"  # the spawner's unit_name_template
@@ -47,16 +47,9 @@ def verify_hub_running(host, s) -> None:
 def verify_hub_local_only(host, s) -> None:
     """JupyterHub, its proxy and the proxy's API listen on loopback only"""
     hub_only(s)
-    unit_up = shell.cmd("systemctl", "is-active", "-q", "--", HUB_UNIT)
     wanted = ports(s.port)
     for port in wanted:
-        # A (re)started hub takes seconds to listen: wait while the unit is up (60 s at most).
-        ss = f"ss -Htln 'sport = :{port}'"
-        wait = (
-            f"for i in $(seq 60); do {ss} | grep -q . && break; {unit_up} || break; sleep 1; done"
-        )
-        lines = host.check_output(f"{wait}; {ss}").splitlines()
-        found = {x.split()[3].rsplit(":", 1)[0] for x in lines if len(x.split()) > 3}
+        found = listen_addresses(host, HUB_UNIT, port)
         assert found, f"nothing listens on port {port} (proxy, its API, hub: {wanted})"
         assert found <= {"127.0.0.1", "[::1]"}, f"port {port} listens on {sorted(found)}"
 
@@ -173,12 +166,7 @@ def verify_hub_kernels(host, s) -> None:
     hub_only(s)
     listing = host.run(shell.cmd(f"{HUB_VENV}/bin/jupyter", "kernelspec", "list", "--json"))
     assert listing.rc == 0, f"jupyter kernelspec list: {listing.stderr.strip()[-300:]}"
-    has_manifest = host.run(shell.cmd("test", "-s", MANIFEST)).rc == 0
-    assert has_manifest, f"{MANIFEST} (the kernels provision registered) is missing"
-    out = host.run(shell.cmd("python3", "-c", KERNELS_PROBE, MANIFEST, listing.stdout))
-    assert out.rc == 0, f"the kernel list could not be read: {out.stderr.strip()[-300:]}"
-    problems = [x for x in out.stdout.splitlines() if x.startswith(("missing ", "broken "))]
-    assert not problems, "; ".join(problems)
+    check_kernels(host, listing.stdout)
 
 
 # The secret never printed: only whether the files are right and where its text was found.

@@ -95,15 +95,20 @@ def verify_running(host, s) -> None:
     assert host.service(UNIT).is_running, f"{UNIT} is not running"
 
 
+def listen_addresses(host, unit: str, port: int) -> set[str]:
+    """The addresses something listens on at `port`, once it does: a (re)started server takes
+    seconds to listen, so wait while `unit` is up (60 s at most)."""
+    ss = f"ss -Htln 'sport = :{port}'"
+    unit_up = shell.cmd("systemctl", "is-active", "-q", "--", unit)
+    wait = f"for i in $(seq 60); do {ss} | grep -q . && break; {unit_up} || break; sleep 1; done"
+    lines = host.check_output(f"{wait}; {ss}").splitlines()
+    return {line.split()[3].rsplit(":", 1)[0] for line in lines if len(line.split()) > 3}
+
+
 def verify_local_only(host, s) -> None:
     """JupyterLab listens on loopback only"""
     lab_only(s)
-    # A (re)started JupyterLab takes seconds to listen: wait while the unit is up (60 s at most).
-    ss = f"ss -Htln 'sport = :{s.port}'"
-    unit_up = shell.cmd("systemctl", "is-active", "-q", "--", UNIT)
-    wait = f"for i in $(seq 60); do {ss} | grep -q . && break; {unit_up} || break; sleep 1; done"
-    lines = host.check_output(f"{wait}; {ss}").splitlines()
-    addresses = {line.split()[3].rsplit(":", 1)[0] for line in lines if len(line.split()) > 3}
+    addresses = listen_addresses(host, UNIT, s.port)
     assert addresses, f"nothing listens on port {s.port}"
     assert addresses <= {"127.0.0.1", "[::1]"}, f"listens on {sorted(addresses)}"
 
@@ -146,15 +151,22 @@ def verify_kernels(host, s) -> None:
     found = http_probe(host, s, "/api/kernelspecs")
     assert "down" not in found, f"JupyterLab does not answer: {found['down']}"
     assert found.get("authed") == "200", f"/api/kernelspecs: HTTP {found.get('authed')}"
+    listed = check_kernels(host, found.get("body", ""))
+    assert "python3" in listed, f"no default python3 kernel ({' '.join(listed)})"
+
+
+def check_kernels(host, specs_json: str) -> list[str]:
+    """Every kernel of the manifest is in the server's kernelspecs (`specs_json`: the API's
+    answer or `jupyter kernelspec list --json`, both {"kernelspecs": {name: {"spec": ...}}})
+    and its python imports ipykernel and torch; the names listed."""
     has_manifest = host.run(shell.cmd("test", "-s", MANIFEST)).rc == 0
     assert has_manifest, f"{MANIFEST} (the kernels provision registered) is missing"
-    argv = shell.cmd("python3", "-c", KERNELS_PROBE, MANIFEST, found.get("body", ""))
-    out = host.run(argv)
+    out = host.run(shell.cmd("python3", "-c", KERNELS_PROBE, MANIFEST, specs_json))
     assert out.rc == 0, f"the kernel list could not be read: {out.stderr.strip()[-300:]}"
     problems = [x for x in out.stdout.splitlines() if x.startswith(("missing ", "broken "))]
     assert not problems, "; ".join(problems)
     listed = next((x for x in out.stdout.splitlines() if x.startswith("listed ")), "listed")
-    assert "python3" in listed.split(), f"no default python3 kernel ({listed})"
+    return listed.split()[1:]
 
 
 # The token never printed: only whether the file is right and where its text was found.
