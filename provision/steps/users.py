@@ -1,7 +1,8 @@
 """users: the people who log in to the box.
 
 Manages: accounts (created with a home and a shell), membership of `video` and `render`
-(GPU device access) and `docker` when that group exists, `~/.ssh/authorized_keys` entries
+(GPU device access; never `docker`, which is root-equivalent: containers.docker_users names
+who joins it), `~/.ssh/authorized_keys` entries
 from local public key files or literal keys (keys already there are kept), and optional
 passwordless sudo through `/etc/sudoers.d/provision-<name>` (checked with `visudo -cf`
 before it is put in place). Restarts nothing; never reboots.
@@ -56,7 +57,7 @@ class Settings:
     )
     groups: tuple[str, ...] = setting(
         ("video", "render"),
-        "extra groups (GPU access); docker is added when it exists",
+        "extra groups (GPU access), those that exist",
         each(unix_name),
     )
     shell: str = setting("/bin/bash", "login shell of new accounts", absolute_path)
@@ -90,11 +91,11 @@ def parse_getent(text: str) -> tuple[dict[str, list[str]], dict[str, list[str]]]
 
 
 def getent_read(s: Settings) -> Read:
-    """The accounts' passwd entries and the wanted groups (docker too), tagged by kind."""
+    """The accounts' passwd entries and the wanted groups, tagged by kind."""
     return Read(
         "; ".join(
             [f"getent passwd {shell.cmd(n)} | sed 's/^/passwd /'" for n in s.accounts]
-            + [f"getent group {shell.cmd(g)} | sed 's/^/group /'" for g in [*s.groups, "docker"]]
+            + [f"getent group {shell.cmd(g)} | sed 's/^/group /'" for g in s.groups]
             + ["true"]
         )
     )
@@ -144,9 +145,7 @@ def check(ctx: Context) -> list[Change]:
     if not s.accounts:
         return []
     users, groups = parse_getent(ctx.read(getent_read(s).command).stdout)
-    existing_groups = [g for g in s.groups if g in groups] + (
-        ["docker"] if "docker" in groups else []
-    )
+    existing_groups = [g for g in s.groups if g in groups]
     changes: list[Change] = []
     for name in s.accounts:
         changes += account_changes(ctx, s, name, users.get(name), groups, existing_groups)
@@ -285,7 +284,7 @@ def verify_sudoers_files(host, s: Settings) -> None:
 
 STEP = Step(
     name="users",
-    summary="accounts, authorized_keys, GPU groups (video, render, docker), passwordless sudo",
+    summary="accounts, authorized_keys, GPU groups (video, render), passwordless sudo",
     settings=Settings,
     check=check,
     reads=reads,
