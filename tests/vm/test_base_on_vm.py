@@ -11,6 +11,14 @@ from hostrun import reboot_boot_ids
 
 # Minutes under TCG (most of it apt): one VM for the module.
 pytestmark = pytest.mark.vm
+
+
+@pytest.fixture(scope="module")
+def vm(shared_vm):
+    """The VM tier's shared VM (tests/vm/conftest.py), fresh: this module converges it first."""
+    return shared_vm
+
+
 ARGS = [
     "--set",
     "ssh.ufw=true",

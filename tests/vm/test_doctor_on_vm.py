@@ -1,5 +1,5 @@
-"""`provision doctor` on a fresh VM (real kernel, no GPU): the table with its findings and
-the exit code they call for, and `--json` that parses."""
+"""`provision doctor` on a VM (real kernel, no GPU; the tier's shared VM, converged by base):
+the table with its findings and the exit code they call for, and `--json` that parses."""
 
 from __future__ import annotations
 
@@ -10,7 +10,14 @@ import pytest
 pytestmark = pytest.mark.vm
 
 
-def test_doctor_reports_a_fresh_vm(vm, provision):
+@pytest.fixture(scope="module")
+def vm(shared_vm):
+    """The VM tier's shared VM (tests/vm/conftest.py): base converged it, containers added
+    Docker."""
+    return shared_vm
+
+
+def test_doctor_reports_a_vm_without_a_gpu(vm, provision):
     table = provision("doctor", "--host", vm.name, check_rc=None)
     as_json = provision("doctor", "--host", vm.name, "--json", check_rc=None)
     assert as_json.stdout.strip(), as_json.stderr

@@ -10,16 +10,17 @@ import time
 import pytest
 from common import ssh
 
-from hostrun import booted, provision_runner, reboot_boot_ids
+from hostrun import provision_runner, reboot_boot_ids
 
 pytestmark = pytest.mark.vm
 STATIC = ["--set", "network.interface=ens4", "--set", "network.address=192.168.77.10/24"]
 
 
 @pytest.fixture(scope="module")
-def vm2(require_tier):
-    """A VM with a second NIC whose other end is in a namespace the harness made."""
-    yield from booted("vm", require_tier, nic2="netns")
+def vm2(shared_vm):
+    """The VM tier's shared VM (tests/vm/conftest.py): its second NIC's other end is in a
+    namespace the harness made; base converged it (ufw on, SSH allowed)."""
+    return shared_vm
 
 
 def ssh_from_netns(host, tmp_path) -> subprocess.CompletedProcess:

@@ -44,6 +44,12 @@ def tree_digest(root: Path) -> dict[str, str]:
     return out
 
 
+@pytest.fixture(scope="module")
+def vm(shared_vm):
+    """The VM tier's shared VM (tests/vm/conftest.py), converged by base (rsync is one of its essentials)."""
+    return shared_vm
+
+
 def test_status_json_says_no_nvidia_gpu(vm, provision):
     result = provision("status", "--host", vm.name, "--json")
     data = json.loads(result.stdout)[vm.name]
@@ -56,8 +62,8 @@ def test_status_json_says_no_nvidia_gpu(vm, provision):
 
 
 def test_push_before_rsync_is_on_the_host_says_how(vm, provision, tmp_path):
-    if ssh(vm, "command -v rsync", check=False).returncode == 0:
-        pytest.skip("rsync is already on this VM image")
+    # base installed rsync on the shared VM: take it away (the next test puts it back).
+    ssh(vm, "DEBIAN_FRONTEND=noninteractive apt-get remove -y -qq rsync", timeout=600)
     (tmp_path / "f").write_text("x")
     result = provision("push", "--host", vm.name, str(tmp_path / "f"), "/tmp/x", check_rc=1)
     assert f"rsync is not installed on {vm.name}" in result.stderr, result.stderr
@@ -65,8 +71,8 @@ def test_push_before_rsync_is_on_the_host_says_how(vm, provision, tmp_path):
 
 
 def test_round_trip_is_byte_identical_with_hostile_names(vm, provision, tmp_path):
-    # rsync is one of the base step's essentials; the VM image has none. apt directly: the
-    # whole base step is minutes under TCG and is tested elsewhere.
+    # rsync is one of the base step's essentials, removed by the test above: apt directly
+    # (from apt's own cache of base's download when it is still there).
     ssh(
         vm,
         "command -v rsync || (apt-get update -qq && "
