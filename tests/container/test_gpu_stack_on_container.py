@@ -5,7 +5,8 @@ tests/hosts/condafixture.py) and pytorch (the REAL torch 2.13.0 CPU wheel from /
 served as find-links; its dependencies from PyPI). From nothing to a green verify with every
 GPU check skipped with its reason, then a second run that changes nothing.
 
-A second host runs pytorch without conda: a plain venv with the system python3.
+A second host runs pytorch without conda: a plain venv with the system python3 (a slow case,
+by hand: `sudo tests/run -m slow tests/container/test_gpu_stack_on_container.py`).
 """
 
 from __future__ import annotations
@@ -76,6 +77,9 @@ def venv_host(require_tier, sources):
     yield from booted("container", require_tier, extra_vars=extra)
 
 
+# A second whole `provision all` from nothing (three minutes of CI with its teardown): run by
+# hand as a slow case, its result recorded in the README's Tests table.
+@pytest.mark.slow
 def test_pytorch_in_a_plain_venv_when_conda_is_off(venv_host, tmp_path):
     provision = provision_runner(venv_host, tmp_path / "logs")
     provision("all", "--host", venv_host.name)  # base first: the CA of this machine's proxy
