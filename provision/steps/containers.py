@@ -252,7 +252,10 @@ def verify_daemon_json(host, s: Settings) -> None:
         original = dockerjson.parse(host.run(shell.cmd("cat", "--", dockerjson.ORIGINAL)).stdout,
                                     dockerjson.ORIGINAL)  # fmt: skip
         lost = dockerjson.kept(original, current, owned)
-        assert not lost, f"keys you had in {dockerjson.PATH} are gone or changed: {lost}"
+        assert not lost, (
+            f"keys you had in {dockerjson.PATH} are gone or changed: {', '.join(lost)} (if "
+            f"you changed them on purpose, copy the file over {dockerjson.ORIGINAL})"
+        )
 
 
 def verify_docker_users(host, s: Settings) -> None:
