@@ -137,6 +137,12 @@ def url(value: str) -> None:
         raise ValueError(f"{value!r} is not an http://, https:// or file:// URL")
 
 
+def fingerprint(value: str) -> None:
+    """An OpenPGP key's full fingerprint (v4: 40 hex digits, v6: 64); empty means unset."""
+    if value and not re.fullmatch(r"[0-9A-Fa-f]{40}|[0-9A-Fa-f]{64}", value):
+        raise ValueError(f"{value!r} is not a key fingerprint (40 or 64 hex digits, no spaces)")
+
+
 def absolute_path(value: str) -> None:
     """An absolute path without newlines or a leading dash."""
     if value and (not value.startswith("/") or "\n" in value or "\0" in value):

@@ -15,8 +15,11 @@ adds no one to it; the accounts named in `containers.docker_users` join it. A sm
 (`provision-check:dash`, the host's own /bin/sh and the libraries it needs: no registry is
 needed) is what verify runs a container from. Never reboots.
 
-Not built yet (refused by the settings, with the reason): Podman, Docker's own apt
-repository, and the NVIDIA Container Toolkit.
+`containers.nvidia`: the NVIDIA Container Toolkit and Docker's way to the GPUs (CDI from
+Docker 25, else the nvidia runtime): provision/steps/containers_toolkit.py.
+
+Not built yet (refused by the settings, with the reason): Podman, and Docker's own apt
+repository.
 """
 
 from __future__ import annotations
@@ -24,13 +27,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from provision import dockerjson, resources, shell
+from provision import dockerjson, resources, shell, stack
 from provision.changes import Change, Run
 from provision.errors import Skip
 from provision.facts.reads import Read
 from provision.resources import file_content, file_read, packages, service, service_read
-from provision.settings import absolute_path, each, setting, unix_name
+from provision.settings import absolute_path, each, fingerprint, setting, unix_name, url
 from provision.step import Context, Download, Step
+from provision.steps import containers_toolkit as toolkit
 from provision.unitstate import enabled_state, not_enabled_message
 
 UNIT = "docker.service"
@@ -87,6 +91,18 @@ class Settings:
     docker_users: tuple[str, ...] = setting(
         (), "accounts to add to the docker group (root-equivalent: empty, none)", each(unix_name)
     )
+    nvidia: bool = setting(
+        False, "the NVIDIA Container Toolkit, so containers get the GPUs (CDI or the runtime)"
+    )
+    nvidia_default_runtime: bool = setting(
+        False, "make nvidia Docker's default runtime (Docker < 25, where the runtime is used)"
+    )
+    toolkit_repo_url: str = setting(
+        toolkit.TOOLKIT_REPO, "base URL of NVIDIA's container toolkit repository (mirrors)", url
+    )
+    toolkit_repo_key: str = setting(
+        "", "fingerprint of the key that signs it (empty: NVIDIA's)", fingerprint
+    )
 
 
 def config_read() -> Read:
@@ -117,9 +133,10 @@ def current_config(ctx: Context) -> tuple[bool, bool, dict]:
     return first.strip() == SAVED_MARK, present, dockerjson.parse(text)
 
 
-def owned_keys(s: Settings, current: dict) -> dict:
-    """The daemon.json keys and values this step sets, given the file as it is."""
-    wanted: dict = {}
+def owned_keys(s: Settings, current: dict, version: tuple[int, int] | None = None) -> dict:
+    """The daemon.json keys and values this step sets, given the file as it is and the
+    engine's version (the toolkit's keys depend on it)."""
+    wanted: dict = toolkit.owned_keys(s, version)
     if s.log_max_size and current.get("log-driver", "json-file") in ROTATED_DRIVERS:
         # Docker takes log-opts values as strings only, max-file too (its daemon.json docs).
         wanted["log-opts"] = {"max-size": s.log_max_size, "max-file": str(s.log_max_file)}
@@ -167,7 +184,7 @@ def reads(ctx: Context) -> list[Read]:
     wanted = [config_read(), service_read(UNIT), IMAGE_READ, file_read(ctx, dockerjson.PATH)]
     if s.docker_users:
         wanted.append(GROUP_READ)
-    return wanted
+    return wanted + toolkit.reads(ctx, s)
 
 
 def check(ctx: Context) -> list[Change]:
@@ -175,9 +192,12 @@ def check(ctx: Context) -> list[Change]:
     s: Settings = ctx.settings(Settings)
     if not s.enabled:
         return []
-    changes = packages(ctx, PACKAGES)
+    lock_timeout_s = ctx.of("base").apt_lock_timeout_s
+    changes = packages(ctx, PACKAGES, lock_timeout_s=lock_timeout_s)
+    changes += toolkit.package_changes(ctx, s, lock_timeout_s)
+    version = toolkit.read_version(ctx) if s.nvidia else None
     saved, present, current = current_config(ctx)
-    merged = dockerjson.merge(current, owned_keys(s, current))
+    merged = dockerjson.merge(current, owned_keys(s, current, version))
     if merged != current or (not present and merged):
         if not saved:
             changes.append(
@@ -187,14 +207,16 @@ def check(ctx: Context) -> list[Change]:
                 )
             )
         keys = ", ".join(dockerjson.changed_keys(current, merged))
+        gpus = f"; GPUs through {toolkit.why(version)}" if s.nvidia else ""
         changes += file_content(
             ctx,
             dockerjson.PATH,
             dockerjson.dumps(merged).encode(),
             validate=VALIDATE,
             restart=UNIT,
-            summary=f"set {keys} in {dockerjson.PATH} (the other keys stay; restarts docker)",
+            summary=f"set {keys} in {dockerjson.PATH} (the other keys stay; restarts docker{gpus})",
         )
+    changes += toolkit.device_changes(ctx, s, version)
     changes += service(ctx, UNIT)
     if not ctx.read(IMAGE_READ.command, sudo=True).ok:
         changes.append(
@@ -245,7 +267,7 @@ def verify_daemon_json(host, s: Settings) -> None:
     text = host.run(shell.cmd("cat", "--", dockerjson.PATH)).stdout if host.file(
         dockerjson.PATH).exists else ""  # fmt: skip
     current = dockerjson.parse(text)
-    owned = owned_keys(s, current)
+    owned = owned_keys(s, current, toolkit.host_version(host) if s.nvidia else None)
     missing = dockerjson.changed_keys(dockerjson.merge(current, owned), current)
     assert not missing, f"{dockerjson.PATH} lacks or changed: {', '.join(missing)}"
     if host.file(dockerjson.ORIGINAL).exists:
@@ -267,18 +289,40 @@ def verify_docker_users(host, s: Settings) -> None:
     assert not missing, f"not in the docker group: {', '.join(missing)}"
 
 
+def verify_gpu_in_container(host, s: Settings) -> None:
+    """a container sees the GPUs (nvidia-smi -L inside, through CDI or the nvidia runtime)"""
+    if not s.enabled or not s.nvidia:
+        raise Skip("containers.nvidia is off" if s.enabled else "containers.enabled is off")
+    if not stack.has_gpu(host):
+        raise Skip("no NVIDIA GPU on this host: no container can see one (tests/gpu runs this)")
+    cdi = toolkit.mode_for(toolkit.host_version(host)) == "cdi"
+    gpus = ["--device", "nvidia.com/gpu=all"] if cdi else ["--gpus", "all"]
+    out = host.run(shell.cmd("docker", "run", "--rm", *gpus, IMAGE, "nvidia-smi", "-L"))
+    assert out.rc == 0 and "GPU 0" in out.stdout, (
+        f"nvidia-smi -L in a container failed (exit {out.rc}): {(out.stderr or out.stdout)[-400:]}"
+    )
+
+
 def downloads(ctx: Context) -> list[Download]:
-    """The engine's packages when check installs them, for the background fetcher."""
+    """The engine's packages when check installs them, for the background fetcher (the
+    toolkit's come from a repository check may add first: not prefetched)."""
     s: Settings = ctx.settings(Settings)
     return resources.package_downloads(ctx, PACKAGES) if s.enabled else []
 
 
 STEP = Step(
     name="containers",
-    summary="Docker from the distribution; daemon.json merged, never overwritten",
+    summary="Docker from the distribution, NVIDIA's container toolkit; daemon.json merged",
     settings=Settings,
     check=check,
-    verify=(verify_engine, verify_container_runs, verify_daemon_json, verify_docker_users),
+    verify=(
+        verify_engine,
+        verify_container_runs,
+        verify_daemon_json,
+        verify_docker_users,
+        toolkit.verify_toolkit,
+        verify_gpu_in_container,
+    ),
     reads=reads,
     downloads=downloads,
 )

@@ -42,7 +42,7 @@ from provision.cudarepo import (
 from provision.errors import ConfigError, ProvisionError, Skip
 from provision.facts.reads import Read
 from provision.resources import apt_update, packages, template_file
-from provision.settings import one_of, setting, url
+from provision.settings import fingerprint, one_of, setting, url
 from provision.step import Context, Download, Step
 
 PROFILE = "/etc/profile.d/cuda.sh"
@@ -80,11 +80,6 @@ NO_TOOLKIT = "pytorch.index is cpu: no toolkit chosen; set cuda.version"
 def toolkit_version(value: str) -> None:
     if value and not re.fullmatch(r"[1-9][0-9]?\.[0-9]{1,2}", value):
         raise ValueError(f"{value!r} is not a CUDA toolkit version X.Y (e.g. 12.8)")
-
-
-def fingerprint(value: str) -> None:
-    if value and not re.fullmatch(r"[0-9A-Fa-f]{40}|[0-9A-Fa-f]{64}", value):
-        raise ValueError(f"{value!r} is not a key fingerprint (40 or 64 hex digits, no spaces)")
 
 
 def distro_toolkit(os_key: str) -> DistroToolkit | None:

@@ -1,7 +1,8 @@
 """The GPU-only checks, on a machine with an NVIDIA GPU, through a local connection (no SSH):
 the card is in compat's table with the right architecture, the driver check (module loaded and
 matching nvidia-smi), and the pytorch checks (CUDA available, a matmul on the GPU) against an
-environment that sees the machine's own torch. Marked `gpu` (deselected by default); run by
+environment that sees the machine's own torch, the containers step's /dev/char read (against
+os.stat) and, where Docker and NVIDIA's toolkit are there, a container that sees the GPU. Marked `gpu` (deselected by default); run by
 tests/gpu/run-on-gpu.sh. Without a GPU every test fails with that reason: this file exists to
 be run where there is one (by default the `gpu` marker deselects them: they collect and do not
 run). Each expectation comes from outside the code it checks: nvidia-smi, the kernel's
@@ -193,3 +194,34 @@ def test_compats_wheels_have_kernels_for_this_card(facts):
         major, minor = cap.split(".")
         ptx = [a for a in archs if a.startswith(f"compute_{major}")]
         assert f"sm_{major}{minor}" in archs or ptx, f"no kernels for {cap} in {archs}"
+
+
+def test_the_dev_char_read_finds_what_os_stat_finds(host):
+    """The containers step's read of NVIDIA device nodes without a /dev/char link (the cause
+    of containers losing their GPUs at daemon-reload), against Python's own os.stat of them."""
+    import os
+
+    from provision.steps import containers_toolkit
+
+    expected = []
+    for path in sorted(Path("/dev").glob("nvidia*")):
+        st = path.stat()
+        if path.is_char_device():
+            link = Path(f"/dev/char/{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}")
+            expected += [] if link.exists() else [str(path)]
+    out = subprocess.run(["sh", "-c", containers_toolkit.UNLINKED_READ.command],
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    print("device nodes without a /dev/char link:", expected)
+    assert sorted(out.split()) == expected
+
+
+def test_a_container_sees_the_gpu(host):
+    """containers.nvidia's GPU check: a container asks for the GPUs and runs nvidia-smi -L."""
+    import shutil
+
+    from provision.steps import containers
+
+    if not (shutil.which("docker") and shutil.which("nvidia-ctk")):
+        pytest.skip("no Docker with NVIDIA's container toolkit on this GPU machine (it is not "
+                    "provisioned by this tool): the container GPU check needs both")  # fmt: skip
+    containers.verify_gpu_in_container(host, containers.Settings(enabled=True, nvidia=True))

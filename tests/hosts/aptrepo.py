@@ -81,6 +81,42 @@ def _deb(work: Path, out_dir: Path, control: dict[str, str], files: dict[str, tu
     return out_dir / name
 
 
+def make_key(root: Path, env: dict) -> bytes:
+    """A throwaway signing key in env's GNUPGHOME; its fingerprint is kept in ROOT's
+    FINGERPRINT_FILE. Returns the public key (binary)."""
+    uid = "provision test fixture (FIXTURE, not NVIDIA) <fixture@invalid>"
+    _run("gpg", "--batch", "--quiet", "--passphrase", "", "--quick-gen-key", uid,
+         "ed25519", "sign", "never", env=env)  # fmt: skip
+    public = _run("gpg", "--batch", "--export", env=env, capture_output=True).stdout
+    listed = _run("gpg", "--batch", "--with-colons", "--list-keys", env=env,
+                  capture_output=True, text=True).stdout  # fmt: skip
+    fpr = next(ln.split(":")[9] for ln in listed.splitlines() if ln.startswith("fpr:"))
+    (root / FINGERPRINT_FILE).write_text(fpr + "\n")
+    return public
+
+
+def sign_flat(repo: Path, env: dict, label: str, arch: str) -> None:
+    """Index the .debs in the flat repository REPO and sign it (InRelease last: it marks the
+    repository complete)."""
+    packages = _run("apt-ftparchive", "packages", ".", cwd=repo, capture_output=True)
+    (repo / "Packages").write_bytes(packages.stdout)
+    _run("gzip", "-9kf", "Packages", cwd=repo)
+    release = _run(
+        "apt-ftparchive",
+        "-o", "APT::FTPArchive::Release::Origin=provision-fixture",
+        "-o", f"APT::FTPArchive::Release::Label={label}",
+        "-o", f"APT::FTPArchive::Release::Architectures={arch}",
+        "release", ".",
+        cwd=repo, capture_output=True,
+    )  # fmt: skip
+    (repo / "Release").write_bytes(release.stdout)
+    _run("gpg", "--batch", "--yes", "--clearsign", "-o", "InRelease.tmp", "Release",
+         cwd=repo, env=env)  # fmt: skip
+    _run("gpg", "--batch", "--yes", "--armor", "--detach-sign", "-o", "Release.gpg",
+         "Release", cwd=repo, env=env)  # fmt: skip
+    (repo / "InRelease.tmp").rename(repo / "InRelease")
+
+
 def build(root: Path, distro: str = "debian12", arch_dir: str = "x86_64",
           toolkit: str = "12.8") -> Path:  # fmt: skip
     """Build the signed fixture repository under ROOT (once: reused when complete); returns
@@ -99,14 +135,7 @@ def build(root: Path, distro: str = "debian12", arch_dir: str = "x86_64",
         gnupg.mkdir(mode=0o700)
         env = {"GNUPGHOME": str(gnupg)}
         try:
-            uid = "provision test fixture (FIXTURE, not NVIDIA) <fixture@invalid>"
-            _run("gpg", "--batch", "--quiet", "--passphrase", "", "--quick-gen-key", uid,
-                 "ed25519", "sign", "never", env=env)  # fmt: skip
-            public = _run("gpg", "--batch", "--export", env=env, capture_output=True).stdout
-            listed = _run("gpg", "--batch", "--with-colons", "--list-keys", env=env,
-                          capture_output=True, text=True).stdout  # fmt: skip
-            fpr = next(ln.split(":")[9] for ln in listed.splitlines() if ln.startswith("fpr:"))
-            (root / FINGERPRINT_FILE).write_text(fpr + "\n")
+            public = make_key(root, env)
             list_name = f"/etc/apt/sources.list.d/cuda-{distro}-{arch_dir}.list"
             list_line = f"deb [signed-by={KEYRING}] {OFFICIAL}/{distro}/{arch_dir}/ /\n"
             _deb(
@@ -140,23 +169,7 @@ def build(root: Path, distro: str = "debian12", arch_dir: str = "x86_64",
                     )
                 },
             )
-            packages = _run("apt-ftparchive", "packages", ".", cwd=repo, capture_output=True)
-            (repo / "Packages").write_bytes(packages.stdout)
-            _run("gzip", "-9kf", "Packages", cwd=repo)
-            release = _run(
-                "apt-ftparchive",
-                "-o", "APT::FTPArchive::Release::Origin=provision-fixture",
-                "-o", "APT::FTPArchive::Release::Label=FIXTURE standing in for NVIDIA CUDA",
-                "-o", f"APT::FTPArchive::Release::Architectures={DEB_ARCH[arch_dir]}",
-                "release", ".",
-                cwd=repo, capture_output=True,
-            )  # fmt: skip
-            (repo / "Release").write_bytes(release.stdout)
-            _run("gpg", "--batch", "--yes", "--clearsign", "-o", "InRelease.tmp", "Release",
-                 cwd=repo, env=env)  # fmt: skip
-            _run("gpg", "--batch", "--yes", "--armor", "--detach-sign", "-o", "Release.gpg",
-                 "Release", cwd=repo, env=env)  # fmt: skip
-            (repo / "InRelease.tmp").rename(repo / "InRelease")  # last: marks it complete
+            sign_flat(repo, env, "FIXTURE standing in for NVIDIA CUDA", DEB_ARCH[arch_dir])
         finally:
             subprocess.run(["gpgconf", "--kill", "all"], env={**os.environ, **env}, check=False)
     return root

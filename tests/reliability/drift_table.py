@@ -182,6 +182,15 @@ DRIFT: dict[str, dict] = {
         "planned and repaired in "
         "tests/vm/test_containers_on_vm.py::test_drift_is_planned_and_repaired",
     },
+    "containers.verify_toolkit": {
+        "reason": "needs a kernel: runtimes.nvidia taken out of daemon.json and the udev rule "
+        "removed, planned and repaired (against the FIXTURE toolkit repository) in "
+        "tests/vm/test_containers_on_vm.py::test_the_toolkit_from_a_fixture_repository",
+    },
+    "containers.verify_gpu_in_container": {
+        "reason": GPU_ONLY + "a container asks for the GPUs (CDI or the nvidia runtime) and "
+        "runs nvidia-smi -L: tests/gpu/run-on-gpu.sh",
+    },
     # --- conda --------------------------------------------------------------------------------
     "conda.verify_conda_runs": {
         "reason": "by design not converged: check refuses a prefix that holds no working conda "

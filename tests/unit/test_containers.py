@@ -19,7 +19,7 @@ from provision.changes import Restart, Run, Upload
 from provision.errors import ProvisionError
 from provision.facts import parse_facts
 from provision.step import Context
-from provision.steps import containers, users
+from provision.steps import base, containers, users
 
 DATA = Path(__file__).parent.parent / "data" / "facts"
 USERS = {
@@ -31,7 +31,11 @@ USERS = {
 
 def context(remote, s, facts_file="debian-12-nspawn.txt") -> Context:
     f = dataclasses.replace(parse_facts((DATA / facts_file).read_text()), user="tester")
-    settings = {"containers": s, "users": users.Settings(accounts=("alice",))}
+    settings = {
+        "containers": s,
+        "users": users.Settings(accounts=("alice",)),
+        "base": base.Settings(),
+    }
     ctx = Context("box", f, settings, gathered={}, strict=True)
     return dataclasses.replace(ctx, gathered=remote.read_all(containers.STEP.reads(ctx), f.user))
 

@@ -34,7 +34,7 @@ from test_cuda import (
     state,
 )
 
-from provision import compat, cudarepo
+from provision import compat, cudarepo, settings
 from provision.errors import ConfigError
 from provision.steps import cuda
 
@@ -110,11 +110,11 @@ def test_debian13_is_x86_64_only_and_ubuntu2604_has_sbsa():
 
 
 def test_repo_key_setting_is_a_fingerprint():
-    cuda.fingerprint("")
-    cuda.fingerprint(NVIDIA_3BF863CC)
+    settings.fingerprint("")
+    settings.fingerprint(NVIDIA_3BF863CC)
     for bad in ("3bf863cc", "EB69 3B30 35CD 5710 E231 E123 A4B4 6996 3BF8 63CC", "x" * 40):
         with pytest.raises(ValueError, match="not a key fingerprint"):
-            cuda.fingerprint(bad)
+            settings.fingerprint(bad)
 
 
 # --- the plan: a keyring holding another release's key is replaced -------------------------

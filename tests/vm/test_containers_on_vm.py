@@ -2,7 +2,9 @@
 own, so not in the test containers): Docker from Debian 12's own docker.io, a daemon.json the
 user wrote beforehand merged (their keys kept, as dockerd itself reports them), a container run
 from the local check image, a second run with nothing to change, a broken daemon.json refused
-with its line and column, and each verify check's drift planned and repaired.
+with its line and column, and each verify check's drift planned and repaired; then NVIDIA's
+container toolkit from a FIXTURE signed repository (tests/hosts/toolkitrepo.py, a stand-in:
+no GPU, no NVIDIA host is reachable), with Docker 20.10's nvidia runtime.
 
 The expectations come from dockerd (`docker info`, `docker inspect` of a container it started)
 and the files on the host, not from the step's own code.
@@ -112,6 +114,96 @@ def test_drift_is_planned_and_repaired(vm, provision):
     config = daemon_json(vm)
     assert config["debug"] is True and config["log-opts"]["max-size"] == "10m"
     assert config["registry-mirrors"] == USERS["registry-mirrors"]
+
+
+@pytest.fixture(scope="module")
+def toolkit_repo(tmp_path_factory):
+    """The FIXTURE toolkit repository (tests/hosts/toolkitrepo.py: not NVIDIA's), served on
+    this machine's 127.0.0.1, which the VM reaches as 10.0.2.2 (qemu's user-mode network)."""
+    import aptrepo
+    import toolkitrepo
+    from pkgindex import serve
+
+    reason = aptrepo.missing_tools()
+    if reason:
+        pytest.skip(reason)
+    root = toolkitrepo.build(tmp_path_factory.mktemp("toolkit-repo"))
+    server, url = serve(root)
+    yield url.replace("127.0.0.1", "10.0.2.2").rstrip("/"), aptrepo.key_fingerprint(root)
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_toolkit_from_a_fixture_repository(vm, provision, toolkit_repo):
+    url, key = toolkit_repo
+    tk = [*ON, "--set", "containers.nvidia=true", "--set", f"containers.toolkit_repo_url={url}",
+          "--set", f"containers.toolkit_repo_key={key}"]  # fmt: skip
+    # A source of NVIDIA's deprecated nvidia-docker repository, as old guides left it.
+    old = "/etc/apt/sources.list.d/nvidia-docker.list"
+    ssh(vm, f"echo 'deb https://nvidia.github.io/nvidia-docker/debian11/$(ARCH) /' > {old}")
+    first = provision("containers", "--host", vm.name, *tk, timeout_s=1800)
+    assert "GPUs through the nvidia runtime, Docker 20.10 has no CDI" in first.stdout, first.stdout
+
+    # apt: our source with signed-by, the pin, the package from the fixture's origin.
+    listed = ssh(vm, "cat /etc/apt/sources.list.d/nvidia-container-toolkit.list").stdout
+    keyring = "/usr/share/keyrings/nvidia-container-toolkit-keyring.gpg"
+    assert f"deb [signed-by={keyring}] {url}/stable/deb/$(ARCH) /" in listed.splitlines()
+    shown = ssh(vm, f"gpg --show-keys --with-colons {keyring} | grep ^fpr: | head -1").stdout
+    assert shown.split(":")[9] == key
+    policy = ssh(vm, "apt-cache policy nvidia-container-toolkit").stdout
+    # The pin names the package, so apt shows 600 on the version (the source's own stays 500).
+    assert re.search(r"\*\*\* 1\.18\.0-1 600\n\s+500 http://10\.0\.2\.2:", policy), policy
+    status = ssh(vm, "dpkg-query -W -f '${Status}' nvidia-container-toolkit").stdout
+    assert status == "install ok installed"
+    assert ssh(vm, f"test -e {old} || echo gone").stdout == "gone\n"
+    assert ssh(vm, f"test -e /var/backups/provision{old} && echo kept").stdout == "kept\n"
+
+    # Docker: the nvidia runtime as dockerd reports it, the user's keys still there, and a
+    # container really started through the runtime (the FIXTURE's runs runc: no GPU here).
+    runtimes = json.loads(ssh(vm, "docker info --format '{{json .Runtimes}}'").stdout)
+    assert runtimes["nvidia"]["path"] == "nvidia-container-runtime", runtimes
+    config = daemon_json(vm)
+    assert config["runtimes"]["nvidia"] == {"path": "nvidia-container-runtime", "args": []}
+    assert config["registry-mirrors"] == USERS["registry-mirrors"]
+    through = ssh(vm, "docker run --rm --runtime nvidia provision-check:dash /bin/sh -c "
+                  "'echo via-nvidia'")  # fmt: skip
+    assert through.stdout == "via-nvidia\n", through.stderr
+    rule = ssh(vm, "cat /etc/udev/rules.d/71-nvidia-dev-char.rules").stdout
+    assert "create-dev-char-symlinks --create-all" in rule
+
+    provision("containers", "--host", vm.name, *tk, "--plan", "--detailed-exitcode")
+    verify = provision("verify", "--host", vm.name, *tk, "containers")
+    assert "5 passed, 0 failed, 0 error, 1 skipped" in verify.stdout, verify.stdout
+    assert "no NVIDIA GPU on this host" in verify.stdout
+
+    # Drift: the runtime taken out of daemon.json, the rule removed, the key emptied.
+    ssh(
+        vm,
+        "python3 - <<'EOF'\n"
+        "import json\n"
+        "p = '/etc/docker/daemon.json'\n"
+        "c = json.load(open(p))\n"
+        "del c['runtimes']\n"
+        "json.dump(c, open(p, 'w'))\n"
+        "EOF\n"
+        "systemctl restart docker\n"
+        f"rm /etc/udev/rules.d/71-nvidia-dev-char.rules && : > {keyring}",
+    )
+    verify = provision("verify", "--host", vm.name, *tk, "containers", check_rc=1)
+    assert "3 passed, 2 failed, 0 error, 1 skipped" in verify.stdout, verify.stdout
+    plan = provision("containers", "--host", vm.name, *tk, "--plan", "--detailed-exitcode",
+                     check_rc=3)  # fmt: skip
+    for change in (
+        f"install the key {key[-8:]} of NVIDIA's container toolkit repository",
+        "set runtimes in /etc/docker/daemon.json",
+        "/etc/udev/rules.d/71-nvidia-dev-char.rules",
+    ):
+        assert change in plan.stdout, plan.stdout
+    provision("containers", "--host", vm.name, *tk)
+    verify = provision("verify", "--host", vm.name, *tk, "containers")
+    assert "5 passed, 0 failed, 0 error, 1 skipped" in verify.stdout, verify.stdout
+    runtimes = json.loads(ssh(vm, "docker info --format '{{json .Runtimes}}'").stdout)
+    assert "nvidia" in runtimes
 
 
 def test_a_broken_daemon_json_is_refused_with_its_line_and_untouched(vm, provision):
