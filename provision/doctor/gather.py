@@ -10,6 +10,7 @@ from __future__ import annotations
 from provision import shell
 from provision.doctor import parsers as p
 from provision.facts import Facts, smi, split_sections
+from provision.steps import containers_toolkit
 
 NVIDIA_SMI_FIELDS = (
     "index,name,pci.bus_id,memory.total,power.limit,pcie.link.gen.current,pcie.link.gen.max,"
@@ -83,8 +84,12 @@ echo @@addr4; ip -o -4 addr show scope global 2>/dev/null
 echo @@static-config; STATIC
 echo @@sshd-config; SSHD_CONFIG
 echo @@listen; ss -Hltn 2>/dev/null
+echo @@cdi-specs; grep -l 'nvidia.com/gpu' /etc/cdi/* /var/run/cdi/* 2>/dev/null
+echo @@dev-char; UNLINKED
+echo @@daemon-json; cat /etc/docker/daemon.json 2>/dev/null
 echo @@end
 """.replace("QUERY", smi.query("gpu", NVIDIA_SMI_FIELDS, 30))
+    .replace("UNLINKED", containers_toolkit.UNLINKED_READ.command)
     .replace("KEYS", " ".join(DKMS_KEYS))
     .replace("STATIC", STATIC_CONFIG)
     .replace("SSHD_CONFIG", SSHD_CONFIG_READ)
@@ -169,4 +174,7 @@ def parse(text: str) -> p.DoctorData:
         sshd=sshd,
         sshd_source=sshd_source if sshd else "",
         listeners=p.parse_listeners(s.get("listen", "")),
+        cdi_specs=tuple(s.get("cdi-specs", "").split()),
+        unlinked_nodes=tuple(s.get("dev-char", "").split()),
+        daemon_json=s.get("daemon-json", ""),
     )

@@ -74,6 +74,9 @@ class DoctorData:
     sshd: dict[str, str] = field(default_factory=dict)  # passwordauthentication, permitrootlogin
     sshd_source: str = ""  # "sshd -T" or "config files"
     listeners: tuple[Listener, ...] = ()
+    cdi_specs: tuple[str, ...] = ()  # CDI spec files that describe nvidia.com/gpu
+    unlinked_nodes: tuple[str, ...] = ()  # NVIDIA device nodes with no /dev/char link
+    daemon_json: str = ""  # /etc/docker/daemon.json as the login user reads it
 
 
 GT_PER_GEN = {2.5: 1, 5.0: 2, 8.0: 3, 16.0: 4, 32.0: 5, 64.0: 6}

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from provision import stack as stack_decision
-from provision.doctor import access, boot, hardware
+from provision.doctor import access, boot, containers, hardware
 from provision.doctor.finding import Box, Finding, Service, gpu_infos
 from provision.doctor.parsers import DoctorData
 from provision.doctor.settings import Settings
@@ -33,6 +33,7 @@ RULES: tuple[tuple[Rule, bool], ...] = (
     (boot.reboot, False),
     (boot.held, True),
     (boot.mismatch, True),
+    (containers.container_gpus, True),
     (access.address, False),
     (access.sshd, False),
     (access.services, False),
