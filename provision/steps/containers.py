@@ -1,4 +1,4 @@
-"""containers: a container engine on the box (off by default), Docker from the distribution.
+"""containers: a container engine on the box (off by default): Docker or Podman, the distro's.
 
 Manages: the `docker.io` package (Debian 12: 20.10.24, Debian 13: 26.1.5, from `apt-cache
 policy` against deb.debian.org on 2026-12-02) with `apparmor` (Debian's
@@ -18,8 +18,10 @@ needed) is what verify runs a container from. Never reboots.
 `containers.nvidia`: the NVIDIA Container Toolkit and Docker's way to the GPUs (CDI from
 Docker 25, else the nvidia runtime): provision/steps/containers_toolkit.py.
 
-Not built yet (refused by the settings, with the reason): Podman, and Docker's own apt
-repository.
+`containers.engine = podman`: Podman from the distribution, rootful, and rootless for the
+accounts in `containers.podman_users`: provision/steps/containers_podman.py.
+
+Not built yet: Docker's own apt repository (docker-ce).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from provision.facts.reads import Read
 from provision.resources import file_content, file_read, packages, service, service_read
 from provision.settings import absolute_path, each, fingerprint, setting, unix_name, url
 from provision.step import Context, Download, Step
+from provision.steps import containers_podman as podman
 from provision.steps import containers_toolkit as toolkit
 from provision.unitstate import enabled_state, not_enabled_message
 
@@ -54,13 +57,8 @@ ROTATED_DRIVERS = ("json-file", "local")
 
 
 def engine_name(value: str) -> None:
-    if value == "podman":
-        raise ValueError(
-            "containers.engine = podman is not built yet: use docker for now "
-            "(Podman from the distribution is the next part of this step)"
-        )
-    if value != "docker":
-        raise ValueError(f"{value!r} is not a container engine (docker)")
+    if value not in ("docker", "podman"):
+        raise ValueError(f"{value!r} is not a container engine (docker or podman)")
 
 
 def log_size(value: str) -> None:
@@ -79,15 +77,18 @@ class Settings:
     """Settings of the containers step (inventory keys `containers.<field>`)."""
 
     enabled: bool = setting(False, "install a container engine")
-    engine: str = setting("docker", "the engine: docker (from the distribution)", engine_name)
+    engine: str = setting(
+        "docker", "the engine, from the distribution: docker or podman (daemonless, rootless "
+        "for containers.podman_users)", engine_name,
+    )  # fmt: skip
     data_root: str = setting(
         "", "where images and containers live (daemon.json data-root; empty: Docker's "
         "/var/lib/docker)", absolute_path,
     )  # fmt: skip
     log_max_size: str = setting(
-        "10m", "rotate a container's log at this size (empty: leave rotation alone)", log_size
+        "10m", "rotate a container's log at this size (Docker; empty: leave it alone)", log_size
     )
-    log_max_file: int = setting(3, "rotated log files kept per container", log_files)
+    log_max_file: int = setting(3, "rotated log files kept per container (Docker)", log_files)
     docker_users: tuple[str, ...] = setting(
         (), "accounts to add to the docker group (root-equivalent: empty, none)", each(unix_name)
     )
@@ -103,6 +104,27 @@ class Settings:
     toolkit_repo_key: str = setting(
         "", "fingerprint of the key that signs it (empty: NVIDIA's)", fingerprint
     )
+    podman_users: tuple[str, ...] = setting(
+        (), "accounts that run rootless Podman (subordinate IDs, lingering; not root-equivalent)",
+        each(unix_name),
+    )  # fmt: skip
+
+    def problems(self) -> list[tuple[str, str]]:
+        """Settings that mean the other engine."""
+        if self.engine == "podman":
+            for name, why in (
+                ("docker_users", "Podman has no docker group: name rootless accounts in "
+                 "containers.podman_users"),
+                ("data_root", "not built for Podman (its storage is graphroot in "
+                 "/etc/containers/storage.conf)"),
+                ("nvidia_default_runtime", "Podman takes GPUs through CDI only "
+                 "(--device nvidia.com/gpu=all)"),
+            ):  # fmt: skip
+                if getattr(self, name):
+                    return [(name, why)]
+        elif self.podman_users:
+            return [("podman_users", "rootless accounts need containers.engine = podman")]
+        return []
 
 
 def config_read() -> Read:
@@ -158,16 +180,16 @@ def save_original() -> str:
     )
 
 
-def import_image() -> str:
+def import_image(engine: str = "docker") -> str:
     """A one-layer image of the host's /bin/sh and the libraries ldd names for it: enough to
-    run a container with no registry reachable."""
+    run a container with no registry reachable (`docker import` or `podman import`)."""
     return shell.script(
         "set -e",
         "d=$(mktemp -d); trap 'rm -rf \"$d\"' EXIT",
         'for f in /bin/sh $(ldd "$(readlink -f /bin/sh)" | grep -o "/[^ ]*"); do',
         '  mkdir -p "$d$(dirname "$f")"; cp -L "$f" "$d$f"',
         "done",
-        f'tar -C "$d" -c . | docker import -c \'CMD ["/bin/sh"]\' - {IMAGE} >/dev/null',
+        f'tar -C "$d" -c . | {engine} import -c \'CMD ["/bin/sh"]\' - {IMAGE} >/dev/null',
     )
 
 
@@ -181,6 +203,8 @@ def reads(ctx: Context) -> list[Read]:
     s: Settings = ctx.settings(Settings)
     if not s.enabled:
         return []
+    if s.engine == "podman":
+        return podman.reads(s.podman_users, IMAGE) + toolkit.reads(ctx, s)
     wanted = [config_read(), service_read(UNIT), IMAGE_READ, file_read(ctx, dockerjson.PATH)]
     if s.docker_users:
         wanted.append(GROUP_READ)
@@ -193,6 +217,12 @@ def check(ctx: Context) -> list[Change]:
     if not s.enabled:
         return []
     lock_timeout_s = ctx.of("base").apt_lock_timeout_s
+    if s.engine == "podman":
+        wanted = podman.packages_for(ctx.facts.os_key, s.podman_users)
+        changes = packages(ctx, wanted, lock_timeout_s=lock_timeout_s)
+        changes += toolkit.package_changes(ctx, s, lock_timeout_s)
+        changes += toolkit.device_changes(ctx, s, None)
+        return changes + podman.changes(ctx, s.podman_users, IMAGE, import_image("podman"))
     changes = packages(ctx, PACKAGES, lock_timeout_s=lock_timeout_s)
     changes += toolkit.package_changes(ctx, s, lock_timeout_s)
     version = toolkit.read_version(ctx) if s.nvidia else None
@@ -240,9 +270,13 @@ def check(ctx: Context) -> list[Change]:
 
 
 def verify_engine(host, s: Settings) -> None:
-    """docker.service is enabled and running, and the engine answers"""
+    """the engine answers (Docker: docker.service enabled and running; Podman has no daemon)"""
     if not s.enabled:
         raise Skip("containers.enabled is off")
+    if s.engine == "podman":
+        out = host.run("podman info --format '{{.Version.Version}}'")
+        assert out.rc == 0 and out.stdout.strip(), f"podman does not answer: {out.stderr[-300:]}"
+        return
     enabled, state = enabled_state(host, UNIT)
     assert enabled, not_enabled_message(UNIT, state)
     out = host.run("docker version --format '{{.Server.Version}}'")
@@ -250,13 +284,13 @@ def verify_engine(host, s: Settings) -> None:
 
 
 def verify_container_runs(host, s: Settings) -> None:
-    """a container runs from the local check image (docker run --rm, no network)"""
+    """a container runs from the local check image (run --rm, no network)"""
     if not s.enabled:
         raise Skip("containers.enabled is off")
     echo = ["/bin/sh", "-c", "echo provision-container-ok"]
-    out = host.run(shell.cmd("docker", "run", "--rm", "--network", "none", IMAGE, *echo))
+    out = host.run(shell.cmd(s.engine, "run", "--rm", "--network", "none", IMAGE, *echo))
     assert out.stdout.strip() == "provision-container-ok", (
-        f"docker run {IMAGE} failed (exit {out.rc}): {(out.stderr or out.stdout)[-400:]}"
+        f"{s.engine} run {IMAGE} failed (exit {out.rc}): {(out.stderr or out.stdout)[-400:]}"
     )
 
 
@@ -264,6 +298,8 @@ def verify_daemon_json(host, s: Settings) -> None:
     """daemon.json holds this step's keys, and every key the user had there is still there"""
     if not s.enabled:
         raise Skip("containers.enabled is off")
+    if s.engine == "podman":
+        raise Skip("Podman has no daemon.json")
     text = host.run(shell.cmd("cat", "--", dockerjson.PATH)).stdout if host.file(
         dockerjson.PATH).exists else ""  # fmt: skip
     current = dockerjson.parse(text)
@@ -295,24 +331,52 @@ def verify_gpu_in_container(host, s: Settings) -> None:
         raise Skip("containers.nvidia is off" if s.enabled else "containers.enabled is off")
     if not stack.has_gpu(host):
         raise Skip("no NVIDIA GPU on this host: no container can see one (tests/gpu runs this)")
-    cdi = toolkit.mode_for(toolkit.host_version(host)) == "cdi"
+    version = toolkit.host_version(host) if s.engine == "docker" else None
+    cdi = toolkit.mode(s, version) == "cdi"
     gpus = ["--device", "nvidia.com/gpu=all"] if cdi else ["--gpus", "all"]
-    out = host.run(shell.cmd("docker", "run", "--rm", *gpus, IMAGE, "nvidia-smi", "-L"))
+    out = host.run(shell.cmd(s.engine, "run", "--rm", *gpus, IMAGE, "nvidia-smi", "-L"))
     assert out.rc == 0 and "GPU 0" in out.stdout, (
         f"nvidia-smi -L in a container failed (exit {out.rc}): {(out.stderr or out.stdout)[-400:]}"
     )
+
+
+def verify_rootless(host, s: Settings) -> None:
+    """each account in containers.podman_users runs a rootless container (its subordinate IDs,
+    its lingering user session, the image in its own storage)"""
+    if not s.enabled or s.engine != "podman" or not s.podman_users:
+        raise Skip("containers.podman_users is empty" if s.enabled else "containers.enabled is off")
+    ranges = podman.parse_subids(host.run(podman.SUBIDS_READ.command).stdout)
+    for user in s.podman_users:
+        for name in ("subuid", "subgid"):
+            assert user in ranges[name], f"{user} has no range in /etc/{name}"
+        assert host.file(f"{podman.LINGER_DIR}/{user}").exists, (
+            f"{user} does not linger (loginctl enable-linger {user})"
+        )
+        echo = shell.cmd("podman", "run", "--rm", "--network", "none", IMAGE, "/bin/sh", "-c",
+                         "echo provision-rootless-ok")  # fmt: skip
+        out = host.run(podman.as_user(user, echo))
+        assert out.stdout.strip() == "provision-rootless-ok", (
+            f"a rootless container of {user} failed (exit {out.rc}): "
+            f"{(out.stderr or out.stdout)[-400:]}"
+        )
 
 
 def downloads(ctx: Context) -> list[Download]:
     """The engine's packages when check installs them, for the background fetcher (the
     toolkit's come from a repository check may add first: not prefetched)."""
     s: Settings = ctx.settings(Settings)
-    return resources.package_downloads(ctx, PACKAGES) if s.enabled else []
+    if not s.enabled:
+        return []
+    if s.engine == "podman":
+        return resources.package_downloads(
+            ctx, podman.packages_for(ctx.facts.os_key, s.podman_users)
+        )
+    return resources.package_downloads(ctx, PACKAGES)
 
 
 STEP = Step(
     name="containers",
-    summary="Docker from the distribution, NVIDIA's container toolkit; daemon.json merged",
+    summary="Docker or Podman, NVIDIA's container toolkit; daemon.json merged, never overwritten",
     settings=Settings,
     check=check,
     verify=(
@@ -320,6 +384,7 @@ STEP = Step(
         verify_container_runs,
         verify_daemon_json,
         verify_docker_users,
+        verify_rootless,
         toolkit.verify_toolkit,
         verify_gpu_in_container,
     ),

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import re
 
-from provision import dockerjson, shell, signedrepo
+from provision import dockerjson, shell, signedrepo, stack
 from provision.changes import Change, Run
 from provision.errors import Skip
 from provision.facts.reads import Read
@@ -118,6 +118,11 @@ def mode_for(version: tuple[int, int] | None) -> str:
     return "cdi" if version and version >= FIRST_CDI_DOCKER else "runtime"
 
 
+def mode(s, version: tuple[int, int] | None) -> str:
+    """How this host's engine gets the GPUs: Podman always through CDI (podman(1) --device)."""
+    return "cdi" if s.engine == "podman" else mode_for(version)
+
+
 def why(version: tuple[int, int] | None) -> str:
     shown = f"Docker {version[0]}.{version[1]}" if version else "Docker of unknown version"
     if mode_for(version) == "cdi":
@@ -145,7 +150,7 @@ def reads(ctx: Context, s) -> list[Read]:
     if not s.nvidia:
         return []
     wanted = [
-        ENGINE_VERSION_READ,
+        *([ENGINE_VERSION_READ] if s.engine == "docker" else []),
         *signedrepo.reads(ctx, repo(s.toolkit_repo_url, s.toolkit_repo_key)),
     ]
     wanted.append(file_read(ctx, UDEV_RULE))
@@ -191,7 +196,7 @@ def device_changes(ctx: Context, s, version: tuple[int, int] | None) -> list[Cha
                 ),
             )
         )
-    if mode_for(version) == "cdi" and not ctx.read(SPEC_READ.command).ok:
+    if mode(s, version) == "cdi" and not ctx.read(SPEC_READ.command).ok:
         generate = shell.cmd("nvidia-ctk", "cdi", "generate", f"--output={CDI_SPEC}")
         changes.append(
             Change(
@@ -211,23 +216,29 @@ def host_version(host) -> tuple[int, int] | None:
 
 
 def verify_toolkit(host, s) -> None:
-    """the NVIDIA Container Toolkit is installed and Docker knows how to give containers GPUs"""
+    """the NVIDIA Container Toolkit is installed and the engine knows how to give containers GPUs"""
     if not s.enabled or not s.nvidia:
         raise Skip("containers.nvidia is off" if s.enabled else "containers.enabled is off")
     out = host.run("nvidia-ctk --version")
     assert out.rc == 0, f"nvidia-ctk does not run (exit {out.rc}): {out.stderr[-300:]}"
-    version = host_version(host)
-    if mode_for(version) == "cdi":
+    version = host_version(host) if s.engine == "docker" else None
+    cdi = mode(s, version) == "cdi"
+    if s.engine == "docker" and cdi:
         dirs = host.run("docker info --format '{{json .CDISpecDirs}}'").stdout.strip()
         assert dirs not in ("", "null", "[]"), (
             f"Docker {version} reports no CDI spec directories: features.cdi is not on "
             f"({dockerjson.PATH})"
         )
-    else:
+    elif s.engine == "docker":
         runtimes = host.run("docker info --format '{{json .Runtimes}}'").stdout
         assert '"nvidia"' in runtimes, (
             f"Docker has no nvidia runtime (docker info: {runtimes.strip()[:200]}): "
             f"{dockerjson.PATH} lacks runtimes.nvidia"
+        )
+    if cdi and stack.has_gpu(host):
+        assert any(host.file(p).exists for p in CDI_SPECS), (
+            f"no CDI spec describes the GPUs ({', '.join(CDI_SPECS)}): sudo nvidia-ctk cdi "
+            f"generate --output={CDI_SPEC}"
         )
     rule = host.file(UDEV_RULE)
     assert rule.exists and "create-dev-char-symlinks" in rule.content_string, (

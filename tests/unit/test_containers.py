@@ -164,24 +164,31 @@ def test_kept_names_the_users_keys_that_are_gone():
 
 
 @pytest.mark.parametrize(
-    "assignment, message",
+    "assignments, message",
     [
-        ("containers.engine=podman", "podman is not built yet"),
-        ("containers.engine=lxc", "is not a container engine"),
-        ("containers.log_max_size=10MB", "is not a log size"),
-        ("containers.log_max_file=0", "is not a number of log files"),
-        ("containers.data_root=docker", "absolute"),
+        (["containers.engine=lxc"], "is not a container engine"),
+        (["containers.log_max_size=10MB"], "is not a log size"),
+        (["containers.log_max_file=0"], "is not a number of log files"),
+        (["containers.data_root=docker"], "absolute"),
+        (["containers.podman_users=alice"], "rootless accounts need containers.engine = podman"),
+        (["containers.engine=podman", "containers.docker_users=alice"],
+         "Podman has no docker group"),
+        (["containers.engine=podman", "containers.data_root=/data"], "not built for Podman"),
+        (["containers.engine=podman", "containers.nvidia_default_runtime=true"],
+         "Podman takes GPUs through CDI only"),
+        (["containers.podman_users=root;x"], "containers.podman_users"),
     ],
-)
-def test_bad_values_are_refused_before_connecting(assignment, message, tmp_path):
+)  # fmt: skip
+def test_bad_values_are_refused_before_connecting(assignments, message, tmp_path):
     from click.testing import CliRunner
 
     from provision.cli import cli
 
     inv = tmp_path / "inventory.ini"
     inv.write_text("[lab]\nbox ansible_host=192.0.2.1\n")
+    sets = [arg for a in assignments for arg in ("--set", a)]
     result = CliRunner().invoke(
-        cli, ["containers", "--host", "box", "-i", str(inv), "--plan", "--set", assignment]
+        cli, ["containers", "--host", "box", "-i", str(inv), "--plan", *sets]
     )
     assert result.exit_code == 2, result.output
     assert "--set" in result.output and message in result.output, result.output
