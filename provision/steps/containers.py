@@ -341,8 +341,8 @@ def verify_gpu_in_container(host, s: Settings) -> None:
 
 
 def verify_rootless(host, s: Settings) -> None:
-    """each account in containers.podman_users runs a rootless container (its subordinate IDs,
-    its lingering user session, the image in its own storage)"""
+    """each account in containers.podman_users runs a rootless container of its own"""
+    # its subordinate IDs, its lingering user session, the image in its own storage
     if not s.enabled or s.engine != "podman" or not s.podman_users:
         raise Skip("containers.podman_users is empty" if s.enabled else "containers.enabled is off")
     ranges = podman.parse_subids(host.run(podman.SUBIDS_READ.command).stdout)

@@ -3,7 +3,8 @@
 Booting and shutting down a VM under TCG takes minutes, so the default (CI) modules share one,
 `shared_vm`, in file order: base converges it and reboots it, doctor and status read it,
 network gives its second NIC (whose other end is a namespace the harness made) a static
-address and reboots it, containers adds Docker to it, and status_sync pushes and pulls.
+address and reboots it, containers adds Docker (and NVIDIA's toolkit from a fixture) to it,
+podman adds Podman beside it with a rootless account, and status_sync pushes and pulls.
 Each of those modules says what it expects to find. The slow modules (by hand, -m slow) take
 a fresh VM of their own (`vm`, or their own fixture).
 """
