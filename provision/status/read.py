@@ -50,7 +50,9 @@ if command -v systemctl >/dev/null 2>&1; then
   shown=$(set -f; timeout 10 systemctl show {_SHOW} $servers \\
       2>/dev/null)
   printf '%s\\n' "$shown"
-  pids=$(printf '%s\\n' "$shown" | sed -n 's/^MainPID=\\([1-9][0-9]*\\)$/\\1/p' | tr '\\n' ' ')
+  # procps' ps refuses a list with a trailing separator ("improper list"): commas between
+  pids=$(printf '%s\\n' "$shown" | sed -n 's/^MainPID=\\([1-9][0-9]*\\)$/\\1/p' \\
+      | paste -sd, -)
   echo @@notebook-ages
   if [ -n "$pids" ]; then ps -o pid=,etimes= -p "$pids" 2>/dev/null; fi
 fi"""

@@ -23,16 +23,16 @@ InRelease, Release.gpg), like NVIDIA's. Its key is not NVIDIA's, so a host using
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
+from collections.abc import Iterator
 from pathlib import Path
 
-from pkgindex import serve
+from pkgindex import serve_command
 
 OFFICIAL = "https://developer.download.nvidia.com/compute/cuda/repos"
 FINGERPRINT_FILE = "fixture-key.fpr"
@@ -79,6 +79,21 @@ def _deb(work: Path, out_dir: Path, control: dict[str, str], files: dict[str, tu
     _run("dpkg-deb", "--root-owner-group", "-Zgzip", "--build", str(root), str(out_dir / name),
          stdout=subprocess.DEVNULL)  # fmt: skip
     return out_dir / name
+
+
+@contextlib.contextmanager
+def signing_home(prefix: str) -> Iterator[tuple[Path, dict]]:
+    """(a work folder, the env naming a GNUPGHOME of its own in it) for one fixture build; its
+    gpg-agent is stopped and the folder deleted afterwards."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        work = Path(tmp)
+        gnupg = work / "gnupg"
+        gnupg.mkdir(mode=0o700)
+        env = {"GNUPGHOME": str(gnupg)}
+        try:
+            yield work, env
+        finally:
+            subprocess.run(["gpgconf", "--kill", "all"], env={**os.environ, **env}, check=False)
 
 
 def make_key(root: Path, env: dict) -> bytes:
@@ -129,49 +144,42 @@ def build(root: Path, distro: str = "debian12", arch_dir: str = "x86_64",
     if reason:
         raise RuntimeError(reason)
     repo.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="aptrepo-") as tmp:
-        work = Path(tmp)
-        gnupg = work / "gnupg"
-        gnupg.mkdir(mode=0o700)
-        env = {"GNUPGHOME": str(gnupg)}
-        try:
-            public = make_key(root, env)
-            list_name = f"/etc/apt/sources.list.d/cuda-{distro}-{arch_dir}.list"
-            list_line = f"deb [signed-by={KEYRING}] {OFFICIAL}/{distro}/{arch_dir}/ /\n"
-            _deb(
-                work,
-                repo,
-                {
-                    "Package": "cuda-keyring",
-                    "Version": "1.1-1",
-                    "Architecture": "all",
-                    "Description": "FIXTURE: stands in for NVIDIA's cuda-keyring in provision "
-                    "tests\n its key is a throwaway test key, not NVIDIA's.",
-                },
-                {KEYRING: (public, 0o644), list_name: (list_line.encode(), 0o644)},
-                conffiles=(list_name,),
-            )
-            dashed = toolkit.replace(".", "-")
-            _deb(
-                work,
-                repo,
-                {
-                    "Package": f"cuda-toolkit-{dashed}",
-                    "Version": f"{toolkit}.1-1",
-                    "Architecture": DEB_ARCH[arch_dir],
-                    "Description": f"FIXTURE: stands in for NVIDIA's CUDA {toolkit} toolkit in "
-                    "provision tests\n it ships an nvcc script that prints a version banner.",
-                },
-                {
-                    f"/usr/local/cuda-{toolkit}/bin/nvcc": (
-                        NVCC.format(version=toolkit).encode(),
-                        0o755,
-                    )
-                },
-            )
-            sign_flat(repo, env, "FIXTURE standing in for NVIDIA CUDA", DEB_ARCH[arch_dir])
-        finally:
-            subprocess.run(["gpgconf", "--kill", "all"], env={**os.environ, **env}, check=False)
+    with signing_home("aptrepo-") as (work, env):
+        public = make_key(root, env)
+        list_name = f"/etc/apt/sources.list.d/cuda-{distro}-{arch_dir}.list"
+        list_line = f"deb [signed-by={KEYRING}] {OFFICIAL}/{distro}/{arch_dir}/ /\n"
+        _deb(
+            work,
+            repo,
+            {
+                "Package": "cuda-keyring",
+                "Version": "1.1-1",
+                "Architecture": "all",
+                "Description": "FIXTURE: stands in for NVIDIA's cuda-keyring in provision "
+                "tests\n its key is a throwaway test key, not NVIDIA's.",
+            },
+            {KEYRING: (public, 0o644), list_name: (list_line.encode(), 0o644)},
+            conffiles=(list_name,),
+        )
+        dashed = toolkit.replace(".", "-")
+        _deb(
+            work,
+            repo,
+            {
+                "Package": f"cuda-toolkit-{dashed}",
+                "Version": f"{toolkit}.1-1",
+                "Architecture": DEB_ARCH[arch_dir],
+                "Description": f"FIXTURE: stands in for NVIDIA's CUDA {toolkit} toolkit in "
+                "provision tests\n it ships an nvcc script that prints a version banner.",
+            },
+            {
+                f"/usr/local/cuda-{toolkit}/bin/nvcc": (
+                    NVCC.format(version=toolkit).encode(),
+                    0o755,
+                )
+            },
+        )
+        sign_flat(repo, env, "FIXTURE standing in for NVIDIA CUDA", DEB_ARCH[arch_dir])
     return root
 
 
@@ -181,22 +189,9 @@ def key_fingerprint(root: Path) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("serve", help="build DIR if needed and serve it until interrupted")
-    p.add_argument("dir", type=Path)
-    p.add_argument("--port", type=int, default=0)
-    args = parser.parse_args()
-    server, url = serve(build(args.dir), args.port)
-    print(url, flush=True)
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.shutdown()
-        server.server_close()
-    return 0
+    return serve_command(
+        __doc__.splitlines()[0], build, "build DIR if needed and serve it until interrupted"
+    )
 
 
 if __name__ == "__main__":

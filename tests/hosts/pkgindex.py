@@ -55,14 +55,19 @@ def make_wheelhouse(dest: Path, source: Path = WHEELS) -> Path:
     return dest
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+SERVE_HELP = "serve DIR until interrupted; prints the URL"
+
+
+def serve_command(description: str, prepare=Path, help_text: str = SERVE_HELP) -> int:
+    """The `serve DIR [--port N]` command of this file and of the signed fixtures (aptrepo,
+    toolkitrepo): `prepare(DIR)` (their build) gives the folder served until interrupted."""
+    parser = argparse.ArgumentParser(description=description)
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("serve", help="serve DIR until interrupted; prints the URL")
+    p = sub.add_parser("serve", help=help_text)
     p.add_argument("dir", type=Path)
     p.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
-    server, url = serve(args.dir, args.port)
+    server, url = serve(prepare(args.dir), args.port)
     print(url, flush=True)
     try:
         threading.Event().wait()
@@ -72,6 +77,10 @@ def main() -> int:
         server.shutdown()
         server.server_close()
     return 0
+
+
+def main() -> int:
+    return serve_command(__doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

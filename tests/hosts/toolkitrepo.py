@@ -19,16 +19,11 @@ Laid out like NVIDIA's: `<root>/gpgkey` (ASCII-armored) and the flat repository
 
 from __future__ import annotations
 
-import argparse
-import os
-import subprocess
 import sys
-import tempfile
-import threading
 from pathlib import Path
 
-from aptrepo import _deb, _run, make_key, missing_tools, sign_flat
-from pkgindex import serve
+from aptrepo import _deb, _run, make_key, missing_tools, sign_flat, signing_home
+from pkgindex import serve_command
 
 VERSION = "1.18.0-1"
 NVIDIA_CTK = """#!/bin/sh
@@ -55,55 +50,35 @@ def build(root: Path, arch: str = "amd64") -> Path:
     if reason:
         raise RuntimeError(reason)
     repo.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="toolkitrepo-") as tmp:
-        work = Path(tmp)
-        gnupg = work / "gnupg"
-        gnupg.mkdir(mode=0o700)
-        env = {"GNUPGHOME": str(gnupg)}
-        try:
-            make_key(root, env)
-            armored = _run("gpg", "--batch", "--armor", "--export", env=env,
-                           capture_output=True).stdout  # fmt: skip
-            (root / "gpgkey").write_bytes(armored)
-            _deb(
-                work,
-                repo,
-                {
-                    "Package": "nvidia-container-toolkit",
-                    "Version": VERSION,
-                    "Architecture": arch,
-                    "Depends": "runc",
-                    "Description": "FIXTURE: stands in for NVIDIA's container toolkit in "
-                    "provision tests\n nvidia-ctk and the runtime are scripts; no GPU is used.",
-                },
-                {
-                    "/usr/bin/nvidia-ctk": (NVIDIA_CTK.encode(), 0o755),
-                    "/usr/bin/nvidia-container-runtime": (RUNTIME.encode(), 0o755),
-                },
-            )
-            sign_flat(repo, env, "FIXTURE standing in for NVIDIA's container toolkit", arch)
-        finally:
-            subprocess.run(["gpgconf", "--kill", "all"], env={**os.environ, **env}, check=False)
+    with signing_home("toolkitrepo-") as (work, env):
+        make_key(root, env)
+        armored = _run("gpg", "--batch", "--armor", "--export", env=env,
+                       capture_output=True).stdout  # fmt: skip
+        (root / "gpgkey").write_bytes(armored)
+        _deb(
+            work,
+            repo,
+            {
+                "Package": "nvidia-container-toolkit",
+                "Version": VERSION,
+                "Architecture": arch,
+                "Depends": "runc",
+                "Description": "FIXTURE: stands in for NVIDIA's container toolkit in "
+                "provision tests\n nvidia-ctk and the runtime are scripts; no GPU is used.",
+            },
+            {
+                "/usr/bin/nvidia-ctk": (NVIDIA_CTK.encode(), 0o755),
+                "/usr/bin/nvidia-container-runtime": (RUNTIME.encode(), 0o755),
+            },
+        )
+        sign_flat(repo, env, "FIXTURE standing in for NVIDIA's container toolkit", arch)
     return root
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("serve", help="build DIR if needed and serve it until interrupted")
-    p.add_argument("dir", type=Path)
-    p.add_argument("--port", type=int, default=0)
-    args = parser.parse_args()
-    server, url = serve(build(args.dir), args.port)
-    print(url, flush=True)
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.shutdown()
-        server.server_close()
-    return 0
+    return serve_command(
+        __doc__.splitlines()[0], build, "build DIR if needed and serve it until interrupted"
+    )
 
 
 if __name__ == "__main__":

@@ -15,12 +15,14 @@ here (mknod), not against anything of NVIDIA's.
 
 import base64
 import dataclasses
+import hashlib
 import json
 import subprocess
-import sys
 from pathlib import Path
 
+import aptrepo
 import pytest
+import toolkitrepo
 
 from fakes import FakeRemote
 from provision import cudarepo, signedrepo
@@ -33,7 +35,6 @@ from provision.steps import containers_toolkit as toolkit
 from provision.templates import render
 
 DATA = Path(__file__).parent.parent / "data" / "facts"
-HOSTS = Path(__file__).parent.parent / "hosts"
 OFFICIAL_LINE = (
     "deb [signed-by=/usr/share/keyrings/nvidia-container-toolkit-keyring.gpg] "
     "https://nvidia.github.io/libnvidia-container/stable/deb/$(ARCH) /"
@@ -208,15 +209,17 @@ def test_deprecated_nvidia_docker_sources_are_moved_aside():
     )
 
 
-def test_a_converged_toolkit_repository_plans_nothing_of_its_own(tmp_path):
-    sys.path.insert(0, str(HOSTS))
-    import aptrepo
-    import toolkitrepo
-
+@pytest.fixture(scope="module")
+def fixture_repo(tmp_path_factory) -> Path:
+    """The FIXTURE toolkit repository (tests/hosts/toolkitrepo.py), built once for the module."""
     try:
-        root = toolkitrepo.build(tmp_path / "repo")
+        return toolkitrepo.build(tmp_path_factory.mktemp("toolkit") / "repo")
     except RuntimeError as exc:
         pytest.skip(str(exc))
+
+
+def test_a_converged_toolkit_repository_plans_nothing_of_its_own(fixture_repo):
+    root = fixture_repo
     key = cudarepo.dearmor((root / "gpgkey").read_bytes())
     fpr = aptrepo.key_fingerprint(root)
     url = "http://10.0.2.2:8080"
@@ -227,8 +230,6 @@ def test_a_converged_toolkit_repository_plans_nothing_of_its_own(tmp_path):
                       packages=" ".join(toolkit.PINNED))  # fmt: skip
     ours = f"{url}/stable/deb/amd64/\t/\t\t{toolkit.LIST_FILE}:1"
     r = answers(targets=(DEBIAN_MAIN, ours), fetched=(f"{url}/stable/deb/amd64/",), key=key)
-    import hashlib
-
     for dest, text in ((toolkit.LIST_FILE, list_text), (toolkit.PIN_FILE, pin_text)):
         digest = hashlib.sha256(text).hexdigest()
         r.on(rf"stat -c .*-- {dest} &&", f"644 root root\n{digest}  {dest}\n")
@@ -239,15 +240,8 @@ def test_a_converged_toolkit_repository_plans_nothing_of_its_own(tmp_path):
     assert "install the key" in signedrepo.changes(ctx, toolkit.repo(url, ""))[0].summary
 
 
-def test_the_key_install_refuses_a_key_without_the_fingerprint(tmp_path):
-    sys.path.insert(0, str(HOSTS))
-    import aptrepo
-    import toolkitrepo
-
-    try:
-        root = toolkitrepo.build(tmp_path / "repo")
-    except RuntimeError as exc:
-        pytest.skip(str(exc))
+def test_the_key_install_refuses_a_key_without_the_fingerprint(fixture_repo, tmp_path):
+    root = fixture_repo
     keyring = tmp_path / "keyrings" / "k.gpg"
     for fpr, ok in ((aptrepo.key_fingerprint(root), True), (toolkit.TOOLKIT_KEY, False)):
         repo = dataclasses.replace(toolkit.repo(f"file://{root}", fpr), keyring=str(keyring))

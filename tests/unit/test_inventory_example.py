@@ -28,4 +28,12 @@ def test_the_example_has_settings_to_check():
 
 @pytest.mark.parametrize("number, assignment", example_settings(), ids=lambda x: str(x))
 def test_each_example_setting_is_accepted(number, assignment):
-    config.build_settings([config.parse_set([assignment])])
+    key, text = assignment.split("=", 1)
+    settings, sources = config.build_settings([config.parse_set([assignment])])
+    # taken from the line, not dropped or defaulted: the source names it and, where the
+    # value is a plain word or number, the setting holds what the line wrote
+    assert sources[key] == f"--set {key}"
+    step, field = key.split(".")
+    value = getattr(settings[step], field)
+    if type(value) in (str, int):
+        assert str(value) == text

@@ -37,6 +37,16 @@ def daemon_json(vm) -> dict:
     return json.loads(ssh(vm, "cat /etc/docker/daemon.json").stdout)
 
 
+def edit_daemon_json(*lines: str) -> str:
+    """A shell snippet running python3 on the VM with `c` the parsed daemon.json: LINES edit
+    it, then it is written back (the user's hand, which this tool must keep or repair)."""
+    body = "".join(f"{line}\n" for line in lines)
+    return (
+        "python3 - <<'EOF'\nimport json\np = '/etc/docker/daemon.json'\n"
+        f"c = json.load(open(p))\n{body}json.dump(c, open(p, 'w'))\nEOF\n"
+    )
+
+
 def test_docker_from_the_distribution_keeps_the_users_daemon_json(vm, provision):
     ssh(vm, f"mkdir -p /etc/docker && printf '%s' '{json.dumps(USERS)}' > /etc/docker/daemon.json")
     first = provision("containers", "--host", vm.name, *ON, timeout_s=2400)
@@ -85,15 +95,8 @@ def test_drift_is_planned_and_repaired(vm, provision):
     # and the docker group membership are each taken away.
     ssh(
         vm,
-        "python3 - <<'EOF'\n"
-        "import json\n"
-        "p = '/etc/docker/daemon.json'\n"
-        "c = json.load(open(p))\n"
-        "c['debug'] = True\n"
-        "del c['log-opts']['max-size']\n"
-        "json.dump(c, open(p, 'w'))\n"
-        "EOF\n"
-        "docker rmi provision-check:dash\n"
+        edit_daemon_json("c['debug'] = True", "del c['log-opts']['max-size']")
+        + "docker rmi provision-check:dash\n"
         "systemctl disable --now docker.service\n"
         "systemctl disable --now docker.socket 2>/dev/null || true\n"
         "gpasswd -d tester docker",
@@ -189,14 +192,7 @@ def test_the_toolkit_from_a_fixture_repository(vm, provision, toolkit_repo,
     # Drift: the runtime taken out of daemon.json, the rule removed, the key emptied.
     ssh(
         vm,
-        "python3 - <<'EOF'\n"
-        "import json\n"
-        "p = '/etc/docker/daemon.json'\n"
-        "c = json.load(open(p))\n"
-        "del c['runtimes']\n"
-        "json.dump(c, open(p, 'w'))\n"
-        "EOF\n"
-        "systemctl restart docker\n"
+        edit_daemon_json("del c['runtimes']") + "systemctl restart docker\n"
         f"rm /etc/udev/rules.d/71-nvidia-dev-char.rules && : > {keyring}",
     )
     verify = provision("verify", "--host", vm.name, *tk, "containers", check_rc=1)
