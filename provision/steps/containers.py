@@ -21,7 +21,8 @@ Docker 25, else the nvidia runtime): provision/steps/containers_toolkit.py.
 `containers.engine = podman`: Podman from the distribution, rootful, and rootless for the
 accounts in `containers.podman_users`: provision/steps/containers_podman.py.
 
-Not built yet: Docker's own apt repository (docker-ce).
+`containers.docker_repo`: Docker's own packages (docker-ce) from Docker's apt repository
+instead of docker.io: provision/steps/containers_docker_repo.py.
 """
 
 from __future__ import annotations
@@ -36,12 +37,14 @@ from provision.facts.reads import Read
 from provision.resources import file_content, file_read, packages, service, service_read
 from provision.settings import absolute_path, each, fingerprint, setting, unix_name, url
 from provision.step import Context, Download, Step
+from provision.steps import containers_docker_repo as docker_own
 from provision.steps import containers_podman as podman
 from provision.steps import containers_toolkit as toolkit
 from provision.unitstate import enabled_state, not_enabled_message
 
 UNIT = "docker.service"
 PACKAGES = ("docker.io", "apparmor")
+DOCKER_REPO_PACKAGES = (*docker_own.PACKAGES, "apparmor")
 IMAGE = "provision-check:dash"
 SAVED_MARK, PRESENT_MARK = "@@saved", "@@present"
 # dockerd checks a configuration file without starting since Docker 23.0 (moby/moby#42393,
@@ -92,6 +95,17 @@ class Settings:
     docker_users: tuple[str, ...] = setting(
         (), "accounts to add to the docker group (root-equivalent: empty, none)", each(unix_name)
     )
+    docker_repo: bool = setting(
+        False, "Docker's own packages (docker-ce) from Docker's apt repository, not the "
+        "distribution's docker.io", 
+    )  # fmt: skip
+    docker_repo_url: str = setting(
+        docker_own.DOCKER_REPO, "base URL of Docker's apt repository (mirrors; the "
+        "distribution's folder, debian or ubuntu, is added)", url,
+    )  # fmt: skip
+    docker_repo_key: str = setting(
+        "", "fingerprint of the key that signs it (empty: Docker's)", fingerprint
+    )
     nvidia: bool = setting(
         False, "the NVIDIA Container Toolkit, so containers get the GPUs (CDI or the runtime)"
     )
@@ -119,6 +133,8 @@ class Settings:
                  "/etc/containers/storage.conf)"),
                 ("nvidia_default_runtime", "Podman takes GPUs through CDI only "
                  "(--device nvidia.com/gpu=all)"),
+                ("docker_repo", "Docker's repository holds Docker's engine; Podman comes "
+                 "from the distribution"),
             ):  # fmt: skip
                 if getattr(self, name):
                     return [(name, why)]
@@ -198,6 +214,11 @@ def group_members(text: str) -> list[str]:
     return [m for m in fields[3].split(",") if m] if len(fields) > 3 else []
 
 
+def engine_packages(s: Settings) -> tuple[str, ...]:
+    """Docker's packages, the distribution's or Docker's own."""
+    return DOCKER_REPO_PACKAGES if s.docker_repo else PACKAGES
+
+
 def reads(ctx: Context) -> list[Read]:
     """What check reads, from the settings and facts alone."""
     s: Settings = ctx.settings(Settings)
@@ -206,6 +227,7 @@ def reads(ctx: Context) -> list[Read]:
     if s.engine == "podman":
         return podman.reads(s.podman_users, IMAGE) + toolkit.reads(ctx, s)
     wanted = [config_read(), service_read(UNIT), IMAGE_READ, file_read(ctx, dockerjson.PATH)]
+    wanted += docker_own.reads(ctx, s)
     if s.docker_users:
         wanted.append(GROUP_READ)
     return wanted + toolkit.reads(ctx, s)
@@ -223,9 +245,12 @@ def check(ctx: Context) -> list[Change]:
         changes += toolkit.package_changes(ctx, s, lock_timeout_s)
         changes += toolkit.device_changes(ctx, s, None)
         return changes + podman.changes(ctx, s.podman_users, IMAGE, import_image("podman"))
-    changes = packages(ctx, PACKAGES, lock_timeout_s=lock_timeout_s)
+    changes, sources_changed = docker_own.package_changes(ctx, s, lock_timeout_s)
+    changes += packages(
+        ctx, engine_packages(s), lock_timeout_s=lock_timeout_s, sources_changed=sources_changed
+    )
     changes += toolkit.package_changes(ctx, s, lock_timeout_s)
-    version = toolkit.read_version(ctx) if s.nvidia else None
+    version = toolkit.read_version(ctx, docker_own.engine_package(s)) if s.nvidia else None
     saved, present, current = current_config(ctx)
     merged = dockerjson.merge(current, owned_keys(s, current, version))
     if merged != current or (not present and merged):
@@ -371,6 +396,8 @@ def downloads(ctx: Context) -> list[Download]:
         return resources.package_downloads(
             ctx, podman.packages_for(ctx.facts.os_key, s.podman_users)
         )
+    if s.docker_repo:
+        return []  # from a repository check may add first: not prefetched
     return resources.package_downloads(ctx, PACKAGES)
 
 

@@ -35,6 +35,7 @@ from provision.facts.reads import Read
 from provision.resources import file_read, packages, template_file
 from provision.signedrepo import SignedRepo
 from provision.step import Context
+from provision.steps.containers_docker_repo import engine_package
 
 # NVIDIA's repository and the key that signs it: C95B321B…F796ECB0 ("NVIDIA CORPORATION (Open
 # Source Projects) <cudatools@nvidia.com>") is the fingerprint public configurations pin after
@@ -64,11 +65,15 @@ UDEV_RULE = "/etc/udev/rules.d/71-nvidia-dev-char.rules"
 FIRST_CDI_DOCKER = (25, 0)
 RUNTIME = {"path": "nvidia-container-runtime", "args": []}
 
-ENGINE_VERSION_READ = Read(
-    "dpkg-query -W -f='${db:Status-Abbrev} ${Version}\\n' docker.io 2>/dev/null | "
-    "sed -n 's/^ii  *//p'; echo @@candidate; "
-    "apt-cache policy docker.io 2>/dev/null | sed -n 's/^ *Candidate: *//p'"
-)
+
+def engine_version_read(package: str = "docker.io") -> Read:
+    """The engine package's installed version, then apt's candidate."""
+    name = shell.cmd(package)
+    return Read(
+        f"dpkg-query -W -f='${{db:Status-Abbrev}} ${{Version}}\\n' {name} 2>/dev/null | "
+        "sed -n 's/^ii  *//p'; echo @@candidate; "
+        f"apt-cache policy {name} 2>/dev/null | sed -n 's/^ *Candidate: *//p'"
+    )
 
 
 def unlinked_script(dev: str = "/dev") -> str:
@@ -103,8 +108,9 @@ def repo(repo_url: str, repo_key: str) -> SignedRepo:
 
 
 def engine_version(text: str) -> tuple[int, int] | None:
-    """Docker's major.minor from ENGINE_VERSION_READ (installed first, else the candidate);
-    Debian's versions read `20.10.24+dfsg1-1+deb12u1`, `26.1.5+dfsg1-9+b1`."""
+    """Docker's major.minor from engine_version_read (installed first, else the candidate);
+    Debian's versions read `20.10.24+dfsg1-1+deb12u1`, `26.1.5+dfsg1-9+b1`, Docker's own
+    `5:27.3.1-1~debian.12~bookworm` (an epoch)."""
     installed, _, candidate = text.partition("@@candidate")
     for value in (installed.strip(), candidate.strip()):
         m = re.match(r"(?:[0-9]+:)?([0-9]+)\.([0-9]+)", value)
@@ -142,15 +148,15 @@ def owned_keys(s, version: tuple[int, int] | None) -> dict:
     return wanted
 
 
-def read_version(ctx: Context) -> tuple[int, int] | None:
-    return engine_version(ctx.read(ENGINE_VERSION_READ.command).stdout)
+def read_version(ctx: Context, package: str = "docker.io") -> tuple[int, int] | None:
+    return engine_version(ctx.read(engine_version_read(package).command).stdout)
 
 
 def reads(ctx: Context, s) -> list[Read]:
     if not s.nvidia:
         return []
     wanted = [
-        *([ENGINE_VERSION_READ] if s.engine == "docker" else []),
+        *([engine_version_read(engine_package(s))] if s.engine == "docker" else []),
         *signedrepo.reads(ctx, repo(s.toolkit_repo_url, s.toolkit_repo_key)),
     ]
     wanted.append(file_read(ctx, UDEV_RULE))
