@@ -110,26 +110,34 @@ def make_key(root: Path, env: dict) -> bytes:
     return public
 
 
+def armored_key(env: dict) -> bytes:
+    """The public key of env's GNUPGHOME, ASCII-armored (as vendors publish theirs)."""
+    return _run("gpg", "--batch", "--armor", "--export", env=env, capture_output=True).stdout
+
+
+def sign_release(folder: Path, env: dict, label: str, arch: str, *options: str) -> None:
+    """Write FOLDER's Release (apt-ftparchive, with extra `-o` OPTIONS) and sign it
+    (InRelease last: it marks the repository complete)."""
+    flags = [
+        f"APT::FTPArchive::Release::{k}={v}"
+        for k, v in (("Origin", "provision-fixture"), ("Label", label), ("Architectures", arch))
+    ]
+    argv = [a for f in (*flags, *options) for a in ("-o", f)]
+    release = _run("apt-ftparchive", *argv, "release", ".", cwd=folder, capture_output=True)
+    (folder / "Release").write_bytes(release.stdout)
+    _run("gpg", "--batch", "--yes", "--clearsign", "-o", "InRelease.tmp", "Release",
+         cwd=folder, env=env)  # fmt: skip
+    _run("gpg", "--batch", "--yes", "--armor", "--detach-sign", "-o", "Release.gpg",
+         "Release", cwd=folder, env=env)  # fmt: skip
+    (folder / "InRelease.tmp").rename(folder / "InRelease")
+
+
 def sign_flat(repo: Path, env: dict, label: str, arch: str) -> None:
-    """Index the .debs in the flat repository REPO and sign it (InRelease last: it marks the
-    repository complete)."""
+    """Index the .debs in the flat repository REPO and sign it."""
     packages = _run("apt-ftparchive", "packages", ".", cwd=repo, capture_output=True)
     (repo / "Packages").write_bytes(packages.stdout)
     _run("gzip", "-9kf", "Packages", cwd=repo)
-    release = _run(
-        "apt-ftparchive",
-        "-o", "APT::FTPArchive::Release::Origin=provision-fixture",
-        "-o", f"APT::FTPArchive::Release::Label={label}",
-        "-o", f"APT::FTPArchive::Release::Architectures={arch}",
-        "release", ".",
-        cwd=repo, capture_output=True,
-    )  # fmt: skip
-    (repo / "Release").write_bytes(release.stdout)
-    _run("gpg", "--batch", "--yes", "--clearsign", "-o", "InRelease.tmp", "Release",
-         cwd=repo, env=env)  # fmt: skip
-    _run("gpg", "--batch", "--yes", "--armor", "--detach-sign", "-o", "Release.gpg",
-         "Release", cwd=repo, env=env)  # fmt: skip
-    (repo / "InRelease.tmp").rename(repo / "InRelease")
+    sign_release(repo, env, label, arch)
 
 
 def build(root: Path, distro: str = "debian12", arch_dir: str = "x86_64",

@@ -19,7 +19,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from aptrepo import _deb, _run, make_key, missing_tools, signing_home
+from aptrepo import _deb, _run, armored_key, make_key, missing_tools, sign_release, signing_home
 from pkgindex import serve_command
 
 VERSION = "5:27.3.1-1~debian.12~bookworm"  # the form of Docker's own version strings
@@ -43,9 +43,7 @@ def build(root: Path, distro: str = "debian", codename: str = "bookworm",
     binary.mkdir(parents=True, exist_ok=True)
     with signing_home("dockerrepo-") as (work, env):
         make_key(root, env)
-        armored = _run("gpg", "--batch", "--armor", "--export", env=env,
-                       capture_output=True).stdout  # fmt: skip
-        (base / "gpg").write_bytes(armored)
+        (base / "gpg").write_bytes(armored_key(env))
         _deb(
             work,
             pool,
@@ -61,21 +59,12 @@ def build(root: Path, distro: str = "debian", codename: str = "bookworm",
         packages = _run("apt-ftparchive", "packages", "pool", cwd=base, capture_output=True)
         (binary / "Packages").write_bytes(packages.stdout)
         _run("gzip", "-9kf", "Packages", cwd=binary)
-        release = _run(
-            "apt-ftparchive",
-            "-o", "APT::FTPArchive::Release::Origin=provision-fixture",
-            "-o", "APT::FTPArchive::Release::Label=FIXTURE standing in for Docker",
-            "-o", f"APT::FTPArchive::Release::Suite={codename}",
-            "-o", f"APT::FTPArchive::Release::Codename={codename}",
-            "-o", "APT::FTPArchive::Release::Components=stable",
-            "-o", f"APT::FTPArchive::Release::Architectures={arch}",
-            "release", ".",
-            cwd=suite, capture_output=True,
+        sign_release(
+            suite, env, "FIXTURE standing in for Docker", arch,
+            f"APT::FTPArchive::Release::Suite={codename}",
+            f"APT::FTPArchive::Release::Codename={codename}",
+            "APT::FTPArchive::Release::Components=stable",
         )  # fmt: skip
-        (suite / "Release").write_bytes(release.stdout)
-        _run("gpg", "--batch", "--yes", "--clearsign", "-o", "InRelease.tmp", "Release",
-             cwd=suite, env=env)  # fmt: skip
-        (suite / "InRelease.tmp").rename(suite / "InRelease")
     return root
 
 

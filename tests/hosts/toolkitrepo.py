@@ -22,7 +22,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from aptrepo import _deb, _run, make_key, missing_tools, sign_flat, signing_home
+from aptrepo import _deb, armored_key, make_key, missing_tools, sign_flat, signing_home
 from pkgindex import serve_command
 
 VERSION = "1.18.0-1"
@@ -52,9 +52,7 @@ def build(root: Path, arch: str = "amd64") -> Path:
     repo.mkdir(parents=True, exist_ok=True)
     with signing_home("toolkitrepo-") as (work, env):
         make_key(root, env)
-        armored = _run("gpg", "--batch", "--armor", "--export", env=env,
-                       capture_output=True).stdout  # fmt: skip
-        (root / "gpgkey").write_bytes(armored)
+        (root / "gpgkey").write_bytes(armored_key(env))
         _deb(
             work,
             repo,
