@@ -230,7 +230,7 @@ def reads(ctx: Context) -> list[Read]:
     wanted += docker_own.reads(ctx, s)
     if s.docker_users:
         wanted.append(GROUP_READ)
-    return wanted + toolkit.reads(ctx, s)
+    return wanted + toolkit.reads(ctx, s, docker_own.engine_package(s))
 
 
 def check(ctx: Context) -> list[Change]:

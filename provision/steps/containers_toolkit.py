@@ -35,7 +35,6 @@ from provision.facts.reads import Read
 from provision.resources import file_read, packages, template_file
 from provision.signedrepo import SignedRepo
 from provision.step import Context
-from provision.steps.containers_docker_repo import engine_package
 
 # NVIDIA's repository and the key that signs it: C95B321B…F796ECB0 ("NVIDIA CORPORATION (Open
 # Source Projects) <cudatools@nvidia.com>") is the fingerprint public configurations pin after
@@ -152,11 +151,12 @@ def read_version(ctx: Context, package: str = "docker.io") -> tuple[int, int] | 
     return engine_version(ctx.read(engine_version_read(package).command).stdout)
 
 
-def reads(ctx: Context, s) -> list[Read]:
+def reads(ctx: Context, s, engine_package: str = "docker.io") -> list[Read]:
+    """What the toolkit's part reads; ENGINE_PACKAGE is the Docker package in use."""
     if not s.nvidia:
         return []
     wanted = [
-        *([engine_version_read(engine_package(s))] if s.engine == "docker" else []),
+        *([engine_version_read(engine_package)] if s.engine == "docker" else []),
         *signedrepo.reads(ctx, repo(s.toolkit_repo_url, s.toolkit_repo_key)),
     ]
     wanted.append(file_read(ctx, UDEV_RULE))
