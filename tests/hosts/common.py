@@ -71,6 +71,27 @@ def ensure_key() -> Path:
     return key
 
 
+CLONE_NEWNET = 0x40000000  # setns(2)'s flag for a network namespace
+
+
+def setns(netns: str | Path | int) -> None:
+    """Move the calling THREAD into a network namespace (a /run/netns/NAME path, or an open fd
+    such as /proc/self/ns/net's). A socket keeps the namespace it was created in: the LAN relay
+    and proxy (lan.py) create one socket on one side, then switch. Python 3.11 has no os.setns,
+    hence ctypes."""
+    import ctypes
+
+    fd = netns if isinstance(netns, int) else os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"setns({netns}): {os.strerror(err)}")
+    finally:
+        if fd is not netns:
+            os.close(fd)
+
+
 def free_port() -> int:
     """A free TCP port on 127.0.0.1."""
     with socket.socket() as s:

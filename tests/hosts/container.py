@@ -4,6 +4,9 @@ The container shares this machine's network (sshd binds 127.0.0.1:PORT only), so
 that reconfigures interfaces may run inside it. A wrapper restarts nspawn when it exits
 with 133 (`systemctl reboot` inside), which gives real reboot cycles. The kernel is this
 machine's: kernel modules, DKMS, initramfs and GRUB belong to the VM tier (vm.py).
+With up(lan=, lan_addr=) a host gets a network of its own instead, on a LAN with the other
+hosts given the same lan (lan.py): sshd on ADDR:22 there, reached through a relay on
+127.0.0.1:PORT.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import time
 from pathlib import Path
 
 import delay
+import lan as lan_net
 from common import (
     CACHE,
     DEFAULT_RELEASE,
@@ -157,6 +161,8 @@ def up(
     boot_timeout_s: float = 90,
     seed_apt: bool = True,
     release: str = DEFAULT_RELEASE,
+    lan: str | None = None,
+    lan_addr: str | None = None,
 ) -> TestHost:
     """Mount the rootfs (an overlay of the cached one), boot it, wait for SSH and systemd;
     returns the host (inventory written).
@@ -165,36 +171,30 @@ def up(
     it is taken down again (set PROVISION_TESTHOST_KEEP=1 to keep it for a look).
     seed_apt=False: the host is not given the cached .debs (apt really downloads).
     release: the Debian suite (bookworm or trixie).
+    lan, lan_addr: boot it on that LAN (made if missing: lan.create) at that address, in a
+    network namespace of its own; PORT is then a relay's (lan.relay), the inventory's
+    ssh.port stays 22 and base.apt_proxy is the LAN's proxy.
     """
     if not NAME_RE.fullmatch(name):
         raise ValueError(f"bad test host name {name!r}: use [a-z0-9-], at most 31 characters")
+    if bool(lan) != bool(lan_addr):
+        raise ValueError("lan and lan_addr go together")
     base = build(release)
     state = STATE / name
     if state.exists():
         down(name)
     state.mkdir(parents=True)
     started = time.monotonic()
-    rootfs = _overlay(base, state)
-    if seed_apt:
-        _seed_apt_cache(rootfs)
-    port = free_port()
-    conf = rootfs / "etc/ssh/sshd_config.d/10-testhost.conf"
-    conf.write_text(conf.read_text() + f"Port {port}\n")
-    known = state / "known_hosts"
-    known.write_text(known_hosts_lines(list((rootfs / "etc/ssh").glob("ssh_host_*_key.pub")), port))
-    host = TestHost(
-        name=name,
-        kind="container",
-        addr="127.0.0.1",
-        port=port,
-        user=USER,
-        key_file=ensure_key(),
-        known_hosts=known,
-        inventory=state / "inventory.ini",
-        state_dir=state,
-        extras={"rootfs": str(rootfs), "console": str(state / "console.log"), "release": release},
-    )
+    try:
+        host = _prepare(name, base, state, seed_apt, release, lan, lan_addr)
+    except BaseException:
+        down(name)  # a half-made LAN membership too (lan.leave)
+        raise
+    rootfs, port = Path(host.extras["rootfs"]), host.port
     argv = [*NSPAWN, f"--directory={rootfs}", f"--machine={name}"]
+    if lan:
+        netns = lan_net.NETNS / host.extras["lan"]["netns"]
+        argv += [f"--network-namespace-path={netns}", "--resolv-conf=off"]  # lan.RESOLV_CONF
     with open(state / "console.log", "ab") as console:
         proc = subprocess.Popen(
             ["sh", "-c", WRAPPER, "testhost-wrapper", *argv],
@@ -207,17 +207,20 @@ def up(
     host.pid = proc.pid
     save_host(host)
     try:
-        log(f"booting container {name} (sshd on 127.0.0.1:{port})")
+        where = f"{lan_addr}:22 on LAN {lan}, relay" if lan else "sshd on"
+        log(f"booting container {name} ({where} 127.0.0.1:{port})")
         wait_for_ssh(host, boot_timeout_s, is_alive=lambda: proc.poll() is None)
         left = max(10.0, boot_timeout_s - (time.monotonic() - started))
         host.extras["system"] = wait_for_system(host, left)
-        # Shared network: sshd listens on PORT and the ssh step must keep it there.
-        # TensorBoard too: a fixed 6006 would collide between containers.
+        # Shared network: sshd listens on PORT and the ssh step must keep it there (on a LAN:
+        # on 22, its own). TensorBoard too: a fixed 6006 would collide between containers.
         defaults = {
-            "ssh.port": str(port),
+            "ssh.port": str(lan_net.SSH_PORT if lan else port),
             "tensorboard.port": str(free_port()),
             **GPU_STACK_OFF,
         }
+        if lan:
+            defaults["base.apt_proxy"] = lan_net.info(lan)["proxy"]
         write_inventory(host, {**defaults, **(extra_vars or {})})
         host.extras["up_s"] = round(time.monotonic() - started, 1)
         save_host(host)
@@ -228,6 +231,37 @@ def up(
         raise
     log(f"container {name} up in {host.extras['up_s']}s")
     return host
+
+
+def _prepare(name, base, state, seed_apt, release, lan, lan_addr) -> TestHost:
+    """Everything before the boot: the overlay, the apt seed, sshd's port (or the LAN: netns,
+    veth, names, relay), known_hosts; the host record (not saved yet)."""
+    rootfs = _overlay(base, state)
+    if seed_apt:
+        _seed_apt_cache(rootfs)
+    extras = {"rootfs": str(rootfs), "console": str(state / "console.log"), "release": release}
+    if lan:
+        lan_net.create(lan)
+        extras["lan"] = lan_net.join(lan, name, lan_addr, state, rootfs)
+        port = lan_net.relay(state)  # ssh sees [127.0.0.1]:PORT, as for any other host
+    else:
+        port = free_port()
+        conf = rootfs / "etc/ssh/sshd_config.d/10-testhost.conf"
+        conf.write_text(conf.read_text() + f"Port {port}\n")
+    known = state / "known_hosts"
+    known.write_text(known_hosts_lines(list((rootfs / "etc/ssh").glob("ssh_host_*_key.pub")), port))
+    return TestHost(
+        name=name,
+        kind="container",
+        addr="127.0.0.1",
+        port=port,
+        user=USER,
+        key_file=ensure_key(),
+        known_hosts=known,
+        inventory=state / "inventory.ini",
+        state_dir=state,
+        extras=extras,
+    )
 
 
 def wait_for_system(host: TestHost, timeout_s: float) -> str:
@@ -270,6 +304,7 @@ def down(name: str) -> None:
             if _wait_group_gone(name, pid, wait_s):
                 break
     _kill_leftovers(state / "rootfs")
+    lan_net.leave(state)  # its relay, veth and netns, if it was on a LAN
     _harvest_apt_cache(state / "rootfs")
     _procs.pop(name, None)
     _unmount(state / "rootfs")

@@ -14,6 +14,8 @@ rate_bytes_s; a chunk's delay is then its wait for the line, its transmission an
 
     python3 tests/hosts/delay.py --target 127.0.0.1:PORT --rtt-ms 20 [--rate-mb-s 20]
         # first stdout line: the bound 127.0.0.1:PORT; runs until SIGTERM
+    python3 tests/hosts/delay.py --target 10.77.0.11:22 --netns /run/netns/pv-pvlan
+        # listens here, connects from inside that network namespace (lan.py's relay)
 
     with Line(("127.0.0.1", port), one_way_s=0.01) as line:
         ... connect to ("127.0.0.1", line.port) ...
@@ -28,10 +30,12 @@ import asyncio
 import collections
 import contextlib
 import json
+import os
 import signal
 import sys
 import threading
 import time
+from pathlib import Path
 
 CHUNK = 65536
 # Bytes one direction of one connection may hold in flight before the relay stops reading
@@ -51,6 +55,7 @@ class Line:
         one_way_s: float = 0.0,
         rate_bytes_s: float | None = None,
         listen: tuple[str, int] = ("127.0.0.1", 0),
+        netns: str | None = None,
     ) -> None:
         if one_way_s < 0 or (rate_bytes_s is not None and rate_bytes_s <= 0):
             raise ValueError("one_way_s must be >= 0 and rate_bytes_s > 0")
@@ -58,6 +63,7 @@ class Line:
         self.one_way_s = one_way_s
         self.rate_bytes_s = rate_bytes_s
         self.listen = listen
+        self.netns = netns  # connect to the target from this network namespace (a path)
         self.port = 0
         self.sent = 0  # client -> target
         self.received = 0  # target -> client
@@ -82,6 +88,12 @@ class Line:
                     asyncio.start_server(self._accepted, *self.listen, reuse_address=True)
                 )
                 self.port = self._server.sockets[0].getsockname()[1]
+                if self.netns:
+                    # Only this thread moves; the listening socket stays where it was made, and
+                    # every connection to the target (made in this thread) is in the netns.
+                    from common import setns
+
+                    setns(self.netns)
             except BaseException as exc:  # handed to start()'s caller
                 failed.append(exc)
                 ready.set()
@@ -249,12 +261,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rtt-ms", type=float, default=0.0, help="round trip added (2 x one way)")
     parser.add_argument("--rate-mb-s", type=float, help="cap each direction (10^6 bytes/s)")
     parser.add_argument("--listen", type=_address, default=("127.0.0.1", 0), metavar="HOST:PORT")
+    parser.add_argument("--netns", metavar="PATH",
+                        help="connect to the target from this network namespace (/run/netns/X)")  # fmt: skip
     args = parser.parse_args(argv)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     rate = args.rate_mb_s * 1e6 if args.rate_mb_s else None
-    line = Line(args.target, one_way_s=args.rtt_ms / 2000, rate_bytes_s=rate, listen=args.listen)
+    line = Line(
+        args.target,
+        one_way_s=args.rtt_ms / 2000,
+        rate_bytes_s=rate,
+        listen=args.listen,
+        netns=args.netns,
+    )
     line.start()
     print(f"{args.listen[0]}:{line.port}", flush=True)
     try:
@@ -268,34 +288,82 @@ def main(argv: list[str] | None = None) -> int:
 # --- a test host behind a delay line (testhost.py up --rtt-ms) ---------------------------------
 
 
-def attach(host, rtt_ms: float, rate_mb_s: float | None = None) -> int:
-    """Put a running test host (common.TestHost) behind a delay-line process of its own
-    session; its PID goes to STATE/NAME/delay.json. The inventory's ansible_port becomes the
-    line's port and known_hosts gets `[127.0.0.1]:LINEPORT` lines with the host's own keys
-    (copied from its sshd port's entries: nothing is accepted blindly). Returns the port."""
+def start_process(
+    target: str,
+    record: Path,
+    *,
+    rtt_ms: float = 0.0,
+    rate_mb_s: float | None = None,
+    netns: str | None = None,
+) -> dict:
+    """Start a delay.py process of its own session (it outlives `testhost.py up`) relaying
+    127.0.0.1:FREE to target (HOST:PORT), from inside netns when given. Its PID, port and
+    settings go to the record file (JSON), which is how stop_process finds it. Returns that."""
     import subprocess
 
-    from common import save_host
-
-    argv = [sys.executable, __file__, "--target", f"{host.addr}:{host.port}"]
-    argv += ["--rtt-ms", str(rtt_ms)] + (["--rate-mb-s", str(rate_mb_s)] if rate_mb_s else [])
-    with open(host.state_dir / "delay.log", "ab") as err:
+    argv = [sys.executable, __file__, "--target", target, "--rtt-ms", str(rtt_ms)]
+    argv += (["--rate-mb-s", str(rate_mb_s)] if rate_mb_s else []) + (
+        ["--netns", netns] if netns else []
+    )
+    with open(record.with_suffix(".log"), "ab") as err:
         proc = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=err,
-            start_new_session=True,  # setsid: it outlives `testhost.py up`; `down` stops it
+            start_new_session=True,  # setsid: `down` stops it by PID
         )
     first = proc.stdout.readline().decode().strip()
     proc.stdout.close()  # it prints nothing more
     if not first.rpartition(":")[2].isdigit():
         proc.kill()
-        raise RuntimeError(f"delay line for {host.name} did not start; see {host.state_dir}")
+        proc.wait()
+        raise RuntimeError(f"relay to {target} did not start; see {record.with_suffix('.log')}")
     port = int(first.rpartition(":")[2])
-    record = {"pid": proc.pid, "port": port, "target": host.port, "rtt_ms": rtt_ms}
-    record["rate_mb_s"] = rate_mb_s
-    (host.state_dir / "delay.json").write_text(json.dumps(record))
+    data = {"pid": proc.pid, "port": port, "target": target, "rtt_ms": rtt_ms}
+    data.update(rate_mb_s=rate_mb_s, netns=netns)
+    record.write_text(json.dumps(data))
+    return data
+
+
+def stop_process(record: Path) -> None:
+    """Stop the process start_process recorded (by its PID, and only while that PID is still
+    a delay.py relaying to the recorded target: PIDs get reused). Idempotent."""
+    try:
+        data = json.loads(record.read_text())
+        pid = int(data["pid"])
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError, KeyError):
+        record.unlink(missing_ok=True)
+        return
+    target = str(data.get("target")).encode()  # HOST:PORT (a bare port in older records)
+    if any(a.endswith(b"delay.py") for a in cmdline) and any(
+        a == target or a.endswith(b":" + target) for a in cmdline
+    ):  # still our process, not a recycled PID
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(50):
+            with contextlib.suppress(ChildProcessError):  # our own child: reap it
+                os.waitpid(pid, os.WNOHANG)
+            if not Path(f"/proc/{pid}").exists() or _zombie(pid):
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(pid, signal.SIGKILL)
+    record.unlink(missing_ok=True)
+
+
+def attach(host, rtt_ms: float, rate_mb_s: float | None = None) -> int:
+    """Put a running test host (common.TestHost) behind a delay-line process of its own
+    session; its PID goes to STATE/NAME/delay.json. The inventory's ansible_port becomes the
+    line's port and known_hosts gets `[127.0.0.1]:LINEPORT` lines with the host's own keys
+    (copied from its sshd port's entries: nothing is accepted blindly). Returns the port."""
+    from common import save_host
+
+    target = f"{host.addr}:{host.port}"
+    record = start_process(
+        target, host.state_dir / "delay.json", rtt_ms=rtt_ms, rate_mb_s=rate_mb_s
+    )
+    port = record["port"]
     own = f"[{host.addr}]:{host.port} "
     lines = [ln for ln in host.known_hosts.read_text().splitlines() if ln.startswith(own)]
     if not lines:
@@ -310,33 +378,8 @@ def attach(host, rtt_ms: float, rate_mb_s: float | None = None) -> int:
 
 
 def detach(state_dir) -> None:
-    """Stop the delay line attach() started for this host (by its recorded PID, and only if
-    that PID is still our delay line). Idempotent."""
-    import os
-    from pathlib import Path
-
-    path = Path(state_dir) / "delay.json"
-    try:
-        record = json.loads(path.read_text())
-        pid = int(record["pid"])
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except (OSError, ValueError, KeyError):
-        path.unlink(missing_ok=True)
-        return
-    target = f"{record.get('target')}".encode()
-    if any(a.endswith(b"delay.py") for a in cmdline) and any(
-        a.endswith(b":" + target) for a in cmdline
-    ):  # still our process, not a recycled PID
-        os.kill(pid, signal.SIGTERM)
-        for _ in range(50):
-            with contextlib.suppress(ChildProcessError):  # our own child: reap it
-                os.waitpid(pid, os.WNOHANG)
-            if not Path(f"/proc/{pid}").exists() or _zombie(pid):
-                break
-            time.sleep(0.1)
-        else:
-            os.kill(pid, signal.SIGKILL)
-    path.unlink(missing_ok=True)
+    """Stop the delay line attach() started for this host. Idempotent."""
+    stop_process(Path(state_dir) / "delay.json")
 
 
 def _zombie(pid: int) -> bool:

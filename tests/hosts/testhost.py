@@ -3,6 +3,7 @@
 
     python3 tests/hosts/testhost.py up --name box [--kind container] [--release trixie]
         [--set base.x=y] [--rtt-ms 20 [--rate-mb-s 20]] [--no-apt-seed]
+        [--lan pvlan --lan-addr 10.77.0.11]
     python3 tests/hosts/testhost.py ssh --name box [--user tester] [CMD ...]
     python3 tests/hosts/testhost.py down --name box
     python3 tests/hosts/testhost.py list
@@ -67,6 +68,9 @@ def main() -> int:
     p.add_argument("--rate-mb-s", type=float, help="with --rtt-ms: cap each direction's rate")
     p.add_argument("--no-apt-seed", action="store_true",
                    help="container: no cached .debs in the host (apt really downloads)")  # fmt: skip
+    p.add_argument("--lan", metavar="NAME", help="container: on this LAN (lan.py; made if "
+                   "missing), in a network namespace of its own")  # fmt: skip
+    p.add_argument("--lan-addr", metavar="ADDR", help="with --lan: its address, e.g. 10.77.0.11")
     p = sub.add_parser("down", help="stop a host and delete its state")
     p.add_argument("--name", required=True)
     p = sub.add_parser("ssh", help="ssh into a host")
@@ -87,11 +91,15 @@ def main() -> int:
             parser.error("--rate-mb-s needs --rtt-ms (0 for a rate cap alone)")
         if args.no_apt_seed and args.kind != "container":
             parser.error("--no-apt-seed is for container hosts only")
+        if bool(args.lan) != bool(args.lan_addr) or (args.lan and args.kind != "container"):
+            parser.error("--lan and --lan-addr go together, for container hosts only")
         extra = dict(item.split("=", 1) for item in args.set)
         module = kind_module(args.kind)
         options = {"release": args.release}
         if args.no_apt_seed:
             options["seed_apt"] = False
+        if args.lan:
+            options.update(lan=args.lan, lan_addr=args.lan_addr)
         host = module.up(args.name, extra_vars=extra, **options)
         if args.rtt_ms is not None:
             try:
