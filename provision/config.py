@@ -307,4 +307,10 @@ def load_hosts(
             return load_hosts(inventory, [name], toml=toml, overrides=overrides, relays=False)[0]
 
         configs = relay.attach(configs, lookup)
+        from provision import group
+
+        def members(names: list[str]) -> list[HostConfig]:
+            return load_hosts(inventory, names, toml=toml, overrides=overrides, relays=False)
+
+        configs = group.attach(configs, members, list(inventory.hosts))
     return configs

@@ -10,6 +10,8 @@ three remote commands. One thread per host; a failing host stops only its own st
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import os
 import time
 from collections.abc import Callable
@@ -17,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from provision import guard, hostlock, prefetch
+from provision import group, guard, hostlock, prefetch
 from provision.changes import Change
 from provision.errors import ProvisionError, StepError
 from provision.executor import Apply, Plan, resume_changes
@@ -375,7 +377,132 @@ def run_hosts(
             hc, steps, plan=plan, reporter=reporter, log_dir=log_dir, remote_factory=remote_factory
         )
 
-    if len(configs) == 1:
-        return [one(configs[0])]
-    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
-        return list(pool.map(one, configs))
+    def each(batch: list[HostConfig]) -> list[HostResult]:
+        if len(batch) == 1:
+            return [one(batch[0])]
+        with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+            return list(pool.map(one, batch))
+
+    if any(step.name == "cluster" for step in steps) and any(map(group.members_of, configs)):
+        done = run_clusters(configs, each, plan=plan, reporter=reporter, log_dir=log_dir,
+                            remote_factory=remote_factory)  # fmt: skip
+        return [done[hc.name] for hc in configs]
+    return each(configs)
+
+
+def run_clusters(configs, each, *, plan, reporter, log_dir, remote_factory) -> dict:
+    """The hosts of a run with the cluster step: each cluster's members read and decided first
+    (group.py: a refusal fails every selected member before anything changes), then the
+    controllers with the hosts in no cluster, then the other members, given the controller's
+    munge key (read once per cluster, never logged). {host: HostResult}."""
+    done: dict[str, HostResult] = {}
+    clusters: dict[str, list[HostConfig]] = {}
+    first: list[HostConfig] = []
+    for hc in configs:
+        if group.members_of(hc):
+            clusters.setdefault(hc.settings["cluster"].controller, []).append(hc)
+        else:
+            first.append(hc)
+    later: dict[str, list[HostConfig]] = {}
+    for controller, selected in clusters.items():
+        try:
+            decided = read_cluster(selected[0], reporter, log_dir, remote_factory)
+        except ProvisionError as exc:
+            for hc in selected:
+                done[hc.name] = HostResult(hc.name, error=exc)
+                reporter.step_line(hc.name, "cluster", "failed", exc.message.splitlines()[0])
+            continue
+        with_plan = [
+            dataclasses.replace(hc, settings={**hc.settings, group.PLAN: decided})
+            for hc in selected
+        ]
+        first += [hc for hc in with_plan if hc.name == controller]
+        later[controller] = [hc for hc in with_plan if hc.name != controller]
+    done.update((r.host, r) for r in each(first))
+    second: list[HostConfig] = []
+    for controller, nodes in later.items():
+        if not nodes:
+            continue
+        head = done.get(controller)
+        if head is not None and head.failed:
+            exc = ProvisionError(
+                f"not run: the cluster's controller {controller} failed",
+                f"fix {controller} first (its error is above), then run again",
+            )
+            for hc in nodes:
+                done[hc.name] = HostResult(hc.name, error=exc)
+                reporter.step_line(hc.name, "cluster", "failed", exc.message)
+            continue
+        if plan:
+            second += nodes
+            continue
+        try:
+            key = read_munge_key(nodes[0].settings[group.MEMBERS], controller, log_dir,
+                                 remote_factory)  # fmt: skip
+        except ProvisionError as exc:
+            for hc in nodes:
+                done[hc.name] = HostResult(hc.name, error=exc)
+                reporter.step_line(hc.name, "cluster", "failed", exc.message.splitlines()[0])
+            continue
+        for hc in nodes:
+            keyed = group.with_key(hc.settings[group.PLAN], key, hashlib.sha256(key).hexdigest())
+            second.append(dataclasses.replace(hc, settings={**hc.settings, group.PLAN: keyed}))
+    done.update((r.host, r) for r in each(second))
+    return done
+
+
+def _member_remote(hc: HostConfig, log_dir: Path, remote_factory, what: str):
+    """A connection to a cluster member for the group phase, with its own transcript."""
+    transcript = Transcript(log_dir, hc.name, [])
+    transcript.write(f"# provision {what} on {hc.connection.target}")
+    remote = remote_factory(hc.connection, log=transcript.write)
+    facts = gather_facts(remote)
+    preflight(hc, remote, facts)
+    return remote, transcript
+
+
+def read_member(hc: HostConfig, log_dir: Path, remote_factory) -> group.Member:
+    """group.READ on one member (one round trip after the facts)."""
+    remote, transcript = _member_remote(hc, log_dir, remote_factory, "cluster read")
+    try:
+        out = remote.run(group.READ, sudo=True, check=False)
+        return group.parse_member(hc.name, out.stdout)
+    finally:
+        remote.close()
+        transcript.close()
+
+
+def read_cluster(hc: HostConfig, reporter: Reporter, log_dir: Path, remote_factory):
+    """Every member of hc's cluster read (in parallel) and decided: a ClusterPlan, or the
+    ProvisionError that names every reason the boxes cannot form it."""
+    members = group.members_of(hc)
+    controller = hc.settings["cluster"].controller
+    reporter.step_line(hc.name, "cluster", "note", f"reading the {len(members)} boxes of "
+                       f"{controller}'s cluster before any change")  # fmt: skip
+    errors: list[str] = []
+    found: list[group.Member] = []
+    with ThreadPoolExecutor(max_workers=max(1, min(16, len(members)))) as pool:
+        futures = [(m, pool.submit(read_member, m, log_dir, remote_factory)) for m in members]
+        for m, future in futures:
+            try:
+                found.append(future.result())
+            except ProvisionError as exc:
+                errors.append(f"{m.name}: {exc.message.splitlines()[0]}")
+    if errors:
+        raise group.refusal(controller, errors)
+    settings = next(m for m in members if m.name == controller).settings["cluster"]
+    problems = group.problems(found, controller, group.now(), settings.max_clock_skew_s)
+    if problems:
+        raise group.refusal(controller, problems)
+    return group.decide(found, {m.name: m.settings["cluster"] for m in members}, controller)
+
+
+def read_munge_key(members, controller: str, log_dir: Path, remote_factory) -> bytes:
+    """The controller's munge key (group.read_key: withheld from its transcript)."""
+    head = next(m for m in members if m.name == controller)
+    remote, transcript = _member_remote(head, log_dir, remote_factory, "munge key read")
+    try:
+        return group.read_key(remote)
+    finally:
+        remote.close()
+        transcript.close()

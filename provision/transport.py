@@ -176,6 +176,23 @@ class Remote:
             raise ProbeError(self.host, shell.mask(command, self.secrets), result, why)
         return result
 
+    def read_secret(self, command: str, timeout_s: int = 60) -> str:
+        """Run a read-only command (as root) whose output is a secret (the cluster's munge
+        key): the transcript gets the command and its exit code, never the output, which is
+        masked in everything this Remote logs afterwards."""
+        wrapped, stdin = self.wrap(command, True)
+        self.commands += 1
+        self.log(f"$ {'sudo ' if not self.is_root else ''}{command}  # output withheld: a secret")
+        result = self._exec(wrapped, timeout_s, stdin)
+        self.log(f"# exit {result.exit_code}")
+        if not result.ok:
+            err = shell.mask(result.stderr, self.secrets)
+            raise CommandError(self.host, command, result.exit_code, err, "")
+        secret = result.stdout.strip()
+        if secret:
+            self.secrets.append(secret)
+        return secret
+
     def read_all(self, reads, login_user: str) -> dict:
         """Answer declared reads in one command (facts.reads); a read's failure is data."""
         from provision.facts import reads as batch

@@ -7,6 +7,7 @@ from provision.step import Step
 from provision.steps import (
     autostart,
     base,
+    cluster,
     conda,
     containers,
     cuda,
@@ -34,6 +35,7 @@ STEPS: tuple[Step, ...] = (
     tensorboard.STEP,
     jupyter.STEP,
     expose.STEP,
+    cluster.STEP,
 )
 
 

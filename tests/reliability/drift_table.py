@@ -196,6 +196,27 @@ DRIFT: dict[str, dict] = {
         "reason": GPU_ONLY + "a container asks for the GPUs (CDI or the nvidia runtime) and "
         "runs nvidia-smi -L: tests/gpu/run-on-gpu.sh",
     },
+    # --- cluster ------------------------------------------------------------------------------
+    # A cluster needs three boxes on a LAN, not the one converged host: broken and repaired in
+    # the cluster's own container test, on its controller and a node.
+    "cluster.verify_munge": {
+        "reason": "a cluster of three: a node's munge key replaced by another, planned and "
+        "repaired (and the node idle again) in "
+        "tests/container/test_cluster_on_container.py::test_drift_is_planned_and_repaired",
+    },
+    "cluster.verify_node_idle": {
+        "reason": "a cluster of three: a node's slurmd stopped and disabled, planned and "
+        "repaired in tests/container/test_cluster_on_container.py::"
+        "test_drift_is_planned_and_repaired",
+    },
+    "cluster.verify_srun_everywhere": {
+        "reason": "a cluster of three: slurm.conf edited on one node (srun then fails), planned "
+        "and repaired in tests/container/test_cluster_on_container.py::"
+        "test_drift_is_planned_and_repaired",
+    },
+    "cluster.verify_one_gpu_job": {
+        "reason": GPU_ONLY + "a one-GPU job sees one GPU: tests/gpu/run-on-gpu.sh",
+    },
     # --- conda --------------------------------------------------------------------------------
     "conda.verify_conda_runs": {
         "reason": "by design not converged: check refuses a prefix that holds no working conda "

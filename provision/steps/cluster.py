@@ -1,0 +1,320 @@
+"""cluster: the lab's boxes as one Slurm cluster (Slurm and munge from the distribution).
+
+Manages, on every box whose `cluster.controller` names the same inventory host: munge (one key,
+the controller's, 0400 munge:munge, munged running), slurm-client, slurmd on the compute nodes
+(every box unless `cluster.compute = false`), slurmctld on the controller, and the same
+`/etc/slurm/slurm.conf`, `gres.conf` and `cgroup.conf` on each, rendered from what the group
+phase read on all of them (provision/group.py: it also refuses a version mix outside Slurm's
+window, UID conflicts and clocks apart before anything is installed). Restarts slurmctld and
+slurmd when their configuration changes, munge when its key does. Never reboots.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from provision import group, shell
+from provision.changes import Change, Restart, Run
+from provision.errors import ProvisionError, Skip
+from provision.facts.reads import Read
+from provision.resources import (
+    file_content,
+    file_read,
+    packages,
+    service,
+    service_read,
+    template_file,
+)
+from provision.settings import ip_address, positive, setting
+from provision.step import Context, Step
+
+SLURM_CONF = "/etc/slurm/slurm.conf"
+GRES_CONF = "/etc/slurm/gres.conf"
+CGROUP_CONF = "/etc/slurm/cgroup.conf"
+MUNGE_SUM_READ = Read(f"sha256sum {group.MUNGE_KEY} 2>/dev/null | cut -d' ' -f1", sudo=True)
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+CONTROLLER_PACKAGES = ("munge", "slurmctld", "slurm-client")
+NODE_PACKAGES = ("munge", "slurmd", "slurm-client")
+
+
+def inventory_name(value: str) -> None:
+    if value and not NAME_RE.match(value):
+        raise ValueError(f"{value!r} is not an inventory host name")
+
+
+def cluster_name(value: str) -> None:
+    if value and not re.fullmatch(r"[a-z][a-z0-9_-]{0,39}", value):
+        raise ValueError(f"{value!r} is not a cluster name (lowercase letters, digits, _ -)")
+
+
+def optional_ip(value: str) -> None:
+    if value:
+        ip_address(value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Settings of the cluster step (inventory keys `cluster.<field>`)."""
+
+    controller: str = setting(
+        "",
+        "the inventory host that runs slurmctld; the hosts naming the same one are one cluster "
+        "(empty: no cluster)",
+        inventory_name,
+    )
+    name: str = setting("", "ClusterName (empty: cluster)", cluster_name)
+    partition: str = setting("main", "the default partition (every node)", cluster_name)
+    compute: bool = setting(True, "run jobs on this box (slurmd); off: a head node only")
+    node_addr: str = setting(
+        "", "the address the other boxes reach this one at (empty: its hostname resolves)",
+        optional_ip,
+    )  # fmt: skip
+    cgroups: bool = setting(
+        True, "confine jobs with cgroups to the cores, memory and GPUs they asked for"
+    )
+    max_clock_skew_s: int = setting(60, "refuse boxes whose clock is further off", positive)
+
+
+def plan_of(ctx: Context) -> group.ClusterPlan | None:
+    """The group phase's decision for this box's cluster (None: not decided, e.g. `verify`)."""
+    return ctx.settings_by_key.get(group.PLAN)
+
+
+def is_controller(ctx: Context, s: Settings) -> bool:
+    return s.controller == ctx.host
+
+
+def units(ctx: Context, s: Settings) -> list[str]:
+    return (["slurmctld"] if is_controller(ctx, s) else []) + (["slurmd"] if s.compute else [])
+
+
+def resolve_read(name: str) -> Read:
+    return Read(shell.cmd("getent", "ahostsv4", name))
+
+
+def reads(ctx: Context) -> list[Read]:
+    """What check reads, from the settings and the group phase's plan."""
+    s: Settings = ctx.settings(Settings)
+    plan = plan_of(ctx)
+    if not s.controller or plan is None:
+        return []
+    wanted = [
+        MUNGE_SUM_READ,
+        service_read("munge"),
+        *(service_read(u) for u in units(ctx, s)),
+    ]
+    wanted += [file_read(ctx, d) for d in (SLURM_CONF, GRES_CONF, CGROUP_CONF)]
+    if not is_controller(ctx, s):  # the key's state (never its content: it is 0400)
+        wanted.append(file_read(ctx, group.MUNGE_KEY))
+    wanted += [resolve_read(n) for n in names_to_resolve(plan, ctx)]
+    return wanted
+
+
+def names_to_resolve(plan: group.ClusterPlan, ctx: Context) -> list[str]:
+    """The node names slurmd and slurmctld look up on this box (no NodeAddr given)."""
+    names = [plan.controller_hostname]
+    names += [n.hostname for n in plan.nodes if "NodeAddr=" not in n.line]
+    own = plan.hostnames.get(ctx.host, "")
+    return [n for n in dict.fromkeys(names) if n != own]
+
+
+def preflight(ctx: Context) -> None:
+    """Every node name must resolve here before anything is installed."""
+    s: Settings = ctx.settings(Settings)
+    plan = plan_of(ctx)
+    if not s.controller or plan is None:
+        return
+    missing = [n for n in names_to_resolve(plan, ctx) if not ctx.read(resolve_read(n).command).ok]
+    if missing:
+        raise ProvisionError(
+            f"{ctx.host}: cannot resolve the cluster's node names {', '.join(missing)} (Slurm "
+            "finds nodes by name)",
+            "add them to DNS or /etc/hosts on every box, or set cluster.node_addr for those boxes",
+        )
+
+
+def rendered(plan: group.ClusterPlan, s: Settings) -> dict:
+    return {
+        "cluster_name": plan.name,
+        "controller": plan.controller_hostname,
+        "nodes": [n.line for n in plan.nodes],
+        "gres_types": plan.gres_types,
+        "partition": s.partition,
+        "cgroups": s.cgroups,
+    }
+
+
+def munge_key(ctx: Context, s: Settings, plan: group.ClusterPlan) -> list[Change]:
+    """The controller makes the key once; every other box gets the controller's."""
+    have = ctx.read(MUNGE_SUM_READ.command, sudo=True).stdout.strip()
+    if is_controller(ctx, s):
+        if have:
+            return []
+        make = shell.and_(
+            f"[ -e {group.MUNGE_KEY} ] || mungekey --create --keyfile={group.MUNGE_KEY}",
+            shell.cmd("chown", "munge:munge", "--", group.MUNGE_KEY),
+            shell.cmd("chmod", "0400", "--", group.MUNGE_KEY),
+        )
+        return [
+            Change(
+                f"create the cluster's munge key {group.MUNGE_KEY}", (Run(make), Restart("munge"))
+            )
+        ]
+    if plan.munge_key is not None:
+        # slurmd restarted after munge: it registers at once with the new key, not at the
+        # controller's next ping (SlurmdTimeout/3, 100 s by default).
+        copied = file_content(
+            ctx, group.MUNGE_KEY, plan.munge_key, mode="0400", owner="munge", group="munge",
+            restart="munge", summary=f"copy {plan.controller}'s munge key to {group.MUNGE_KEY}",
+        )  # fmt: skip
+        after = tuple(Restart(u, True) for u in units(ctx, s))
+        return [Change(c.summary, c.actions + after, c.diff) for c in copied]
+    if have and have == plan.munge_sum:
+        return []
+    # Only a plan gets here (the runner reads the key before a node's apply): nothing runs.
+    missing = shell.cmd(
+        "sh", "-c", f"echo 'the munge key of {plan.controller} was not read' >&2; exit 1"
+    )
+    return [Change(f"copy {plan.controller}'s munge key to {group.MUNGE_KEY} (0400 munge:munge)",
+                   (Run(missing),))]  # fmt: skip
+
+
+def check(ctx: Context) -> list[Change]:
+    """What the cluster step would change on this box."""
+    s: Settings = ctx.settings(Settings)
+    if not s.controller:
+        return []
+    plan = plan_of(ctx)
+    if plan is None:
+        raise ProvisionError(
+            f"{ctx.host}: the cluster was not read (no group phase)", "this is a bug in provision"
+        )
+    controller = is_controller(ctx, s)
+    wanted = list(CONTROLLER_PACKAGES) if controller else []
+    wanted += [p for p in NODE_PACKAGES if s.compute or p != "slurmd"]
+    base = ctx.of("base")
+    changes = packages(
+        ctx,
+        list(dict.fromkeys(wanted)),
+        lock_timeout_s=base.apt_lock_timeout_s,
+        cache_max_age_s=base.apt_cache_max_age_s,
+    )
+    # The key first: its munge restart then comes before the daemons' (restarts run in the
+    # order they were first asked for), so slurmd registers with the cluster's key.
+    changes += munge_key(ctx, s, plan)
+    variables = rendered(plan, s)
+    restarts = units(ctx, s)
+    first, *more = restarts or [None]
+    files = [("cluster/slurm.conf.j2", SLURM_CONF, variables)]
+    files.append(
+        ("cluster/gres.conf.j2", GRES_CONF, {"lines": [g for n in plan.nodes for g in n.gres]})
+    )
+    if s.cgroups:
+        files.append(("cluster/cgroup.conf.j2", CGROUP_CONF, {}))
+    for template, dest, values in files:
+        found = template_file(
+            ctx, template, dest, values, restart=first, restart_only_if_running=True
+        )
+        changes += [Change(c.summary, c.actions + tuple(Restart(u, True) for u in more), c.diff)
+                    for c in found]  # fmt: skip
+    changes += service(ctx, "munge")
+    for unit in restarts:
+        changes += service(ctx, unit)
+    return changes
+
+
+# --- verify -----------------------------------------------------------------------------------
+
+
+def _in_cluster(s: Settings) -> None:
+    if not s.controller:
+        raise Skip("cluster.controller is not set (not in a cluster)")
+
+
+def verify_munge(host, s: Settings) -> None:
+    """munge works here and the controller accepts this box's credentials (the same key)"""
+    _in_cluster(s)
+    out = host.run("munge -n | unmunge")
+    assert out.rc == 0, f"munge -n | unmunge failed: {out.stderr.strip()[-300:]}"
+    # A key that differs from the controller's still passes the local round trip; slurmctld
+    # refuses its credentials ("Zero Bytes were transmitted or received").
+    ping = host.run("timeout 30 scontrol ping")
+    assert ping.rc == 0, (
+        f"slurmctld does not answer this box (a munge key other than the controller's, or "
+        f"slurmctld down): {(ping.stdout.strip().splitlines() or [''])[0][:200]}"
+    )
+
+
+def _is_controller_host(host) -> bool:
+    conf = host.run(f"sed -n 's/^SlurmctldHost=//p' {SLURM_CONF}").stdout.strip()
+    return bool(conf) and conf == host.run("hostname -s").stdout.strip()
+
+
+def verify_node_idle(host, s: Settings) -> None:
+    """this box is a Slurm node in state idle (or busy with jobs), not down or drained"""
+    _in_cluster(s)
+    if not s.compute:
+        raise Skip("cluster.compute is off (a head node only)")
+    active = host.run("systemctl is-active slurmd").stdout.strip()
+    assert active == "active", f"slurmd is {active or 'not running'} here"
+    # sinfo's short state: idle, alloc, mix (a suffix such as * means not responding).
+    probe = (
+        'for i in $(seq 30); do s=$(sinfo -h -N -n "$(hostname -s)" -o %t 2>/dev/null); '
+        'case $s in idle|alloc|mix) echo $s; exit 0;; esac; sleep 1; done; echo "${s:-none}"; '
+        "scontrol show node \"$(hostname -s)\" | grep -E 'State=|Reason=' ; exit 1"
+    )
+    out = host.run(probe)
+    assert out.rc == 0, f"the node is not idle: {out.stdout.strip()[-400:]}"
+
+
+def verify_srun_everywhere(host, s: Settings) -> None:
+    """on the controller: `srun -N<all nodes> hostname` runs on every node"""
+    _in_cluster(s)
+    if not _is_controller_host(host):
+        raise Skip("runs on the controller")
+    nodes = sorted(set(host.run("sinfo -h -N -o %N").stdout.split()))
+    assert nodes, "sinfo lists no nodes"
+    # A node still cleaning up a failed job (state comp) is busy for a minute or so: wait for
+    # that; a node not responding (a * suffix), down or drained fails at once. Then -I30:
+    # fail rather than queue when the nodes cannot be had.
+    ready = host.run(
+        "for i in $(seq 90); do s=$(sinfo -h -N -o '%N=%t' | sort -u); "
+        "echo \"$s\" | grep -qvE '=(idle|mix|alloc)$' || exit 0; "
+        "echo \"$s\" | grep -qvE '=(idle|mix|alloc|comp)$' && break; sleep 1; done; "
+        "echo $s; exit 1"
+    )
+    assert ready.rc == 0, f"not every node is schedulable: {ready.stdout.strip()[-300:]}"
+    out = host.run(f"timeout 120 srun -I30 -N{len(nodes)} --ntasks-per-node=1 hostname -s")
+    assert out.rc == 0, f"srun -N{len(nodes)} failed: {out.stderr.strip()[-400:]}"
+    ran = sorted(set(out.stdout.split()))
+    assert ran == nodes, f"srun ran on {ran}, the nodes are {nodes}"
+
+
+def verify_one_gpu_job(host, s: Settings) -> None:
+    """a job that asks for one GPU sees exactly one (CUDA_VISIBLE_DEVICES, nvidia-smi -L)"""
+    _in_cluster(s)
+    if not _is_controller_host(host):
+        raise Skip("runs on the controller")
+    gpus = host.run("sinfo -h -o %G").stdout
+    if "gpu" not in gpus:
+        raise Skip("no node has a GPU (Gres=gpu in slurm.conf)")
+    job = "echo CVD=$CUDA_VISIBLE_DEVICES; nvidia-smi -L"
+    out = host.run(f"timeout 300 srun -N1 --gres=gpu:1 sh -c {shell.cmd(job)}")
+    assert out.rc == 0, f"the one-GPU job failed: {out.stderr.strip()[-400:]}"
+    lines = out.stdout.splitlines()
+    cvd = [ln for ln in lines if ln.startswith("CVD=")]
+    listed = [ln for ln in lines if ln.startswith("GPU ")]
+    assert cvd and "," not in cvd[0] and cvd[0] != "CVD=", f"CUDA_VISIBLE_DEVICES: {cvd}"
+    assert len(listed) == 1, f"nvidia-smi -L inside the job lists {len(listed)} GPUs"
+
+
+STEP = Step(
+    name="cluster",
+    summary="the lab's boxes as one Slurm cluster (munge, slurmctld, slurmd from the distro)",
+    settings=Settings,
+    check=check,
+    verify=(verify_munge, verify_node_idle, verify_srun_everywhere, verify_one_gpu_job),
+    preflight=preflight,
+    reads=reads,
+)
