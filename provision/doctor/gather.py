@@ -87,6 +87,9 @@ echo @@listen; ss -Hltn 2>/dev/null
 echo @@cdi-specs; grep -l 'nvidia.com/gpu' /etc/cdi/* /var/run/cdi/* 2>/dev/null
 echo @@dev-char; UNLINKED
 echo @@daemon-json; cat /etc/docker/daemon.json 2>/dev/null
+echo @@slurm-ping; if command -v scontrol >/dev/null 2>&1 && [ -e /etc/slurm/slurm.conf ]; then
+  out=$(timeout 15 scontrol ping 2>&1); rc=$?; printf '%s\n' "$out" | head -n 3; echo "exit=$rc"
+  echo @@slurm-nodes; timeout 10 sinfo -h -N -o '%N|%t|%E' 2>/dev/null | sort -u; fi
 echo @@end
 """.replace("QUERY", smi.query("gpu", NVIDIA_SMI_FIELDS, 30))
     .replace("UNLINKED", containers_toolkit.UNLINKED_READ.command)
@@ -177,4 +180,6 @@ def parse(text: str) -> p.DoctorData:
         cdi_specs=tuple(s.get("cdi-specs", "").split()),
         unlinked_nodes=tuple(s.get("dev-char", "").split()),
         daemon_json=s.get("daemon-json", ""),
+        slurm_ping=s.get("slurm-ping", ""),
+        slurm_nodes=tuple(s.get("slurm-nodes", "").splitlines()),
     )

@@ -77,6 +77,8 @@ class DoctorData:
     cdi_specs: tuple[str, ...] = ()  # CDI spec files that describe nvidia.com/gpu
     unlinked_nodes: tuple[str, ...] = ()  # NVIDIA device nodes with no /dev/char link
     daemon_json: str = ""  # /etc/docker/daemon.json as the login user reads it
+    slurm_ping: str = ""  # `scontrol ping`'s first lines and exit=N ("" without a Slurm client)
+    slurm_nodes: tuple[str, ...] = ()  # sinfo -N: NODE|STATE|REASON
 
 
 GT_PER_GEN = {2.5: 1, 5.0: 2, 8.0: 3, 16.0: 4, 32.0: 5, 64.0: 6}

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from provision import stack as stack_decision
-from provision.doctor import access, boot, containers, hardware
+from provision.doctor import access, boot, cluster, containers, hardware
 from provision.doctor.finding import Box, Finding, Service, gpu_infos
 from provision.doctor.parsers import DoctorData
 from provision.doctor.settings import Settings
@@ -34,6 +34,7 @@ RULES: tuple[tuple[Rule, bool], ...] = (
     (boot.held, True),
     (boot.mismatch, True),
     (containers.container_gpus, True),
+    (cluster.slurm, False),
     (access.address, False),
     (access.sshd, False),
     (access.services, False),

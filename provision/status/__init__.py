@@ -4,7 +4,8 @@ One shell script per host per refresh (`read.SCRIPT`) prints marked sections: lo
 the pending-reboot flag, `df`, the NVIDIA PCI devices, the loaded kernel module's version and
 two `nvidia-smi --format=csv,noheader,nounits` queries (GPUs, then compute processes with
 their owners from `ps`), and the jupyter step's units with the hub's running user servers
-(one `systemctl show`). `parse` turns that text into a HostStatus and `render` (`show`) into
+(one `systemctl show`), and the Slurm cluster's nodes and jobs (`sinfo`, `squeue`) where
+the box has a Slurm client. `parse` turns that text into a HostStatus and `render` (`show`) into
 a table; both are pure, and unit-tested on recorded outputs (tests/data/status/). When there
 is no GPU table, HostStatus.gpu_reason says why: no NVIDIA GPU, no driver, driver not loaded,
 a driver/library mismatch (reboot needed) or the nvidia-smi error itself. `Poller` (`poll`)

@@ -57,6 +57,17 @@ if command -v systemctl >/dev/null 2>&1; then
   if [ -n "$pids" ]; then ps -o pid=,etimes= -p "$pids" 2>/dev/null; fi
 fi"""
 
+# A Slurm cluster's nodes and jobs as this box's Slurm client sees them (the cluster step):
+# sinfo -N one line per node and partition (`%t` the short state: idle, alloc, mix, drain,
+# down*, ...; `%G` its gres; `%E` the reason it is down or drained), squeue one per job (`%b`
+# the gres it asked for per node, e.g. gres:gpu:1 or N/A; `%N` its nodes; `%r` why it waits).
+SLURM_SCRIPT = """echo @@slurm-nodes
+if command -v sinfo >/dev/null 2>&1; then
+  timeout 10 sinfo -h -N -o '%N|%t|%G|%E' 2>/dev/null | sort -u
+  echo @@slurm-jobs
+  timeout 10 squeue -h -o '%i|%u|%T|%D|%b|%N|%r' 2>/dev/null
+fi"""
+
 # POSIX sh, read-only, no sudo. Each section starts with a line "@@name"; parse() splits them.
 SCRIPT = f"""export LC_ALL=C
 echo @@loadavg; cat /proc/loadavg
@@ -86,6 +97,7 @@ else
   echo @@smi-exit; echo 127
 fi
 {NOTEBOOK_SCRIPT}
+{SLURM_SCRIPT}
 true
 """
 
@@ -165,6 +177,29 @@ class NotebookServer:
 
 
 @dataclass
+class SlurmNode:
+    """A node of the box's Slurm cluster, as sinfo shows it."""
+
+    name: str
+    state: str  # sinfo's short state: idle, alloc, mix, drain, down* ...
+    gres: str  # e.g. gpu:2, or "(null)"
+    reason: str  # why it is down or drained ("none" otherwise)
+
+
+@dataclass
+class SlurmJob:
+    """A job of the cluster, as squeue shows it."""
+
+    job_id: str
+    user: str
+    state: str  # RUNNING, PENDING, ...
+    nodes: int
+    gres: str  # per node, e.g. gres:gpu:1; N/A without
+    where: str  # its nodes when running
+    reason: str  # why it waits ("None" when running)
+
+
+@dataclass
 class HostStatus:
     host: str
     error: str = ""  # the host could not be reached or the script failed
@@ -178,6 +213,8 @@ class HostStatus:
     reboot_reasons: list[str] = field(default_factory=list)
     notebook_services: list[NotebookService] = field(default_factory=list)
     notebook_servers: list[NotebookServer] = field(default_factory=list)
+    slurm_nodes: list[SlurmNode] = field(default_factory=list)
+    slurm_jobs: list[SlurmJob] = field(default_factory=list)
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -406,6 +443,23 @@ def parse_notebooks(lines: list[str], age_lines: list[str], uptime_s: float | No
     return services, servers
 
 
+def parse_slurm(node_lines: list[str], job_lines: list[str]):
+    """sinfo's and squeue's lines (SLURM_SCRIPT) -> ([SlurmNode], [SlurmJob]); a line with the
+    wrong number of fields is dropped (host text: data only)."""
+    nodes = {}
+    for line in node_lines:
+        parts = line.split("|", 3)
+        if len(parts) == 4 and parts[0]:
+            nodes.setdefault(parts[0], SlurmNode(*(p.strip() for p in parts)))
+    jobs = []
+    for line in job_lines:
+        parts = line.split("|", 6)
+        if len(parts) == 7 and parts[0] and parts[3].strip().isdigit():
+            i, user, state, count, gres, where, reason = (p.strip() for p in parts)
+            jobs.append(SlurmJob(i, user, state, int(count), gres, where, reason))
+    return sorted(nodes.values(), key=lambda n: n.name), jobs
+
+
 def parse(host: str, text: str) -> HostStatus:
     """The status script's output → HostStatus."""
     s = sections(text)
@@ -437,6 +491,9 @@ def parse(host: str, text: str) -> HostStatus:
             status.reboot_reasons.append("NVIDIA driver/library mismatch")
     status.notebook_services, status.notebook_servers = parse_notebooks(
         s.get("notebooks", []), s.get("notebook-ages", []), status.uptime_s
+    )
+    status.slurm_nodes, status.slurm_jobs = parse_slurm(
+        s.get("slurm-nodes", []), s.get("slurm-jobs", [])
     )
     return status
 

@@ -1,9 +1,12 @@
 """`provision status`'s tables (pure): the GPUs of every host (utilisation, memory,
 temperature, power, processes and their owners), then each host's uptime, load, free disk and
 pending reboot, then, where a host has one, its notebook service and the hub's running user
-servers. Cells are the host's text: made printable before they are measured."""
+servers, then the Slurm clusters the boxes are in (nodes, jobs), each once. Cells are the
+host's text: made printable before they are measured."""
 
 from __future__ import annotations
+
+import re
 
 from provision.output import printable
 from provision.status.read import GpuProcess, HostStatus, NotebookServer
@@ -156,4 +159,41 @@ def render(statuses: list[HostStatus], name_width: int = 40) -> str:
     if notebook_rows:
         lines.append("")
         lines += table(["HOST", "NOTEBOOKS"], notebook_rows)
+    lines += cluster_lines(statuses)
     return "\n".join(lines) + "\n"
+
+
+def _gpus(gres: str) -> str:
+    """gres (gpu:2, gpu:a100:2(S:0), gres:gpu:1, gres/gpu=1) -> "2"; "-" without GPUs."""
+    m = re.search(r"gpu(?::[A-Za-z0-9_.-]+)?[:=]([0-9]+)", gres)
+    return m[1] if m else "-"
+
+
+def cluster_lines(statuses: list[HostStatus]) -> list[str]:
+    """The Slurm clusters the boxes are in: each one's nodes (state, GPUs, the reason a node is
+    down or drained) and jobs (user, state, GPUs per node, where it runs or why it waits).
+    Every box of a cluster sees the same; it is shown once, from the first box of it."""
+    lines: list[str] = []
+    seen: set[tuple[str, ...]] = set()
+    for st in statuses:
+        key = tuple(n.name for n in st.slurm_nodes)
+        if not key or key in seen:
+            continue
+        seen.add(key)
+        node_rows = [
+            [n.name, n.state, _gpus(n.gres), "" if n.reason.lower() == "none" else n.reason]
+            for n in st.slurm_nodes
+        ]
+        lines.append("")
+        lines += table([f"SLURM NODE (seen from {st.host})", "STATE", "GPUS", "REASON"], node_rows)
+        job_rows = [
+            [j.job_id, j.user, j.state, str(j.nodes), _gpus(j.gres),
+             j.where if j.state == "RUNNING" else j.reason]
+            for j in st.slurm_jobs
+        ]  # fmt: skip
+        lines.append("")
+        if job_rows:
+            lines += table(["JOB", "USER", "STATE", "NODES", "GPUS/NODE", "WHERE / WHY"], job_rows)
+        else:
+            lines.append("no jobs running or queued")
+    return lines

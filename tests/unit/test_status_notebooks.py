@@ -298,7 +298,8 @@ def test_script_section_without_systemctl_on_path(tmp_path):
         env={"PATH": str(bin_dir), "LC_ALL": "C"},
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.rstrip().endswith("@@notebooks")
+    # the notebooks section is only its header; the Slurm section (no sinfo either) follows
+    assert proc.stdout.rstrip().endswith("@@notebooks\n@@slurm-nodes")
 
 
 FAKE_SYSTEMCTL = """#!/bin/sh
