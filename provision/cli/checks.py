@@ -18,10 +18,18 @@ from provision.steps import STEPS, by_name
 @cli.command()
 @host_options
 @click.option("--junitxml", type=click.Path(path_type=Path), help="write JUnit XML here")
+@click.option(
+    "--parallel",
+    type=click.IntRange(1, 256),
+    default=8,
+    show_default=True,
+    help="hosts at a time (each host's checks run one after the other)",
+)
 @click.argument("step_names", nargs=-1, metavar="[STEP]...")
 def verify(
     target,
     junitxml,
+    parallel,
     step_names,
 ) -> None:
     """Check the hosts with each step's testinfra checks; exit 1 on any failure."""
@@ -35,7 +43,9 @@ def verify(
         return run_checks(hc, steps, testinfra_host(remote))
 
     failed_hosts: list[str] = []
-    per_host = over_hosts(target.configs(), check, log_dir=target.log_dir, unreachable=failed_hosts)
+    per_host = over_hosts(
+        target.configs(), check, log_dir=target.log_dir, unreachable=failed_hosts, parallel=parallel
+    )
     results = [r for host_results in per_host.values() for r in host_results]
     click.echo(render_results(results))
     counts = {s: sum(r.status == s for r in results) for s in STATUSES}

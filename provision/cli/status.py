@@ -78,8 +78,9 @@ def status_command(
     parallel,
 ) -> None:
     """GPUs (use, memory, temperature, power, processes and their users), load, uptime, disk
-    free, pending reboots and the notebook services (JupyterLab, JupyterHub and its running user
-    servers) of the hosts, gathered in parallel (read-only).
+    free, pending reboots, the notebook services (JupyterLab, JupyterHub and its running user
+    servers) and the Slurm cluster the hosts are in (nodes, jobs), gathered in parallel
+    (read-only).
 
     \b
     provision status --host mybox --host lab

@@ -258,6 +258,14 @@ def verify_node_idle(host, s: Settings) -> None:
         raise Skip("cluster.compute is off (a head node only)")
     active = host.run("systemctl is-active slurmd").stdout.strip()
     assert active == "active", f"slurmd is {active or 'not running'} here"
+    # A box slurmctld does not answer (its munge key not the controller's: verify_munge) gets
+    # no state from sinfo however long it asks: fail then, not after the wait below (two
+    # seconds' grace: a slurmctld just restarted answered within 0.2 s here).
+    ping = host.run("for i in 1 2 3; do timeout 30 scontrol ping && exit 0; sleep 1; done; exit 1")
+    assert ping.rc == 0, (
+        f"slurmctld does not answer this box, sinfo cannot tell its state: "
+        f"{(ping.stdout.strip().splitlines() or [''])[0][:200]}"
+    )
     # sinfo's short state: idle, alloc, mix (a suffix such as * means not responding).
     probe = (
         'for i in $(seq 30); do s=$(sinfo -h -N -n "$(hostname -s)" -o %t 2>/dev/null); '
@@ -275,7 +283,27 @@ def verify_srun_everywhere(host, s: Settings) -> None:
         raise Skip("runs on the controller")
     nodes = sorted(set(host.run("sinfo -h -N -o %N").stdout.split()))
     assert nodes, "sinfo lists no nodes"
-    # A node still cleaning up a failed job (state comp) is busy for a minute or so: wait for
+    # Reach every slurmd before a job is made: a job launched onto a node whose slurmd is
+    # stopped, on another port or on another munge key fails there, and that node then stays
+    # "completing" until slurmctld resends the kill (KillWait + 2 x MessageTimeout, looked at
+    # once a minute: up to two minutes after the node is repaired). Nothing listening at a
+    # node's address and SlurmdPort fails at once (srun would take MessageTimeout to say so).
+    listening = host.run(
+        "port=$(scontrol show config | sed -n 's/^SlurmdPort *= *//p'); "
+        '[ -n "$port" ] && command -v bash >/dev/null || exit 0; '
+        "sinfo -h -N -o '%N %o' | sort -u | while read -r n a; do "
+        'timeout 5 bash -c ": </dev/tcp/$a/$port" 2>/dev/null || echo "$n ($a:$port)"; done'
+    )
+    closed = [ln.strip() for ln in listening.stdout.splitlines() if ln.strip()]
+    assert not closed, f"nothing accepts connections at slurmd's port on {', '.join(closed)}"
+    # Then a step without a job (-Z, root only) on every node: slurmd there accepts this box's
+    # credentials (the same munge key), and nothing stays behind when it does not.
+    probe = host.run("timeout 60 " + shell.cmd("srun", "-Z", "-w", ",".join(nodes), "true"))
+    assert probe.rc == 0, (
+        f"a task cannot be started on every node (slurmd there unreachable or on another "
+        f"munge key): {probe.stderr.strip()[-400:]}"
+    )
+    # A node still cleaning up a failed job (state comp) is busy for a minute or two: wait for
     # that; a node not responding (a * suffix), down or drained fails at once. Then -I30:
     # fail rather than queue when the nodes cannot be had.
     ready = host.run(

@@ -210,3 +210,21 @@ def test_drift_is_planned_and_repaired(lab, check):
     run(lab, "cluster", "--host", "lab", "--plan", "--detailed-exitcode")
     after = run(lab, "verify", "cluster", "--host", "lab")
     assert verify_line(after.stdout, hosts[failing].name, check).split()[2] == "passed"
+
+
+def test_status_and_doctor_show_the_cluster_and_a_running_job(lab):
+    a = lab["hosts"][0]
+    names = sorted(h.name for h in lab["hosts"])
+    job = ssh(a, "sbatch --parsable -N1 --wrap 'sleep 60'", user="root").stdout.strip()
+    try:
+        ssh(a, f"for i in $(seq 30); do squeue -h -j {job} -o %T | grep -q RUNNING && exit 0; "
+               "sleep 1; done; exit 1", user="root")  # fmt: skip
+        out = run(lab, "status", "--host", "lab").stdout
+        assert out.count("SLURM NODE") == 1, out
+        rows = {ln.split()[0]: ln.split() for ln in out.splitlines() if ln.split()}
+        assert all(rows[n][1] in ("idle", "alloc", "mix") for n in names), out
+        assert rows[job][1:4] == ["root", "RUNNING", "1"], out
+        doctor = run(lab, "doctor", "--host", a.name, check_rc=None).stdout
+        assert "slurmctld answers" in doctor and "none down or drained" in doctor, doctor
+    finally:
+        ssh(a, f"scancel {job}", user="root", check=False)

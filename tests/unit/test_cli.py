@@ -202,6 +202,52 @@ def test_over_hosts_connects_gathers_and_closes_each_host(tmp_path, monkeypatch,
     assert closed == []
 
 
+def test_over_hosts_in_parallel_reads_the_hosts_at_once_and_answers_in_inventory_order(
+    tmp_path, monkeypatch, capsys
+):
+    """verify's hosts at the same time (--parallel): every host is in use together (a barrier
+    only they pass at once), yet the results, the messages and the unreachable list come in
+    inventory order, as they do one host after the other."""
+    import threading
+    from types import SimpleNamespace
+
+    from fakes import FakeRemote
+    from provision import runner
+    from provision.cli.hosts import over_hosts
+    from provision.errors import ConnectError, StepError
+
+    def connect(connection, **kwargs):
+        if connection.host == "down":
+            raise ConnectError("down: cannot connect to 192.0.2.9:22", "check the address")
+        return FakeRemote([(r"^.*gather facts", "")], host=connection.host, **kwargs)
+
+    monkeypatch.setattr(remote, "connect", connect)
+    monkeypatch.setattr(
+        runner,
+        "gather_facts",
+        lambda r: (r.run("gather facts", sudo=False), f"facts of {r.host}")[1],
+    )
+    names = ("broken", "down", "b", "a")
+    hosts = [
+        SimpleNamespace(name=n, connection=remote.Connection(host=n, addr="192.0.2.9"))
+        for n in names
+    ]
+    together = threading.Barrier(3, timeout=10)  # broken, b and a: fails unless at once
+
+    def use(hc, r, f):
+        together.wait()
+        if hc.name == "broken":
+            raise StepError("broken: the check failed")
+        return f
+
+    unreachable = []
+    out = over_hosts(hosts, use, log_dir=tmp_path, unreachable=unreachable, parallel=8)
+    assert list(out) == ["b", "a"] and out["a"] == "facts of a"
+    assert unreachable == ["broken", "down"]
+    err = capsys.readouterr().err
+    assert err.index("broken: the check failed") < err.index("down: cannot connect")
+
+
 def test_compat_host_asks_with_the_hosts_settings_and_the_flags_on_top(tmp_path, monkeypatch):
     """compat --host: the host's GPUs and OS from its facts, its driver/cuda/pytorch settings
     as the request (one place: provision.stack), a flag overriding a setting."""
