@@ -26,12 +26,13 @@ from typing import Any
 
 from provision import slurm
 from provision.errors import ConfigError, ProvisionError
+from provision.facts import split_sections
 
 MEMBERS = "cluster.members"  # HostConfig.settings key: the other members' HostConfigs
 PLAN = "cluster.plan"  # HostConfig.settings key: the ClusterPlan (dotted: never a step key)
 MUNGE_KEY = "/etc/munge/munge.key"
 HOSTNAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,62})$")
-MARK = "@@provision-cluster "
+MARK = "@@"  # facts.split_sections' markers
 SECTIONS = ("hostname", "cpus", "memory", "gpus", "packages", "candidate", "os", "accounts",
             "munge", "clock")  # fmt: skip
 # One read per member (as root: the munge key's sum). Each section after its mark line.
@@ -155,15 +156,7 @@ def members_of(hc) -> tuple:
 
 def sections(text: str) -> dict[str, list[str]]:
     """READ's output split at its mark lines (host text: data only)."""
-    out: dict[str, list[str]] = {}
-    current = None
-    for line in text.splitlines():
-        if line.startswith(MARK):
-            current = line[len(MARK) :].strip()
-            out[current] = []
-        elif current is not None:
-            out[current].append(line)
-    return out
+    return {name: body.splitlines() for name, body in split_sections(text).items()}
 
 
 def hardware(cpu_lines: list[str], mem_kb: int) -> slurm.NodeHardware:

@@ -396,6 +396,12 @@ def run_clusters(configs, each, *, plan, reporter, log_dir, remote_factory) -> d
     controllers with the hosts in no cluster, then the other members, given the controller's
     munge key (read once per cluster, never logged). {host: HostResult}."""
     done: dict[str, HostResult] = {}
+
+    def fail(hosts: list[HostConfig], exc: ProvisionError) -> None:
+        for hc in hosts:
+            done[hc.name] = HostResult(hc.name, error=exc)
+            reporter.step_line(hc.name, "cluster", "failed", exc.message.splitlines()[0])
+
     clusters: dict[str, list[HostConfig]] = {}
     first: list[HostConfig] = []
     for hc in configs:
@@ -408,9 +414,7 @@ def run_clusters(configs, each, *, plan, reporter, log_dir, remote_factory) -> d
         try:
             decided = read_cluster(selected[0], reporter, log_dir, remote_factory)
         except ProvisionError as exc:
-            for hc in selected:
-                done[hc.name] = HostResult(hc.name, error=exc)
-                reporter.step_line(hc.name, "cluster", "failed", exc.message.splitlines()[0])
+            fail(selected, exc)
             continue
         with_plan = [
             dataclasses.replace(hc, settings={**hc.settings, group.PLAN: decided})
@@ -429,9 +433,7 @@ def run_clusters(configs, each, *, plan, reporter, log_dir, remote_factory) -> d
                 f"not run: the cluster's controller {controller} failed",
                 f"fix {controller} first (its error is above), then run again",
             )
-            for hc in nodes:
-                done[hc.name] = HostResult(hc.name, error=exc)
-                reporter.step_line(hc.name, "cluster", "failed", exc.message)
+            fail(nodes, exc)
             continue
         if plan:
             second += nodes
@@ -440,9 +442,7 @@ def run_clusters(configs, each, *, plan, reporter, log_dir, remote_factory) -> d
             key = read_munge_key(nodes[0].settings[group.MEMBERS], controller, log_dir,
                                  remote_factory)  # fmt: skip
         except ProvisionError as exc:
-            for hc in nodes:
-                done[hc.name] = HostResult(hc.name, error=exc)
-                reporter.step_line(hc.name, "cluster", "failed", exc.message.splitlines()[0])
+            fail(nodes, exc)
             continue
         for hc in nodes:
             keyed = group.with_key(hc.settings[group.PLAN], key, hashlib.sha256(key).hexdigest())

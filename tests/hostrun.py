@@ -81,6 +81,16 @@ def missing_tools(tools: tuple[str, ...], packages: str) -> str:
     return ""
 
 
+def require_lan_tier(require_tier) -> None:
+    """What LAN container hosts (tests/hosts/lan.py) need here, or the tier's skip/failure."""
+    reason = missing_tools(
+        ("mmdebstrap", "systemd-nspawn", "ssh", "ip"),
+        "mmdebstrap systemd-container openssh-client iproute2",
+    )
+    if reason:
+        require_tier("container", reason)
+
+
 def booted(kind: str, require_tier, **up_kwargs):
     """Generator for a module fixture: a fresh test host of this kind, removed afterwards."""
     import uuid

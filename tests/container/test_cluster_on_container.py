@@ -16,7 +16,7 @@ import uuid
 import pytest
 from common import ssh
 
-from hostrun import missing_tools, provision_runner
+from hostrun import provision_runner, require_lan_tier
 
 pytestmark = pytest.mark.container
 ADDRS = ("10.77.1.11", "10.77.1.12", "10.77.1.13", "10.77.1.14")
@@ -48,12 +48,7 @@ def write_lab(path, hosts, proxy: str, extra: dict | None = None):
 @pytest.fixture(scope="module")
 def lab(require_tier, tmp_path_factory):
     """A LAN with a controller and one node (Debian 12); the test adds a third."""
-    reason = missing_tools(
-        ("mmdebstrap", "systemd-nspawn", "ssh", "ip"),
-        "mmdebstrap systemd-container openssh-client iproute2",
-    )
-    if reason:
-        require_tier("container", reason)
+    require_lan_tier(require_tier)
     import container
     import lan
 

@@ -14,7 +14,7 @@ import uuid
 import pytest
 from common import ssh
 
-from hostrun import missing_tools, provision_runner
+from hostrun import provision_runner, require_lan_tier
 
 pytestmark = pytest.mark.container
 ADDRS = ("10.77.0.11", "10.77.0.12")
@@ -23,12 +23,7 @@ ADDRS = ("10.77.0.11", "10.77.0.12")
 @pytest.fixture(scope="module")
 def pair(require_tier):
     """(LAN name, [first host, second host]) on a fresh LAN; all taken down afterwards."""
-    reason = missing_tools(
-        ("mmdebstrap", "systemd-nspawn", "ssh", "ip"),
-        "mmdebstrap systemd-container openssh-client iproute2",
-    )
-    if reason:
-        require_tier("container", reason)
+    require_lan_tier(require_tier)
     import container
     import lan
 

@@ -15,6 +15,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from test_slurm import run_slurmctld
 
 from declared import check_declared, recorded
 from fakes import FakeRemote
@@ -254,13 +255,7 @@ def test_slurmctld_reads_the_rendered_slurm_conf(tmp_path):
     gres = [g for n in p.nodes for g in n.gres]
     (tmp_path / "gres.conf").write_bytes(render("cluster/gres.conf.j2", lines=gres))
     (tmp_path / "cgroup.conf").write_bytes(render("cluster/cgroup.conf.j2"))
-    proc = subprocess.Popen(["slurmctld", "-D", "-v", "-f", str(tmp_path / "slurm.conf")],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
-    try:
-        out, _ = proc.communicate(timeout=6)
-    except subprocess.TimeoutExpired:
-        proc.terminate()
-        out, _ = proc.communicate(timeout=10)
+    out = run_slurmctld(tmp_path / "slurm.conf")
     assert "started on cluster cluster" in out, out
     assert "fatal" not in out and "error: Parse" not in out, out
 

@@ -114,6 +114,18 @@ PartitionName=main Nodes=ALL Default=YES State=UP
 """
 
 
+def run_slurmctld(conf) -> str:
+    """What Debian's slurmctld prints in its first seconds on this slurm.conf (then stopped)."""
+    proc = subprocess.Popen(["slurmctld", "-D", "-v", "-f", str(conf)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        out, _ = proc.communicate(timeout=6)
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=10)
+    return out
+
+
 def test_slurmctld_accepts_the_node_lines(tmp_path):
     """Debian's own slurmctld parses the node lines and starts its cluster (it runs a few
     seconds, then this test stops it); a bad node line stops it with 'fatal'."""
@@ -129,12 +141,6 @@ def test_slurmctld_accepts_the_node_lines(tmp_path):
                                 nodes="\n".join(nodes)))  # fmt: skip
     gres = slurm.gres_lines("box2", 2, False)
     (tmp_path / "gres.conf").write_text("".join(f"{line}\n" for line in gres))
-    proc = subprocess.Popen(["slurmctld", "-D", "-v", "-f", str(conf)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
-    try:
-        out, _ = proc.communicate(timeout=6)
-    except subprocess.TimeoutExpired:
-        proc.terminate()
-        out, _ = proc.communicate(timeout=10)
+    out = run_slurmctld(conf)
     assert "started on cluster lab" in out, out
     assert "fatal" not in out and "error: Parse" not in out, out
