@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 import declared
 from fakes import FakeRemote
-from provision import aptproxy, local, remote
+from provision import aptproxy, config, local, remote
 from provision.changes import Run, Upload
 from provision.cli import cli
 from provision.steps import base
@@ -211,7 +211,10 @@ def test_bad_proxy_exits_2_naming_where_the_value_and_the_fix(
     "value", ["http://10.0.0.5:3142", "http://cache.lab", "http://[fd00::5]:3142/"]
 )
 def test_good_proxies_are_accepted(value):
-    aptproxy.proxy_url(value)
+    aptproxy.proxy_url(value)  # raises ValueError on a bad one
+    settings, sources = config.build_settings([config.parse_set([f"base.apt_proxy={value}"])])
+    assert settings["base"].apt_proxy == value  # kept as written, not dropped or defaulted
+    assert sources["base.apt_proxy"] == "--set base.apt_proxy"
 
 
 def test_verify_reads_the_effective_value_from_apt_config():
