@@ -104,24 +104,26 @@ class SSHRemote(Remote):
             self.conn = None
 
     @contextlib.contextmanager
-    def forward_local(self, local_port: int, remote_port: int):
+    def forward_local(self, local_port: int, remote_port: int, on_failure=None):
         """127.0.0.1:local_port here is 127.0.0.1:remote_port there, inside the block.
 
-        Yields a list that, after the block, holds why connections through it failed
-        (typically: nothing listened on the box's port at the time).
+        The port here listens before the block starts (a URL printed inside it is served at
+        once; a port taken here is a ConnectError now). A connection the box refuses (nothing
+        listens there yet) closes only that connection: `on_failure(reason)` hears of it, and
+        the next connection tries again. Yields the list of those reasons.
         """
-        import invoke
-
         self.open()
-        failures: list[str] = []
-        forward = self.conn.forward_local(
-            local_port, remote_port=remote_port, remote_host="127.0.0.1", local_host="127.0.0.1"
-        )
         try:
-            with forward:
-                yield failures
-        except invoke.ThreadException as exc:
-            failures += sorted({repr(w.value) for w in exc.exceptions})
+            forward = LocalForward(self.conn.transport, local_port, remote_port, on_failure)
+        except OSError as exc:
+            raise ConnectError(
+                f"{self.host}: cannot listen on 127.0.0.1:{local_port} here: {exc.strerror or exc}",
+                "stop the program that holds it, or pick a free port with --local-port",
+            ) from None
+        try:
+            yield forward.failures
+        finally:
+            forward.close()
 
     def host_keys(self) -> tuple[str, ...]:
         """The keys this endpoint is known by ("type base64"): the one it showed and the
@@ -229,3 +231,97 @@ def stop_channel(channel) -> None:
         channel.transport._send_user_message(m)
     with contextlib.suppress(Exception):
         channel.close()
+
+
+class LocalForward:
+    """One local port forward over a Paramiko transport (`ssh -L 127.0.0.1:L:127.0.0.1:R`).
+
+    Fabric's own forward_local binds the port in its thread after it has returned (a URL
+    printed at once can be refused: seen in CI) and its thread ends at the first connection
+    the box refuses, so one early click kills the tunnel. Here the port listens before the
+    constructor returns, and each connection is its own channel and its own thread.
+    """
+
+    def __init__(self, transport, local_port: int, remote_port: int, on_failure=None) -> None:
+        import socket
+        import threading
+
+        self.transport = transport
+        self.remote = ("127.0.0.1", remote_port)
+        self.on_failure = on_failure
+        self.failures: list[str] = []
+        self.done = threading.Event()
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind(("127.0.0.1", local_port))
+            listener.listen(16)
+        except OSError:
+            listener.close()
+            raise
+        listener.settimeout(0.2)  # the accept loop looks at `done` this often
+        self.listener = listener
+        self.thread = threading.Thread(target=self._accept, name="forward", daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        import paramiko
+
+        while not self.done.is_set():
+            try:
+                client, peer = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return  # the listener was closed
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            try:
+                channel = self.transport.open_channel("direct-tcpip", self.remote, peer, timeout=15)
+            except (paramiko.SSHException, EOFError, OSError) as exc:
+                client.close()
+                reason = str(exc) or type(exc).__name__
+                self.failures.append(reason)
+                if self.on_failure:
+                    self.on_failure(reason)
+                continue
+            threading.Thread(
+                target=self._pump, args=(client, channel), name="forward-conn", daemon=True
+            ).start()
+
+    def _pump(self, client, channel) -> None:
+        """Copy bytes both ways until both sides have closed (or the forward is closed); a
+        side's end of data is passed on as a half-close, as ssh does."""
+        import select
+        import socket
+
+        open_ends = {client, channel}
+        try:
+            while open_ends and not self.done.is_set():
+                ready, _, _ = select.select(list(open_ends), [], [], 0.2)
+                if client in ready:
+                    data = client.recv(65536)
+                    if data:
+                        channel.sendall(data)
+                    else:
+                        open_ends.discard(client)
+                        channel.shutdown_write()
+                if channel in ready:
+                    data = channel.recv(65536)
+                    if data:
+                        client.sendall(data)
+                    else:
+                        open_ends.discard(channel)
+                        client.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        finally:
+            channel.close()
+            client.close()
+
+    def close(self) -> None:
+        self.done.set()
+        self.listener.close()
+        self.thread.join(timeout=2)

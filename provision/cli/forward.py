@@ -139,7 +139,9 @@ def tunnel(
     try:
         with contextlib.ExitStack() as stack:
             for local, there in forwards:
-                stack.enter_context(remote.forward_local(local, there))
+                stack.enter_context(
+                    remote.forward_local(local, there, on_failure=refused(hc.name, there))
+                )
                 click.echo(
                     f"{hc.name}: 127.0.0.1:{there} is at http://127.0.0.1:{local}/ "
                     "(Ctrl-C closes it)",
@@ -151,6 +153,21 @@ def tunnel(
         pass
     finally:
         remote.close()
+
+
+def refused(host: str, there: int):
+    """The tunnel's note for a connection the box refused (the service is not up yet, or
+    stopped): one line on stderr; the tunnel stays open for the next try."""
+    from provision.output import printable
+
+    def note(reason: str) -> None:
+        click.echo(
+            f"{host}: a connection to 127.0.0.1:{there} on the box failed "
+            f"({printable(reason)}): is the service running? (`provision status --host {host}`)",
+            err=True,
+        )
+
+    return note
 
 
 def parse_wanted(values, steps=None) -> tuple[str | int, ...]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -191,3 +193,106 @@ def test_an_interrupt_stops_a_safe_command_on_the_host_at_once(connection, tmp_p
         remote.close()
     time.sleep(4)
     assert not marker.exists()
+
+
+def _echo_server(port: int = 0):
+    """A one-thread TCP echo server on 127.0.0.1 (stands for the box's service: the sshd
+    under test runs on this machine, so the box's 127.0.0.1 is this one's). Returns
+    (port, close)."""
+    import socket
+    import threading
+
+    server = socket.create_server(("127.0.0.1", port))
+
+    def serve():
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                while data := conn.recv(4096):
+                    conn.sendall(data)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server.getsockname()[1], server.close
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _echo_through(port: int, payload: bytes) -> bytes:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(payload)
+        s.shutdown(socket.SHUT_WR)
+        got = b""
+        while data := s.recv(4096):
+            got += data
+        return got
+
+
+def test_a_forward_listens_before_its_block_starts(connection):
+    """The first connection, made the instant the block starts (as a browser opening the URL
+    the tunnel just printed), is served: fabric's forward bound its port in a thread after
+    returning, and CI once saw `Connection refused` there."""
+    there, stop = _echo_server()
+    remote = connect(connection)
+    try:
+        for _ in range(5):  # a race shows in a few tries; each opens a new listener
+            here = _free_port()
+            with remote.forward_local(here, there) as failures:
+                assert _echo_through(here, b"ping\n" * 1000) == b"ping\n" * 1000
+            assert failures == []
+    finally:
+        remote.close()
+        stop()
+
+
+def test_a_connection_the_box_refuses_leaves_the_forward_open(connection):
+    """Nothing listens on the box's port: that connection is closed and reported (one line
+    through on_failure); once the service is up, the next connection through the same forward
+    works (fabric's forward ended at the first refused channel)."""
+    there = _free_port()
+    heard = []
+    remote = connect(connection)
+    try:
+        here = _free_port()
+        with remote.forward_local(here, there, on_failure=heard.append) as failures:
+            # Closed without an answer: an end of data, or a reset (its bytes were unread).
+            with contextlib.suppress(ConnectionResetError):
+                assert _echo_through(here, b"early") == b""
+            for _ in range(50):  # the report comes from the forward's thread
+                if failures:
+                    break
+                time.sleep(0.1)
+            _port, stop = _echo_server(there)
+            try:
+                assert _echo_through(here, b"later") == b"later"
+            finally:
+                stop()
+        assert len(failures) == 1 and heard == failures
+        assert "connect failed" in failures[0].lower()
+    finally:
+        remote.close()
+
+
+def test_a_forward_from_a_taken_port_is_a_connect_error(connection):
+    import socket
+
+    remote = connect(connection)
+    try:
+        with socket.create_server(("127.0.0.1", 0)) as taken:
+            port = taken.getsockname()[1]
+            with pytest.raises(ConnectError) as info, remote.forward_local(port, 22):
+                pass
+        assert f"cannot listen on 127.0.0.1:{port} here" in info.value.message
+        assert "--local-port" in info.value.hint
+    finally:
+        remote.close()

@@ -184,7 +184,7 @@ def forwarding(monkeypatch):
 
     class Box:
         @contextlib.contextmanager
-        def forward_local(self, local, there):
+        def forward_local(self, local, there, on_failure=None):
             opened.append((local, there))
             yield []
 
