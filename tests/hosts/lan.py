@@ -17,6 +17,8 @@ namespaces (a socket keeps the namespace it was created in):
 
 State: STATE/.lan-NAME/ (lan.json, hosts, proxy.log of requests); each member's own
 STATE/HOST/lan.json and relay.json. Every host on a LAN has the others in /etc/hosts.
+A VM (vm.py) joins with a tap on the bridge instead (enlist, announce, forget): its own NIC,
+configured over SSH; its /etc/hosts is edited over SSH too.
 
     python3 tests/hosts/lan.py create NAME [--subnet 10.77.0.0/24]   # prints lan.json
     python3 tests/hosts/lan.py destroy NAME                          # members taken down too
@@ -110,10 +112,8 @@ def create(name: str = "pvlan", subnet: str = "10.77.0.0/24") -> dict:
 
 def destroy(name: str) -> None:
     """Take the LAN's remaining hosts down, stop its proxy, delete its namespace. Idempotent."""
-    import container  # here, not at the top: container.py imports this module
-
     for _addr, host in _members(name):
-        container.down(host)
+        _tier(host).down(host)
     with _locked(name):
         _teardown(name)
     with contextlib.suppress(OSError):
@@ -141,6 +141,34 @@ def _locked(name: str):
         yield
 
 
+def _tier(host: str):
+    """The member's tier module: a VM's state has its disk (container.down must not run there).
+    Imported here, not at the top: both import this module."""
+    if (STATE / host / "disk.qcow2").exists():
+        import vm
+
+        return vm
+    import container
+
+    return container
+
+
+def _tell(member: str, host: str, line: str | None) -> None:
+    """Update a running member's /etc/hosts for HOST (see _edit_hosts): a container's through
+    its overlay mount, a VM's over SSH."""
+    if (STATE / member / "rootfs").is_dir():
+        _edit_hosts(STATE / member / "rootfs/etc/hosts", host, line)
+    elif (STATE / member / "disk.qcow2").exists():
+        _tier(member).edit_hosts(member, host, line)
+
+
+def _check_addr(lan: str, record: dict, addr: str) -> None:
+    """ADDR must be in the LAN's subnet and not its gateway (the bridge's own)."""
+    net = ipaddress.ip_network(record["subnet"])
+    if ipaddress.ip_address(addr) not in net or addr == record["gateway"]:
+        raise ValueError(f"{addr} is not a host address of LAN {lan} ({net}, gateway .1)")
+
+
 def _members(name: str) -> list[tuple[str, str]]:
     """(address, host) of each host on the LAN, from its `hosts` file."""
     try:
@@ -166,8 +194,7 @@ def join(lan: str, host: str, addr: str, state: Path, rootfs: Path) -> dict:
     leave() can undo a half-done join."""
     record = info(lan)
     net = ipaddress.ip_network(record["subnet"])
-    if ipaddress.ip_address(addr) not in net or addr == record["gateway"]:
-        raise ValueError(f"{addr} is not a host address of LAN {lan} ({net}, gateway .1)")
+    _check_addr(lan, record, addr)
     if lan_dir(host).exists():  # its pv-HOST would be that LAN's namespace (deleted below)
         raise ValueError(f"host {host!r} has a LAN's name: both would be the namespace pv-{host}")
     ns, end = netns(host), veth(host)
@@ -198,7 +225,7 @@ def join(lan: str, host: str, addr: str, state: Path, rootfs: Path) -> dict:
         base = [ln for ln in (etc / "hosts").read_text().splitlines() if "127.0.1.1" not in ln]
         (etc / "hosts").write_text("\n".join(base + [f"{a} {h}" for a, h in members]) + "\n")
         for _a, other in members[:-1]:
-            _edit_hosts(STATE / other / "rootfs/etc/hosts", host, f"{addr} {host}")
+            _tell(other, host, f"{addr} {host}")
     # The build's copy of this machine's resolv.conf names a server the LAN has no route to:
     # each lookup that reached DNS waited 2 x 5 s for nothing. Loopback refuses at once.
     (etc / "resolv.conf").unlink(missing_ok=True)
@@ -227,18 +254,53 @@ def leave(state: Path) -> None:
         mine = json.loads((state / "lan.json").read_text())
     except (OSError, ValueError):
         return
-    host = state.name
     if (NETNS / mine["lan_netns"]).exists():
         _ip("-n", mine["lan_netns"], "link", "del", mine["veth"], check=False)
     if (NETNS / mine["netns"]).exists():
         _ip("netns", "del", mine["netns"], check=False)
-    if lan_dir(mine["lan"]).is_dir():
-        with _locked(mine["lan"]):
-            members = [(a, h) for a, h in _members(mine["lan"]) if h != host]
-            (lan_dir(mine["lan"]) / "hosts").write_text("".join(f"{a} {h}\n" for a, h in members))
-            for _a, other in members:
-                _edit_hosts(STATE / other / "rootfs/etc/hosts", host, None)
+    forget(mine["lan"], state.name)
     (state / "lan.json").unlink(missing_ok=True)
+
+
+def forget(lan: str, host: str) -> None:
+    """Take HOST off the LAN's member list and the others' /etc/hosts. Idempotent."""
+    if not lan_dir(lan).is_dir():
+        return
+    with _locked(lan):
+        members = [(a, h) for a, h in _members(lan) if h != host]
+        (lan_dir(lan) / "hosts").write_text("".join(f"{a} {h}\n" for a, h in members))
+        for _a, other in members:
+            _tell(other, host, None)
+
+
+# --- a VM on the LAN (vm.up / vm.down): a tap on br0, the guest configured over SSH ---------
+
+
+def enlist(lan: str, host: str, addr: str) -> dict:
+    """Reserve ADDR for a member that brings its own link (a VM's tap); the LAN's record.
+    Running members hear of it only from announce(), once it is up and configured."""
+    record = info(lan)
+    _check_addr(lan, record, addr)
+    with _locked(lan):
+        members = [(a, h) for a, h in _members(lan) if h != host]
+        taken = [h for a, h in members if a == addr]
+        if taken:
+            raise ValueError(f"{addr} is {taken[0]}'s on LAN {lan}")
+        members.append((addr, host))
+        (lan_dir(lan) / "hosts").write_text("".join(f"{a} {h}\n" for a, h in members))
+    return record
+
+
+def announce(lan: str, host: str, configure) -> None:
+    """Under the LAN's lock (no member joins or leaves meanwhile): configure(members) sets the
+    enlisted HOST up from the member list, then every other member gets HOST's line."""
+    with _locked(lan):
+        members = _members(lan)
+        configure(members)
+        line = next(f"{a} {h}" for a, h in members if h == host)
+        for _a, other in members:
+            if other != host:
+                _tell(other, host, line)
 
 
 def _edit_hosts(path: Path, host: str, line: str | None) -> None:

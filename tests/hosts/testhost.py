@@ -68,8 +68,8 @@ def main() -> int:
     p.add_argument("--rate-mb-s", type=float, help="with --rtt-ms: cap each direction's rate")
     p.add_argument("--no-apt-seed", action="store_true",
                    help="container: no cached .debs in the host (apt really downloads)")  # fmt: skip
-    p.add_argument("--lan", metavar="NAME", help="container: on this LAN (lan.py; made if "
-                   "missing), in a network namespace of its own")  # fmt: skip
+    p.add_argument("--lan", metavar="NAME", help="on this LAN (lan.py; made if missing): a "
+                   "container in a network namespace of its own, a VM with a NIC on it")  # fmt: skip
     p.add_argument("--lan-addr", metavar="ADDR", help="with --lan: its address, e.g. 10.77.0.11")
     p = sub.add_parser("down", help="stop a host and delete its state")
     p.add_argument("--name", required=True)
@@ -91,8 +91,8 @@ def main() -> int:
             parser.error("--rate-mb-s needs --rtt-ms (0 for a rate cap alone)")
         if args.no_apt_seed and args.kind != "container":
             parser.error("--no-apt-seed is for container hosts only")
-        if bool(args.lan) != bool(args.lan_addr) or (args.lan and args.kind != "container"):
-            parser.error("--lan and --lan-addr go together, for container hosts only")
+        if bool(args.lan) != bool(args.lan_addr):
+            parser.error("--lan and --lan-addr go together")
         extra = dict(item.split("=", 1) for item in args.set)
         module = kind_module(args.kind)
         options = {"release": args.release}

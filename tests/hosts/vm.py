@@ -17,9 +17,12 @@ a free port on 127.0.0.1 (user-mode networking, so the guest reaches the Debian 
 through this machine, which gets no new addresses), waits for SSH and writes the inventory
 and host.json. `nic2="netns"` adds a second NIC: a tap that qemu creates and opens, then
 moved into a network namespace of our own whose end of it is 192.168.77.1/24 (nothing in the
-root namespace). `down(name)` powers it off (else kills the qemu we started), deletes the
-namespace and the state. A `systemctl reboot` inside comes back by itself: qemu keeps
-running and GRUB boots the disk again.
+root namespace). `lan=NAME, lan_addr=ADDR` adds a NIC on a test LAN (lan.py): a tap on the
+LAN's bridge, the guest given ADDR, its name and the members' names over SSH, so VMs (and
+containers) on one LAN reach each other by name. `down(name)` powers it off (else kills the
+qemu we started), takes it off its LAN, deletes the namespace and the state. A
+`systemctl reboot` inside comes back by itself: qemu keeps running and GRUB boots the disk
+again.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import fcntl
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -36,6 +40,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import lan as lan_net
 from common import (
     CACHE,
     DEFAULT_RELEASE,
@@ -81,6 +86,7 @@ INCLUDE = (
 DISK_GIB = 40
 PART_START = 2048  # sectors of 512 bytes: the root partition starts at 1 MiB
 NIC2_SUBNET = "192.168.77"  # .1 is our end, inside the VM's own namespace only
+LAN_NETWORK = "/etc/systemd/network/10-testhost-lan.network"  # sorts before 90-default-dhcp
 GRUB_MARK = "TESTHOST-GRUB-OK"
 
 CONFIGURE = rf"""
@@ -400,6 +406,13 @@ def _netns(name: str) -> tuple[str, str]:
     return f"th-{name}", f"thtap{hashlib.sha256(name.encode()).hexdigest()[:8]}"
 
 
+def _lan_nic(name: str) -> tuple[str, str]:
+    """The LAN tap's name and the guest NIC's MAC: one per VM name (a bridge needs MACs apart);
+    52:... is locally administered, unicast."""
+    digest = hashlib.sha256(f"lan {name}".encode()).hexdigest()
+    return f"thlan{digest[:8]}", "52:54:00:" + ":".join(digest[i : i + 2] for i in (8, 10, 12))
+
+
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run(["ip", *args], capture_output=True, text=True, check=check)
 
@@ -442,6 +455,8 @@ def up(
     cpus: int = 2,
     nic2: str | None = None,
     release: str = DEFAULT_RELEASE,
+    lan: str | None = None,
+    lan_addr: str | None = None,
 ) -> TestHost:
     """Boot a fresh overlay of the image; wait for SSH; write the inventory and host.json.
 
@@ -449,10 +464,15 @@ def up(
     apart from the default DHCP attempt), a tap whose other end is 192.168.77.1/24 in the
     namespace host.extras["netns"]; reach the guest from there with `ip netns exec NS ...`.
     release: the Debian suite (bookworm or trixie) of the image it boots.
+    lan, lan_addr: also on that LAN (made if missing: lan.create) at that address, through a
+    NIC of its own (ens7, MAC from the name); SSH, the inventory and the default route stay
+    the user-mode NIC's. host.extras["lan"]: lan, addr, lan_netns, tap, mac, iface.
     On failure the VM is stopped and the error carries the end of its console log.
     """
     if nic2 not in (None, "netns"):
         raise ValueError(f"nic2 must be None or 'netns', not {nic2!r}")
+    if bool(lan) != bool(lan_addr):
+        raise ValueError("lan and lan_addr go together")
     base = build(release)
     state = STATE / name
     down(name, graceful=False)  # whatever an earlier host of this name left behind
@@ -504,6 +524,12 @@ def up(
             "virtio-net-pci,netdev=n1,addr=0x4,mac=52:54:00:77:00:10",
         ]
         host.extras.update(netns=netns, tap=tap, nic2_host_addr=f"{NIC2_SUBNET}.1/24")
+    if lan:
+        try:
+            argv += _enlist(host, lan, lan_addr)
+        except BaseException:
+            down(name, graceful=False)
+            raise
     started = time.monotonic()
     with open(state / "qemu.log", "ab") as qlog:
         proc = subprocess.Popen(
@@ -518,10 +544,14 @@ def up(
     try:
         if nic2:
             _move_tap(host, proc)
+        if lan:
+            _bridge_tap(host, proc)
         log(f"booting VM {name} (TCG; SSH on 127.0.0.1:{port}; about 1 min)")
         wait_for_ssh(host, boot_timeout_s, is_alive=lambda: proc.poll() is None)
         host.extras["boot_to_ssh_s"] = round(time.monotonic() - started, 1)
         log(f"VM {name}: SSH after {host.extras['boot_to_ssh_s']}s")
+        if lan:
+            _configure_lan(host)
         defaults = {"provision_reboot_timeout_s": "600", **GPU_STACK_OFF}
         write_inventory(host, {**defaults, **(extra_vars or {})})
         save_host(host)
@@ -534,19 +564,124 @@ def up(
     return host
 
 
-def _move_tap(host: TestHost, proc: subprocess.Popen) -> None:
-    """Move the tap qemu created (and holds open) into our namespace; address our end."""
-    netns, tap = host.extras["netns"], host.extras["tap"]
+def _wait_for_tap(tap: str, proc: subprocess.Popen) -> None:
     deadline = time.monotonic() + 30
     while not Path(f"/sys/class/net/{tap}").exists():
         if proc.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"qemu did not create the tap {tap}")
         time.sleep(0.1)
+
+
+def _move_tap(host: TestHost, proc: subprocess.Popen) -> None:
+    """Move the tap qemu created (and holds open) into our namespace; address our end."""
+    netns, tap = host.extras["netns"], host.extras["tap"]
+    _wait_for_tap(tap, proc)
     _ip("netns", "add", netns)
     _ip("link", "set", tap, "netns", netns)
     _ip("-n", netns, "link", "set", "lo", "up")
     _ip("-n", netns, "addr", "add", f"{NIC2_SUBNET}.1/24", "dev", tap)
     _ip("-n", netns, "link", "set", tap, "up")
+
+
+def _enlist(host: TestHost, lan: str, addr: str) -> list[str]:
+    """Reserve ADDR on the LAN (recorded in state/lan.json first, so down() undoes it); the
+    qemu arguments of the LAN NIC."""
+    record = lan_net.create(lan)
+    tap, mac = _lan_nic(host.name)
+    mine = {"lan": lan, "addr": addr, "lan_netns": record["netns"], "tap": tap, "mac": mac}
+    host.extras["lan"] = mine
+    (host.state_dir / "lan.json").write_text(json.dumps(mine))
+    lan_net.enlist(lan, host.name, addr)
+    return [
+        "-netdev",
+        f"tap,id=n2,ifname={tap},script=no,downscript=no",
+        "-device",
+        f"virtio-net-pci,netdev=n2,addr=0x7,mac={mac}",
+    ]
+
+
+def _bridge_tap(host: TestHost, proc: subprocess.Popen) -> None:
+    """Move the LAN tap (qemu holds it open; it goes when qemu does) onto the LAN's bridge."""
+    mine = host.extras["lan"]
+    _wait_for_tap(mine["tap"], proc)
+    _ip("link", "set", mine["tap"], "netns", mine["lan_netns"])
+    _ip("-n", mine["lan_netns"], "link", "set", mine["tap"], "master", "br0", "up")
+
+
+def _sudo(host: TestHost, script: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    """A script as root through the test user's NOPASSWD sudo (root's own SSH login may be
+    off once provision's ssh step ran)."""
+    return ssh(host, f"sudo sh -c {shlex.quote(script)}", user=USER, check=False, timeout=timeout)
+
+
+def _configure_lan(host: TestHost) -> None:
+    """Once SSH works: the LAN NIC (found by its MAC) gets ADDR from a networkd file (it
+    survives reboots and netplan's networkd restarts), the guest its name, /etc/hosts every
+    member; then the others get this one (lan.announce, under the LAN's lock)."""
+    mine = host.extras["lan"]
+    prefix = lan_net.info(mine["lan"])["subnet"].split("/")[1]
+    mac, addr = mine["mac"], mine["addr"]
+    network = ["[Match]", f"MACAddress={mac}", "", "[Network]", f"Address={addr}/{prefix}"]
+    network += ["LinkLocalAddressing=no", "IPv6AcceptRA=no"]  # no default route: DHCP NIC's
+
+    def configure(members: list[tuple[str, str]]) -> None:
+        names = " ".join(h for _a, h in members)
+        lines = " ".join(shlex.quote(f"{a} {h}") for a, h in members)
+        script = f"""
+set -e
+dev=
+for d in /sys/class/net/*; do
+  if [ "$(cat "$d/address")" = {mac} ]; then dev=${{d##*/}}; fi
+done
+if [ -z "$dev" ]; then echo "no NIC with MAC {mac}" >&2; exit 1; fi
+printf '%s\\n' {" ".join(shlex.quote(x) for x in network)} > {LAN_NETWORK}
+networkctl reload
+networkctl reconfigure "$dev"
+i=0
+until ip -o -4 addr show dev "$dev" | grep -q " {addr}/"; do
+  i=$((i + 1)); [ $i -le 120 ] || {{ echo "networkd gave $dev no {addr}" >&2; exit 1; }}
+  sleep 0.5
+done
+echo {host.name} > /etc/hostname
+hostname {host.name}
+# No 127.0.1.1 line: a cluster daemon must find its own name at its LAN address (as lan.join).
+awk -v names=' {names} ' '$1 != "127.0.1.1" && index(names, " " $2 " ") == 0' /etc/hosts \\
+  > /etc/hosts.testhost
+printf '%s\\n' {lines} >> /etc/hosts.testhost
+mv /etc/hosts.testhost /etc/hosts
+echo "$dev"
+"""
+        proc = _sudo(host, script)
+        if proc.returncode:
+            raise RuntimeError(f"LAN setup in {host.name} failed: {proc.stderr.strip()}")
+        mine.update(iface=proc.stdout.split()[-1], configured=True)
+        (host.state_dir / "lan.json").write_text(json.dumps(mine))  # edit_hosts may reach it
+
+    lan_net.announce(mine["lan"], host.name, configure)
+    log(f"VM {host.name}: {mine['addr']} on LAN {mine['lan']} ({mine['iface']})")
+
+
+def edit_hosts(name: str, host: str, line: str | None) -> None:
+    """lan.py's news for a VM member: drop HOST's line from its /etc/hosts, add `line` (if
+    any), over SSH. Skipped before the VM configured its LAN NIC: it reads every member then."""
+    try:
+        mine = json.loads((STATE / name / "lan.json").read_text())
+        vm = load_host(name)
+    except (OSError, ValueError, TypeError, KeyError):
+        return
+    if not mine.get("configured"):
+        return
+    add = f"printf '%s\\n' {shlex.quote(line)} >> /etc/hosts.testhost\n" if line else ""
+    script = (
+        f"set -e\nawk -v h={shlex.quote(host)} '$2 != h' /etc/hosts > /etc/hosts.testhost\n"
+        f"{add}mv /etc/hosts.testhost /etc/hosts\n"
+    )
+    try:
+        proc = _sudo(vm, script, timeout=30)
+    except subprocess.TimeoutExpired:
+        proc = None
+    if not proc or proc.returncode:
+        log(f"VM {name}: /etc/hosts not updated for {host} ({proc and proc.stderr.strip()})")
 
 
 def _tail(path: Path, lines: int = 25) -> str:
@@ -597,4 +732,9 @@ def down(name: str, graceful: bool = True, timeout_s: float = 60) -> None:
     if _netns_exists(netns):
         _ip("-n", netns, "link", "del", tap, check=False)
         _ip("netns", "del", netns, check=False)
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        mine = json.loads((state / "lan.json").read_text())
+        if _netns_exists(mine["lan_netns"]):  # gone with qemu already, unless qemu is stuck
+            _ip("-n", mine["lan_netns"], "link", "del", mine["tap"], check=False)
+        lan_net.forget(mine["lan"], name)
     shutil.rmtree(state, ignore_errors=True)
