@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from provision import slurm
+from provision import nfshome, slurm
 from provision.errors import ConfigError, ProvisionError
 from provision.facts import split_sections
 
@@ -93,6 +93,7 @@ class ClusterPlan:
     munge_sum: str  # the controller's key's sha256 ('' when it has none yet)
     munge_key: bytes | None = field(default=None, repr=False)  # only after read_key
     hostnames: dict[str, str] = field(default_factory=dict)  # inventory name -> hostname
+    share: nfshome.Share | None = None  # cluster.nfs_home: the shared homes
 
 
 # --- which hosts form a cluster (config time: nothing is sent) ------------------------------
@@ -136,6 +137,8 @@ def attach(configs: list, lookup: Callable[[list[str]], list], all_hosts: list[s
                 "controller in the cluster's group)",
                 where=where,
             )
+    for controller in wanted:
+        agree_on_share(groups.get(controller, []))
     out = []
     for hc in configs:
         s = hc.settings.get("cluster")
@@ -144,6 +147,45 @@ def attach(configs: list, lookup: Callable[[list[str]], list], all_hosts: list[s
             hc = dataclasses.replace(hc, settings={**hc.settings, MEMBERS: members})
         out.append(hc)
     return out
+
+
+def agree_on_share(members: list) -> None:
+    """Every member names the same cluster.nfs_home and nfs_path, and the server is one of
+    them (a ConfigError, exit 2, naming the first member that differs)."""
+    if not members:
+        return
+    head = members[0]
+    want = (head.settings["cluster"].nfs_home, head.settings["cluster"].nfs_path)
+    names = [m.name for m in members]
+    for hc in members:
+        s = hc.settings["cluster"]
+        if (s.nfs_home, s.nfs_path) != want:
+            raise ConfigError(
+                f"{hc.name}: cluster.nfs_home/nfs_path = {s.nfs_home or '(none)'}:{s.nfs_path},"
+                f" but {head.name} has {want[0] or '(none)'}:{want[1]} (one cluster, one share)",
+                "set cluster.nfs_home (and nfs_path) once for the cluster's group, e.g. under "
+                "[lab:vars]",
+                where=hc.sources.get(
+                    "cluster.nfs_home" if s.nfs_home != want[0] else "cluster.nfs_path", ""
+                ),
+            )
+    if want[0] and want[0] not in names:
+        raise ConfigError(
+            f"{head.name}: cluster.nfs_home = {want[0]!r} is not a box of this cluster "
+            f"({', '.join(names)})",
+            "name the cluster's controller, whose disk holds the homes",
+            where=head.sources.get("cluster.nfs_home", ""),
+        )
+    controller = head.settings["cluster"].controller
+    if want[0] and want[0] != controller:
+        # The controller runs first (it makes the munge key every other box needs), so the
+        # homes must be exported by then: a box that mounts them cannot run before their server.
+        raise ConfigError(
+            f"{head.name}: cluster.nfs_home = {want[0]} is not the controller {controller}: the "
+            "shared homes are served by the controller",
+            f"set cluster.nfs_home = {controller} (the box with the homes' disk as controller)",
+            where=head.sources.get("cluster.nfs_home", ""),
+        )
 
 
 def members_of(hc) -> tuple:
@@ -280,6 +322,19 @@ def decide(members: list[Member], settings_of: dict[str, Any], controller: str) 
             )
         )
     cs = settings_of[controller]
+    share = None
+    if cs.nfs_home:
+        server = next(m for m in members if m.host == cs.nfs_home)
+        share = nfshome.Share(
+            server=server.host,
+            server_at=settings_of[server.host].node_addr or server.hostname,
+            path=cs.nfs_path,
+            clients=tuple(
+                nfshome.Client(m.host, m.hostname, settings_of[m.host].node_addr)
+                for m in members
+                if m.host != server.host
+            ),
+        )
     return ClusterPlan(
         name=cs.name or "cluster",
         controller=controller,
@@ -288,6 +343,7 @@ def decide(members: list[Member], settings_of: dict[str, Any], controller: str) 
         gres_types="gpu" if any(n.gres for n in nodes) else "",
         munge_sum=head.munge_sum,
         hostnames={m.host: m.hostname for m in members},
+        share=share,
     )
 
 

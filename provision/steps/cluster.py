@@ -7,6 +7,10 @@ the controller's, 0400 munge:munge, munged running), slurm-client, slurmd on the
 phase read on all of them (provision/group.py: it also refuses a version mix outside Slurm's
 window, UID conflicts and clocks apart before anything is installed). Restarts slurmctld and
 slurmd when their configuration changes, munge when its key does. Never reboots.
+
+With `cluster.nfs_home` (the controller), the homes are shared (provision/nfshome.py): the
+controller exports `cluster.nfs_path` to the other boxes, which mount it through a systemd
+automount, applied guarded (a fresh login must work with it mounted, else the box undoes it).
 """
 
 from __future__ import annotations
@@ -14,8 +18,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from provision import group, shell
-from provision.changes import Change, Restart, Run
+from provision import group, nfshome, shell
+from provision.changes import Change, Guarded, Restart, Run, Upload
 from provision.errors import ProvisionError, Skip
 from provision.facts.reads import Read
 from provision.resources import (
@@ -74,6 +78,17 @@ class Settings:
         True, "confine jobs with cgroups to the cores, memory and GPUs they asked for"
     )
     max_clock_skew_s: int = setting(60, "refuse boxes whose clock is further off", positive)
+    nfs_home: str = setting(
+        "",
+        "share nfs_path from this box to the others over NFS: the controller's name (empty: "
+        "no share)",
+        inventory_name,
+    )
+    nfs_path: str = setting("/home", "the path nfs_home shares (mounted on first use)",
+                            nfshome.shared_path)  # fmt: skip
+    rollback_after_s: int = setting(
+        90, "undo the share's mount on a box after this long without a fresh login", positive
+    )
 
 
 def plan_of(ctx: Context) -> group.ClusterPlan | None:
@@ -108,7 +123,7 @@ def reads(ctx: Context) -> list[Read]:
     if not is_controller(ctx, s):  # the key's state (never its content: it is 0400)
         wanted.append(file_read(ctx, group.MUNGE_KEY))
     wanted += [resolve_read(n) for n in names_to_resolve(plan, ctx)]
-    return wanted
+    return wanted + share_reads(ctx, plan)
 
 
 def names_to_resolve(plan: group.ClusterPlan, ctx: Context) -> list[str]:
@@ -193,6 +208,7 @@ def check(ctx: Context) -> list[Change]:
     controller = is_controller(ctx, s)
     wanted = list(CONTROLLER_PACKAGES) if controller else []
     wanted += [p for p in NODE_PACKAGES if s.compute or p != "slurmd"]
+    wanted += share_packages(ctx, plan)
     base = ctx.of("base")
     changes = packages(
         ctx,
@@ -221,7 +237,131 @@ def check(ctx: Context) -> list[Change]:
     changes += service(ctx, "munge")
     for unit in restarts:
         changes += service(ctx, unit)
-    return changes
+    return changes + share_changes(ctx, s, plan)
+
+
+# --- the shared homes (cluster.nfs_home; nfshome.py decides) --------------------------------
+
+
+def check_dir_read(share: nfshome.Share) -> Read:
+    return Read(shell.cmd("stat", "-c", "%U:%G:%a", "--", f"{share.path}/{nfshome.CHECK_DIR}"),
+                sudo=True)  # fmt: skip
+
+
+def covered_read(share: nfshome.Share) -> Read:
+    """How many entries the box's own path holds (the mount will cover them), unless its
+    automount is already on."""
+    automount = nfshome.unit_name(share.path, "automount")
+    return Read(
+        f"if systemctl is-active -q {shell.cmd(automount)}; then echo mounted; "
+        f"else ls -A -- {shell.cmd(share.path)} 2>/dev/null | wc -l; fi"
+    )
+
+
+def share_reads(ctx: Context, plan: group.ClusterPlan) -> list[Read]:
+    share = plan.share
+    if share is None:
+        return []
+    if share.server == ctx.host:
+        return [file_read(ctx, nfshome.EXPORTS), check_dir_read(share), service_read("nfs-server")]
+    automount = nfshome.unit_name(share.path, "automount")
+    return [
+        file_read(ctx, nfshome.unit_path(share.path, "mount")),
+        file_read(ctx, nfshome.unit_path(share.path, "automount")),
+        service_read(automount),
+        covered_read(share),
+    ]
+
+
+def share_packages(ctx: Context, plan: group.ClusterPlan) -> list[str]:
+    share = plan.share
+    if share is None:
+        return []
+    return ["nfs-kernel-server"] if share.server == ctx.host else ["nfs-common"]
+
+
+def exported(ctx: Context, share: nfshome.Share) -> list[Change]:
+    """On the server: the path exported to the other boxes' addresses, nfs-server running, and
+    the directory verify's job writes in (nobody's: what root on a client is squashed to)."""
+    resolved = {
+        c.hostname: nfshome.first_address(ctx.read(resolve_read(c.hostname).command).stdout)
+        for c in share.clients
+        if not c.node_addr
+    }
+    line, missing = nfshome.exports_line(share, resolved)
+    if missing:
+        raise ProvisionError(
+            f"{ctx.host}: cannot export {share.path}: {', '.join(missing)} do not resolve here",
+            "add them to DNS or /etc/hosts on this box, or set cluster.node_addr for them",
+        )
+    changes = []
+    check_dir = f"{share.path}/{nfshome.CHECK_DIR}"
+    if ctx.read(check_dir_read(share).command, sudo=True).stdout.strip() != "nobody:nogroup:755":
+        make = shell.cmd("install", "-d", "-o", "nobody", "-g", "nogroup", "-m", "0755", "--",
+                         check_dir)  # fmt: skip
+        changes.append(Change(f"make {check_dir} (nobody's: verify's job writes there)",
+                              (Run(make),)))  # fmt: skip
+    variables = {"path": share.path, "line": line}
+    for c in template_file(ctx, "cluster/exports.j2", nfshome.EXPORTS, variables):
+        changes.append(Change(c.summary, (*c.actions, Run("exportfs -ra")), c.diff))
+    return changes + service(ctx, "nfs-server")
+
+
+def mounted(ctx: Context, s: Settings, share: nfshome.Share) -> list[Change]:
+    """On a client: the share's mount and automount units; a new or changed one is applied
+    guarded (a fresh login must work with the share mounted, else the box undoes it)."""
+    automount = nfshome.unit_name(share.path, "automount")
+    mount = nfshome.unit_name(share.path, "mount")
+    values = {"path": share.path, "server": share.server_at, "automount": automount}
+    written = template_file(ctx, "cluster/share.mount.j2", nfshome.unit_path(share.path, "mount"),
+                            values)  # fmt: skip
+    written += template_file(
+        ctx, "cluster/share.automount.j2", nfshome.unit_path(share.path, "automount"), values
+    )
+    if not written:
+        return service(ctx, automount)
+    uploads = tuple(a for c in written for a in c.actions if isinstance(a, Upload))
+    path = shell.cmd(share.path)
+    source = shell.cmd(f"{share.server_at}:{share.path}")
+    failed = shell.group(f"echo {source} did not mount >&2; exit 1")
+    activate = shell.and_(
+        "systemctl daemon-reload",
+        shell.cmd("systemctl", "enable", "--", automount),
+        shell.cmd("systemctl", "start", "--", automount),
+        f"timeout 40 ls -A -- {path}/ >/dev/null",
+        shell.group(f"findmnt -n -t nfs4 --mountpoint {path} >/dev/null || " + failed),
+    )
+    wants = f"/etc/systemd/system/multi-user.target.wants/{automount}"
+    restore = shell.seq(
+        f"systemctl stop {shell.cmd(automount)} {shell.cmd(mount)} 2>/dev/null",
+        shell.if_(
+            shell.exists(nfshome.unit_path(share.path, "automount")),
+            shell.and_("systemctl daemon-reload", shell.cmd("systemctl", "start", "--", automount)),
+            shell.seq(shell.cmd("rm", "-f", "--", wants), "systemctl daemon-reload"),
+        ),
+    )
+    covered = ctx.read(covered_read(share).command).stdout.strip()
+    hides = ""
+    if covered.isdigit() and covered != "0":
+        noun = "entry" if covered == "1" else "entries"
+        hides = f"; it covers this box's own {share.path} ({covered} {noun})"
+    summary = (
+        f"mount {share.server_at}:{share.path} on {share.path} (NFS, at first use: {automount})"
+        f"{hides} (confirmed by a fresh login)"
+    )
+    guarded = Guarded(
+        uploads=uploads, activate=activate, restore=restore, rollback_after_s=s.rollback_after_s
+    )
+    return [Change(summary, (guarded,), "".join(c.diff for c in written))]
+
+
+def share_changes(ctx: Context, s: Settings, plan: group.ClusterPlan) -> list[Change]:
+    share = plan.share
+    if share is None:
+        return []
+    if share.server == ctx.host:
+        return exported(ctx, share)
+    return mounted(ctx, s, share)
 
 
 # --- verify -----------------------------------------------------------------------------------
@@ -319,6 +459,80 @@ def verify_srun_everywhere(host, s: Settings) -> None:
     assert ran == nodes, f"srun ran on {ran}, the nodes are {nodes}"
 
 
+def _sharing(s: Settings) -> None:
+    _in_cluster(s)
+    if not s.nfs_home:
+        raise Skip("cluster.nfs_home is not set (no shared homes)")
+
+
+def verify_share_exported(host, s: Settings) -> None:
+    """on the box sharing the homes: nfs-server runs and exports the path to named addresses"""
+    _sharing(s)
+    if not host.file(nfshome.EXPORTS).exists:
+        raise Skip(f"runs on the box that shares {s.nfs_path} ({nfshome.EXPORTS} is not here)")
+    active = host.run("systemctl is-active nfs-server").stdout.strip()
+    assert active == "active", f"nfs-server is {active or 'not running'}"
+    out = host.run("exportfs -s")
+    assert out.rc == 0, f"exportfs -s failed: {out.stderr.strip()[-300:]}"
+    lines = [ln.split() for ln in out.stdout.splitlines()]
+    clients = [ln[1] for ln in lines if len(ln) == 2 and ln[0] == s.nfs_path]
+    assert clients, f"{s.nfs_path} is not exported (exportfs -s: {out.stdout.strip()[-300:]})"
+    wide = [c for c in clients if c.split("(")[0] in ("*", "") or "/" in c.split("(")[0]]
+    assert not wide, f"{s.nfs_path} is exported to everyone or a network: {wide}"
+    squashed = [c for c in clients if "no_root_squash" in c]
+    assert not squashed, f"{s.nfs_path} is exported without root squashing: {squashed}"
+
+
+def verify_share_mounted(host, s: Settings) -> None:
+    """on the other boxes: the shared path is the NFS mount from the box sharing it"""
+    _sharing(s)
+    if host.file(nfshome.EXPORTS).exists:
+        raise Skip(f"this box shares {s.nfs_path}")
+    automount = nfshome.unit_name(s.nfs_path, "automount")
+    active = host.run(f"systemctl is-active {shell.cmd(automount)}").stdout.strip()
+    assert active == "active", f"{automount} is {active or 'not running'}"
+    path = shell.cmd(s.nfs_path)
+    # The automount's autofs stays mounted there; the NFS mount is stacked on it once used.
+    out = host.run(
+        f"timeout 40 ls -A -- {path}/ >/dev/null; "
+        f"findmnt -n -t nfs4,nfs -o SOURCE,FSTYPE --mountpoint {path}"
+    )
+    found = out.stdout.split()
+    assert len(found) == 2, (
+        f"{s.nfs_path} is not an NFS mount here: {out.stdout.strip()[:200] or 'not mounted'}"
+    )
+    assert found[0].endswith(f":{s.nfs_path}"), f"{s.nfs_path} is mounted from {found[0]}"
+
+
+def verify_shared_home_job(host, s: Settings) -> None:
+    """on the controller: a batch job writes a file in the shared path; another node reads it"""
+    _sharing(s)
+    if not _is_controller_host(host):
+        raise Skip("runs on the controller")
+    nodes = sorted(set(host.run("sinfo -h -N -o %N").stdout.split()))
+    if len(nodes) < 2:
+        raise Skip(f"one node only ({', '.join(nodes) or 'none'}): nothing to share with")
+    import secrets
+
+    token = secrets.token_hex(8)
+    proof = f"{s.nfs_path}/{nfshome.CHECK_DIR}/verify-{token}"
+    writer, reader = nodes[-1], nodes[0]  # two nodes: at most one of them is the server
+    job = shell.cmd("sh", "-c", f"echo {token} > {shell.cmd(proof)}")
+    wrote = host.run(
+        "timeout 180 "
+        + shell.cmd("sbatch", "--wait", "-Q", "-N1", "-w", writer, "-o", "/dev/null", "--wrap", job)
+    )
+    assert wrote.rc == 0, (
+        f"the batch job on {writer} could not write {proof}: {wrote.stderr.strip()[-300:]}"
+    )
+    seen = host.run("timeout 120 " + shell.cmd("srun", "-I30", "-N1", "-w", reader, "cat", proof))
+    host.run("timeout 60 " + shell.cmd("srun", "-I30", "-N1", "-w", reader, "rm", "-f", proof))
+    assert seen.stdout.strip() == token, (
+        f"{reader} does not see the file the job on {writer} wrote in {s.nfs_path}: "
+        f"{(seen.stderr or seen.stdout).strip()[-300:]}"
+    )
+
+
 def verify_one_gpu_job(host, s: Settings) -> None:
     """a job that asks for one GPU sees exactly one (CUDA_VISIBLE_DEVICES, nvidia-smi -L)"""
     _in_cluster(s)
@@ -342,7 +556,15 @@ STEP = Step(
     summary="the lab's boxes as one Slurm cluster (munge, slurmctld, slurmd from the distro)",
     settings=Settings,
     check=check,
-    verify=(verify_munge, verify_node_idle, verify_srun_everywhere, verify_one_gpu_job),
+    verify=(
+        verify_munge,
+        verify_node_idle,
+        verify_srun_everywhere,
+        verify_share_exported,
+        verify_share_mounted,
+        verify_shared_home_job,
+        verify_one_gpu_job,
+    ),
     preflight=preflight,
     reads=reads,
 )

@@ -1,0 +1,152 @@
+"""Shared homes across a cluster: two Debian 12 VMs on a test LAN (tests/hosts/lan.py), the
+controller exporting /home over NFS (a kernel server: a container cannot run one), the other
+box mounting it through its systemd automount; Slurm's jobs with cgroup confinement on (the
+VMs have kernels of their own).
+
+Expectations from outside the code: `exportfs -s` and `findmnt` on the boxes, a file a batch
+job (and a user over SSH) wrote on one box read on the other, `sinfo`/`srun`. Minutes under
+TCG, so `slow` (not in CI):
+
+    sudo tests/run -m slow tests/vm/test_cluster_nfs_on_vm.py -s
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+from common import GPU_STACK_OFF, ssh
+
+from hostrun import provision_runner, require_lan_tier
+
+pytestmark = [pytest.mark.vm, pytest.mark.slow]
+SUBNET = "10.77.2"
+SETTINGS = {
+    **GPU_STACK_OFF,
+    "cluster.nfs_home": "",  # the controller's name, set below
+    "base.packages": "ca-certificates",
+    "base.kernel_headers": "false",
+    "base.unattended_upgrades": "false",
+}
+TIMES: dict[str, float] = {}
+
+
+def host_line(host) -> str:
+    return (
+        f"{host.name} ansible_host={host.addr} ansible_port={host.port} ansible_user={host.user} "
+        f"ansible_ssh_private_key_file={host.key_file} provision_known_hosts={host.known_hosts}"
+    )
+
+
+@pytest.fixture(scope="module")
+def lab(require_tier, tmp_path_factory):
+    """A LAN with two VMs; the first is the controller and shares /home."""
+    require_lan_tier(require_tier)
+    import lan
+    import vm
+
+    tag = uuid.uuid4().hex[:4]
+    name = f"nf{tag}"
+    hosts = []
+    started = time.monotonic()
+    try:
+        lan.create(name, subnet=f"{SUBNET}.0/24")
+        for i in range(2):
+            hosts.append(vm.up(f"nfs{i + 1}-{tag}", lan=name, lan_addr=f"{SUBNET}.{21 + i}"))
+        TIMES["boot"] = time.monotonic() - started
+        work = tmp_path_factory.mktemp("lab")
+        values = {
+            **SETTINGS,
+            "cluster.controller": hosts[0].name,
+            "cluster.nfs_home": hosts[0].name,
+        }
+        lines = ["[lab]", *(host_line(h) for h in hosts), "", "[lab:vars]"]
+        lines += [f"{k}={v}" for k, v in values.items()]
+        (work / "inventory.ini").write_text("\n".join(lines) + "\n")
+        yield {"hosts": hosts, "work": work}
+    finally:
+        for host in hosts:
+            vm.down(host.name, graceful=False)
+        lan.destroy(name)
+        print(f"\n[nfs VMs] stage times (s): { {k: round(v) for k, v in TIMES.items()} }")
+
+
+def run(lab, *args, check_rc=0):
+    inv = lab["work"] / "inventory.ini"
+    return provision_runner(lab["hosts"][0], lab["work"] / "logs")(
+        *args, "-i", str(inv), check_rc=check_rc, timeout_s=3600
+    )
+
+
+def line_of(out: str, host: str, words: str) -> str:
+    return next(ln for ln in out.splitlines() if ln.startswith(host + " ") and words in ln)
+
+
+def test_the_homes_are_shared_and_a_job_on_one_box_writes_what_the_other_reads(lab):
+    a, b = lab["hosts"]
+    started = time.monotonic()
+    first = run(lab, "cluster", "--host", "lab")
+    TIMES["first cluster run"] = time.monotonic() - started
+    text = first.stdout + first.stderr
+    assert "mount " + a.name + ":/home on /home" in text, text
+    again = run(lab, "cluster", "--host", "lab", "--plan", "--detailed-exitcode")
+    assert "planned" not in again.stdout, again.stdout
+    out = run(lab, "verify", "cluster", "--host", "lab").stdout
+    assert line_of(out, a.name, "exports the path").split()[2] == "passed", out
+    assert line_of(out, b.name, "shared path is the NFS mount").split()[2] == "passed", out
+    assert line_of(out, a.name, "a batch job writes a file").split()[2] == "passed", out
+    exports = ssh(a, "exportfs -s", user="root").stdout
+    assert f"/home  {SUBNET}.22(" in exports or f"/home {SUBNET}.22(" in exports, exports
+    mount = ssh(b, "ls /home >/dev/null; findmnt -n -t nfs4 -o SOURCE,FSTYPE --mountpoint /home",
+                user="root").stdout.split()  # fmt: skip
+    assert mount == [f"{a.name}:/home", "nfs4"], mount
+    # A user's file, written over SSH on the server, read on the other box as that user.
+    token = uuid.uuid4().hex
+    ssh(a, f"echo {token} > ~/shared-{token}", user=a.user)
+    assert ssh(b, f"cat ~/shared-{token}", user=b.user).stdout.strip() == token
+    # Root on the other box is squashed: it cannot write in the user's home.
+    denied = ssh(b, f"touch /home/{b.user}/root-{token}", user="root", check=False)
+    assert denied.returncode != 0
+
+
+# check -> (the box broken, how, the words of the verify line that fails). A lab's mistakes: a
+# hand-edited exports file opened to everyone, the automount switched off, the proof
+# directory's owner changed.
+DRIFTS = {
+    "verify_share_exported": (
+        0,
+        "echo '/home *(rw,no_root_squash,no_subtree_check)' > "
+        "/etc/exports.d/provision-cluster.exports && exportfs -ra",
+        "exports the path",
+        0,
+    ),
+    "verify_share_mounted": (
+        1,
+        "systemctl disable home.automount && systemctl stop home.automount",
+        "shared path is the NFS mount",
+        1,
+    ),
+    "verify_shared_home_job": (
+        0,
+        "chown root:root /home/.provision-check",
+        "a batch job writes a file",
+        0,
+    ),
+}
+
+
+@pytest.mark.parametrize("check", sorted(DRIFTS))
+def test_drift_is_planned_and_repaired(lab, check):
+    broken, command, words, failing = DRIFTS[check]
+    hosts = lab["hosts"]
+    ssh(hosts[broken], command, user="root")
+    before = run(lab, "verify", "cluster", "--host", "lab", check_rc=1).stdout
+    assert line_of(before, hosts[failing].name, words).split()[2] == "failed", before
+    plan = run(lab, "cluster", "--host", "lab", "--plan", "--detailed-exitcode", check_rc=3)
+    planned = [ln for ln in plan.stdout.splitlines() if " planned " in ln]
+    assert [ln.split()[0] for ln in planned] == [hosts[broken].name], plan.stdout
+    run(lab, "cluster", "--host", "lab")
+    run(lab, "cluster", "--host", "lab", "--plan", "--detailed-exitcode")
+    after = run(lab, "verify", "cluster", "--host", "lab").stdout
+    assert line_of(after, hosts[failing].name, words).split()[2] == "passed", after
