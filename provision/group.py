@@ -34,7 +34,8 @@ MUNGE_KEY = "/etc/munge/munge.key"
 HOSTNAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,62})$")
 MARK = "@@"  # facts.split_sections' markers
 SECTIONS = ("hostname", "cpus", "memory", "gpus", "packages", "candidate", "os", "accounts",
-            "munge", "clock")  # fmt: skip
+            "groups", "munge", "clock")  # fmt: skip
+FIRST_ID, LAST_ID = 1000, 60000  # Debian's UID_MIN..UID_MAX (login.defs): people's accounts
 # One read per member (as root: the munge key's sum). Each section after its mark line.
 READ = "; ".join(
     [
@@ -49,6 +50,8 @@ READ = "; ".join(
         f"echo '{MARK}os'; . /etc/os-release && echo \"$ID-$VERSION_ID\"",
         f"echo '{MARK}accounts'; getent passwd"
         ' | awk -F: \'($3 >= 1000 && $3 < 60000) || $1 == "slurm" {print $1":"$3":"$4}\'',
+        f"echo '{MARK}groups'; getent group"
+        " | awk -F: '$3 >= 1000 && $3 < 60000 {print $1\":\"$3}'",
         f"echo '{MARK}munge'; sha256sum {MUNGE_KEY} 2>/dev/null | cut -d' ' -f1",
         f"echo '{MARK}clock'; date +%s",
     ]
@@ -69,6 +72,7 @@ class Member:
     munge_sum: str  # sha256 of /etc/munge/munge.key ('' when there is none)
     clock_s: int
     os: str
+    groups: dict[str, int] = field(default_factory=dict)  # groups with a GID 1000-59999
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,8 @@ class ClusterPlan:
     munge_key: bytes | None = field(default=None, repr=False)  # only after read_key
     hostnames: dict[str, str] = field(default_factory=dict)  # inventory name -> hostname
     share: nfshome.Share | None = None  # cluster.nfs_home: the shared homes
+    # Every users.accounts name of the cluster -> the UID:GID it has, or gets, on every box.
+    accounts: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 # --- which hosts form a cluster (config time: nothing is sent) ------------------------------
@@ -257,6 +263,11 @@ def parse_member(host: str, text: str) -> Member:
         parts = line.split(":")
         if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
             accounts[parts[0]] = (int(parts[1]), int(parts[2]))
+    groups = {}
+    for line in s.get("groups", []):
+        parts = line.split(":")
+        if len(parts) == 2 and parts[1].isdigit():
+            groups[parts[0]] = int(parts[1])
     gpus = (s["gpus"] or ["0"])[0].strip()
     munge = (s["munge"] or [""])[0].strip()
     clock = (s["clock"] or ["0"])[0].strip()
@@ -271,13 +282,74 @@ def parse_member(host: str, text: str) -> Member:
         munge_sum=munge if re.fullmatch(r"[0-9a-f]{64}", munge) else "",
         clock_s=int(clock) if clock.isdigit() else 0,
         os=os_name,
+        groups=groups,
     )
 
 
 # --- deciding -------------------------------------------------------------------------------
 
 
-def problems(members: list[Member], controller: str, now_s: float, max_skew_s: int) -> list[str]:
+def wanted_accounts(member_configs) -> list[str]:
+    """Every users.accounts name of the members (HostConfigs), in inventory order, once."""
+    names = []
+    for hc in member_configs:
+        users = hc.settings.get("users")
+        names += list(getattr(users, "accounts", ()))
+    return list(dict.fromkeys(names))
+
+
+def account_ids(members: list[Member], wanted: list[str]) -> tuple[dict, list[str]]:
+    """The UID:GID of each wanted account on every box, and why one cannot be had.
+
+    An account some box has keeps its numbers (id_conflicts refuses ones that differ); a new
+    one gets the lowest number from FIRST_ID that no box uses as a UID or a GID (the GID of a
+    group of its name where one exists), for both. Every box decides the same from the same
+    read, so the controller and the nodes create it alike. A number another box gives to
+    another account or group is refused, naming both."""
+    known = {}
+    for m in members:
+        for name, ids in m.accounts.items():
+            known.setdefault(name, ids)
+    taken = {i for m in members for ids in m.accounts.values() for i in ids}
+    taken |= {gid for m in members for gid in m.groups.values()}
+    out, found = {}, []
+    for name in wanted:
+        ids = known.get(name)
+        if ids is None:
+            group_gids = {m.groups[name] for m in members if name in m.groups}
+            if len(group_gids) > 1:
+                listed = ", ".join(f"{m.host} {m.groups[name]}" for m in members
+                                   if name in m.groups)  # fmt: skip
+                found.append(f"group {name} has different GIDs on the boxes ({listed}): give it "
+                             "one GID everywhere (groupmod -g)")  # fmt: skip
+                continue
+            free = next(n for n in range(FIRST_ID, LAST_ID) if n not in taken)
+            if group_gids:  # the group exists: its GID; the same number as UID when free
+                gid = group_gids.pop()
+                uids = {uid for m in members for uid, _g in m.accounts.values()}
+                ids = (gid if gid not in uids else free, gid)
+            else:
+                ids = (free, free)
+            taken |= set(ids)
+        for m in members:
+            for other, (uid, _gid) in m.accounts.items():
+                if other != name and uid == ids[0]:
+                    found.append(
+                        f"account {name} is UID {ids[0]} on the cluster, but {m.host} gives "
+                        f"UID {ids[0]} to {other}: renumber one (usermod -u)"
+                    )
+            for other, gid in m.groups.items():
+                if other != name and gid == ids[1]:
+                    found.append(f"account {name}'s group is GID {ids[1]} on the cluster, but "
+                                 f"{m.host} gives GID {ids[1]} to group {other}: renumber one "
+                                 "(groupmod -g)")  # fmt: skip
+        out[name] = ids
+    return out, found
+
+
+def problems(
+    members: list[Member], controller: str, now_s: float, max_skew_s: int, wanted=()
+) -> list[str]:
     """Why these boxes cannot form one cluster under `controller` (empty: they can)."""
     found = []
     names: dict[str, str] = {}
@@ -300,12 +372,18 @@ def problems(members: list[Member], controller: str, now_s: float, max_skew_s: i
     releases = {m.host: m.release for m in members if m.release}
     if controller in releases:
         found += slurm.version_problems(releases, controller)
-    found += slurm.id_conflicts({m.host: m.accounts for m in members})
+    conflicts = slurm.id_conflicts({m.host: m.accounts for m in members})
+    found += conflicts
+    if not conflicts:
+        found += account_ids(members, list(wanted))[1]
     return found
 
 
-def decide(members: list[Member], settings_of: dict[str, Any], controller: str) -> ClusterPlan:
-    """The ClusterPlan from every member (inventory order) and its cluster settings."""
+def decide(
+    members: list[Member], settings_of: dict[str, Any], controller: str, wanted=()
+) -> ClusterPlan:
+    """The ClusterPlan from every member (inventory order), its cluster settings and the
+    accounts the members' users steps want (`wanted`)."""
     head = next(m for m in members if m.host == controller)
     nodes = []
     for m in members:
@@ -344,6 +422,7 @@ def decide(members: list[Member], settings_of: dict[str, Any], controller: str) 
         munge_sum=head.munge_sum,
         hostnames={m.host: m.hostname for m in members},
         share=share,
+        accounts=account_ids(members, list(wanted))[0],
     )
 
 

@@ -491,10 +491,11 @@ def read_cluster(hc: HostConfig, reporter: Reporter, log_dir: Path, remote_facto
     if errors:
         raise group.refusal(controller, errors)
     settings = next(m for m in members if m.name == controller).settings["cluster"]
-    problems = group.problems(found, controller, group.now(), settings.max_clock_skew_s)
+    wanted = group.wanted_accounts(members)
+    problems = group.problems(found, controller, group.now(), settings.max_clock_skew_s, wanted)
     if problems:
         raise group.refusal(controller, problems)
-    return group.decide(found, {m.name: m.settings["cluster"] for m in members}, controller)
+    return group.decide(found, {m.name: m.settings["cluster"] for m in members}, controller, wanted)
 
 
 def read_munge_key(members, controller: str, log_dir: Path, remote_factory) -> bytes:

@@ -332,8 +332,14 @@ def mounted(ctx: Context, s: Settings, share: nfshome.Share) -> list[Change]:
         shell.group(f"findmnt -n -t nfs4 --mountpoint {path} >/dev/null || " + failed),
     )
     wants = f"/etc/systemd/system/multi-user.target.wants/{automount}"
+    # Undone even while busy (the session that ran the change had its working directory in
+    # the mounted home): a lazy unmount, only of the NFS and autofs layers (a /home partition
+    # of the box's own stays).
     restore = shell.seq(
-        f"systemctl stop {shell.cmd(automount)} {shell.cmd(mount)} 2>/dev/null",
+        f"systemctl stop {shell.cmd(mount)} {shell.cmd(automount)} 2>/dev/null",
+        shell.if_(f"findmnt -n -t nfs4,nfs --mountpoint {path} >/dev/null", f"umount -l -- {path}"),
+        shell.quiet(shell.cmd("systemctl", "stop", "--", automount)),
+        shell.if_(f"findmnt -n -t autofs --mountpoint {path} >/dev/null", f"umount -l -- {path}"),
         shell.if_(
             shell.exists(nfshome.unit_path(share.path, "automount")),
             shell.and_("systemctl daemon-reload", shell.cmd("systemctl", "start", "--", automount)),

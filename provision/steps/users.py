@@ -6,6 +6,11 @@ who joins it), `~/.ssh/authorized_keys` entries
 from local public key files or literal keys (keys already there are kept), and optional
 passwordless sudo through `/etc/sudoers.d/provision-<name>` (checked with `visudo -cf`
 before it is put in place). Restarts nothing; never reboots.
+
+In a cluster run (`cluster.controller`, with the cluster step: provision/group.py), a new
+account gets the UID:GID the group phase gave it, the same on every box; on a box that mounts
+the cluster's shared homes (`cluster.nfs_home`), the home and its keys are left to the box
+that shares them (root is squashed there), which runs first.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from provision import shell
+from provision import group, shell
 from provision.changes import Change, Run, Upload
 from provision.errors import Skip
 from provision.facts.reads import Read
@@ -152,14 +157,43 @@ def check(ctx: Context) -> list[Change]:
     return changes
 
 
+def shared_home(ctx: Context, home: str) -> str:
+    """The box whose NFS share holds `home`, when this box mounts it ('' : a home of its own).
+    That box makes the home and manages what is in it: here root is squashed on it."""
+    plan = ctx.settings_by_key.get(group.PLAN)
+    share = plan.share if plan else None
+    if share and share.is_client(ctx.host) and home.startswith(share.path + "/"):
+        return share.server
+    return ""
+
+
+def create(ctx: Context, s: Settings, name: str, groups, existing_groups) -> Change:
+    """useradd; in a cluster run with the UID:GID the group phase gave the account (the same
+    on every box: provision/group.py account_ids), its group made first with that GID."""
+    plan = ctx.settings_by_key.get(group.PLAN)
+    ids = plan.accounts.get(name) if plan else None
+    server = shared_home(ctx, f"/home/{name}")
+    add = ["useradd", "-M" if server else "-m", "-s", s.shell]
+    actions = []
+    summary = f"create user {name}"
+    if ids:
+        uid, gid = ids
+        if name not in groups:
+            actions.append(Run(shell.cmd("groupadd", "-g", gid, "--", name)))
+        add += ["-u", uid, "-g", gid]
+        summary += f" (UID {uid}, GID {gid}, as on every box of the cluster"
+        summary += f"; home on {server}'s share)" if server else ")"
+    if existing_groups:
+        add += ["-G", ",".join(existing_groups)]
+    actions.append(Run(shell.cmd(*add, "--", name)))
+    return Change(summary, tuple(actions))
+
+
 def account_changes(ctx, s: Settings, name: str, passwd, groups, existing_groups) -> list[Change]:
     changes: list[Change] = []
     home = passwd[5] if passwd else f"/home/{name}"
     if passwd is None:
-        add = ["useradd", "-m", "-s", s.shell]
-        if existing_groups:
-            add += ["-G", ",".join(existing_groups)]
-        changes.append(Change(f"create user {name}", (Run(shell.cmd(*add, "--", name)),)))
+        changes.append(create(ctx, s, name, groups, existing_groups))
     else:
         if passwd[6] != s.shell:
             changes.append(
@@ -177,6 +211,8 @@ def account_changes(ctx, s: Settings, name: str, passwd, groups, existing_groups
                 )
             )
     keys = keys_for(s, name)
+    if keys and shared_home(ctx, home):
+        keys = []  # the box that holds the home writes them (it runs first: the controller)
     if keys:
         path = f"{home}/.ssh/authorized_keys"
         current = ctx.read(keys_read(name).command, sudo=True).stdout if passwd else ""
@@ -238,9 +274,9 @@ def verify_accounts(host, s: Settings) -> None:
         user = host.user(name)
         assert user.exists, f"user {name} does not exist"
         assert user.shell == s.shell or not s.shell, f"{name}'s shell is {user.shell}"
-        for group in s.groups:
-            if host.group(group).exists:
-                assert group in user.groups, f"{name} is not in {group}"
+        for gpu_group in s.groups:
+            if host.group(gpu_group).exists:
+                assert gpu_group in user.groups, f"{name} is not in {gpu_group}"
 
 
 def verify_keys(host, s: Settings) -> None:
@@ -251,15 +287,22 @@ def verify_keys(host, s: Settings) -> None:
         keys = keys_for(s, name)
         if not keys:
             continue
+        # Read as the account, as sshd reads it: a home on a cluster's NFS share squashes
+        # root, so root could not even look into ~/.ssh there.
         home = host.user(name).home
-        f = host.file(f"{home}/.ssh/authorized_keys")
-        assert f.exists and f.user == name and f.mode & 0o077 == 0, f"{f.path}: wrong owner/mode"
-        assert host.file(f"{home}/.ssh").mode & 0o077 == 0, f"{home}/.ssh is open to others"
-        listed = host.run(f"ssh-keygen -lf {shell.cmd(f.path)}")
-        assert listed.rc == 0, f"{f.path} does not parse: {listed.stderr}"
-        content = f.content_string
+        path = f"{home}/.ssh/authorized_keys"
+        as_user = f"runuser -u {shell.cmd(name)} -- "
+        stat = host.run(as_user + shell.cmd("stat", "-c", "%U %a", "--", f"{home}/.ssh", path))
+        rows = [line.split() for line in stat.stdout.splitlines()]
+        assert stat.rc == 0 and len(rows) == 2, f"{path} is missing ({stat.stderr.strip()})"
+        (_d_owner, d_mode), (f_owner, f_mode) = rows
+        assert f_owner == name and int(f_mode, 8) & 0o077 == 0, f"{path}: wrong owner/mode"
+        assert int(d_mode, 8) & 0o077 == 0, f"{home}/.ssh is open to others"
+        listed = host.run(as_user + shell.cmd("ssh-keygen", "-lf", path))
+        assert listed.rc == 0, f"{path} does not parse: {listed.stderr}"
+        content = host.run(as_user + shell.cmd("cat", "--", path)).stdout
         for key in keys:
-            assert key.split()[1] in content, f"a key is missing from {f.path}"
+            assert key.split()[1] in content, f"a key is missing from {path}"
 
 
 def verify_sudo(host, s: Settings) -> None:

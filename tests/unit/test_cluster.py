@@ -52,13 +52,15 @@ cluster.controller = box1
 
 
 def member_text(hostname="box1", cpus=("0,0,0", "1,1,0"), mem_kb=4_000_000, gpus=0,
-                packages="", os="debian-12", accounts="alice:1000:1000", munge="", clock=1000):  # fmt: skip
+                packages="", os="debian-12", accounts="alice:1000:1000", munge="", clock=1000,
+                groups="alice:1000"):  # fmt: skip
     """READ's output as a host prints it."""
     m = group.MARK
     return "\n".join([
         f"{m}hostname", hostname, f"{m}cpus", "# CPU,Core,Socket", *cpus, f"{m}memory",
         str(mem_kb), f"{m}gpus", str(gpus), f"{m}packages", packages, f"{m}candidate",
-        "(none)", f"{m}os", os, f"{m}accounts", accounts, f"{m}munge", munge, f"{m}clock",
+        "(none)", f"{m}os", os, f"{m}accounts", accounts, f"{m}groups", groups, f"{m}munge", munge,
+        f"{m}clock",
         str(clock), "",
     ])  # fmt: skip
 

@@ -172,7 +172,12 @@ def test_a_client_mounts_the_share_guarded_and_says_what_it_covers():
     unit = next(u for u in guarded.uploads if u.dest.endswith(".mount")).content.decode()
     assert "What=box2:/home\n" in unit and "Type=nfs4\n" in unit
     assert "findmnt -n -t nfs4 --mountpoint /home" in guarded.activate
-    assert "systemctl stop home.automount home.mount" in guarded.restore
+    # The undo unmounts lazily (the session's own directory may be in the mount), and only
+    # the NFS and autofs layers: a /home partition of the box's own is never unmounted.
+    assert "systemctl stop home.mount home.automount" in guarded.restore
+    assert guarded.restore.count("umount -l -- /home") == 2
+    assert "if findmnt -n -t nfs4,nfs --mountpoint /home >/dev/null; then umount" in guarded.restore
+    assert "if findmnt -n -t autofs --mountpoint /home >/dev/null; then umount" in guarded.restore
     assert mount[0].summary == (
         "mount box2:/home on /home (NFS, at first use: home.automount); it covers this box's "
         "own /home (3 entries) (confirmed by a fresh login)"

@@ -39,6 +39,17 @@ def host_line(host) -> str:
     )
 
 
+def write_lab(work, hosts, extra=None, root_on_first=False):
+    """The inventory: both boxes in [lab], the first the controller sharing /home."""
+    values = {**SETTINGS, "cluster.controller": hosts[0].name, "cluster.nfs_home": hosts[0].name}
+    values.update(extra or {})
+    rows = [host_line(h) for h in hosts]
+    if root_on_first:
+        rows[0] = rows[0].replace(f"ansible_user={hosts[0].user}", "ansible_user=root")
+    lines = ["[lab]", *rows, "", "[lab:vars]", *(f"{k}={v}" for k, v in values.items())]
+    (work / "inventory.ini").write_text("\n".join(lines) + "\n")
+
+
 @pytest.fixture(scope="module")
 def lab(require_tier, tmp_path_factory):
     """A LAN with two VMs; the first is the controller and shares /home."""
@@ -56,14 +67,7 @@ def lab(require_tier, tmp_path_factory):
             hosts.append(vm.up(f"nfs{i + 1}-{tag}", lan=name, lan_addr=f"{SUBNET}.{21 + i}"))
         TIMES["boot"] = time.monotonic() - started
         work = tmp_path_factory.mktemp("lab")
-        values = {
-            **SETTINGS,
-            "cluster.controller": hosts[0].name,
-            "cluster.nfs_home": hosts[0].name,
-        }
-        lines = ["[lab]", *(host_line(h) for h in hosts), "", "[lab:vars]"]
-        lines += [f"{k}={v}" for k, v in values.items()]
-        (work / "inventory.ini").write_text("\n".join(lines) + "\n")
+        write_lab(work, hosts)
         yield {"hosts": hosts, "work": work}
     finally:
         for host in hosts:
@@ -150,3 +154,55 @@ def test_drift_is_planned_and_repaired(lab, check):
     run(lab, "cluster", "--host", "lab", "--plan", "--detailed-exitcode")
     after = run(lab, "verify", "cluster", "--host", "lab").stdout
     assert line_of(after, hosts[failing].name, words).split()[2] == "passed", after
+
+
+def test_an_account_has_one_uid_and_logs_in_on_the_other_box_with_keys_from_the_share(lab):
+    """users.accounts in a cluster run: the same UID:GID on both boxes; the home and its keys
+    made on the box that shares /home, none on the other (root is squashed there); the
+    account logs in on the other box with the keys in its shared home."""
+    a, b = lab["hosts"]
+    pub = f"{a.key_file}.pub"
+    write_lab(lab["work"], [a, b], {"users.accounts": "alice", "users.authorized_keys": pub})
+    try:
+        run(lab, "users", "cluster", "--host", "lab")
+        ids = {ssh(h, "id -u alice; id -g alice", user="root").stdout.split()[0] for h in (a, b)}
+        assert len(ids) == 1, f"alice's UID differs: {ids}"
+        assert ssh(b, "id -un", user="alice").stdout.strip() == "alice"
+        owner = ssh(b, "stat -c %U /home/alice/.ssh/authorized_keys", user="alice").stdout
+        assert owner.strip() == "alice"
+        again = run(lab, "users", "cluster", "--host", "lab", "--plan", "--detailed-exitcode")
+        assert "planned" not in again.stdout, again.stdout
+        out = run(lab, "verify", "users", "--host", "lab").stdout
+        assert line_of(out, b.name, "authorized_keys hold the keys").split()[2] == "passed", out
+    finally:
+        write_lab(lab["work"], [a, b])
+
+
+def test_a_mount_that_locks_the_login_out_is_undone(lab):
+    """The login user's keys are not in the server's copy of its home: after the mount a
+    fresh login to the other box fails, so the box undoes the mount (lazily: the session's
+    own directory was in it) and stays reachable with its own /home."""
+    a, b = lab["hosts"]
+    write_lab(lab["work"], [a, b], root_on_first=True)  # the server stays reachable as root
+    keys = f"/home/{b.user}/.ssh/authorized_keys"
+    ssh(b, "systemctl disable --now home.automount; systemctl stop home.mount; "
+           "umount -l /home 2>/dev/null; rm -f /etc/systemd/system/home.mount "
+           "/etc/systemd/system/home.automount; systemctl daemon-reload", user="root")  # fmt: skip
+    assert ssh(b, "true", user=b.user).returncode == 0  # b's own /home again
+    ssh(a, f"mv {keys} {keys}.away", user="root")
+    try:
+        out = run(lab, "cluster", "--host", "lab", check_rc=1)
+        text = out.stdout + out.stderr
+        assert "a fresh login" in text and "failed" in text, text
+        assert "the old configuration was restored" in text, text
+        assert ssh(b, "true", user=b.user, timeout=60).returncode == 0
+        left = ssh(b, "findmnt -n -t nfs4,autofs --mountpoint /home; "
+                      "ls /etc/systemd/system/home.mount 2>&1", user="root", check=False)  # fmt: skip
+        assert "nfs4" not in left.stdout and "autofs" not in left.stdout, left.stdout
+        assert "No such file" in left.stdout, left.stdout
+    finally:
+        ssh(a, f"mv {keys}.away {keys}", user="root", check=False)
+        write_lab(lab["work"], [a, b])
+    run(lab, "cluster", "--host", "lab")
+    out = run(lab, "verify", "cluster", "--host", "lab").stdout
+    assert line_of(out, b.name, "shared path is the NFS mount").split()[2] == "passed", out
