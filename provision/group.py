@@ -372,11 +372,13 @@ def problems(
     releases = {m.host: m.release for m in members if m.release}
     if controller in releases:
         found += slurm.version_problems(releases, controller)
+    return found + account_problems(members, wanted)
+
+
+def account_problems(members: list[Member], wanted=()) -> list[str]:
+    """Accounts whose numbers differ between the boxes, or that cannot get one number."""
     conflicts = slurm.id_conflicts({m.host: m.accounts for m in members})
-    found += conflicts
-    if not conflicts:
-        found += account_ids(members, list(wanted))[1]
-    return found
+    return conflicts or account_ids(members, list(wanted))[1]
 
 
 def decide(

@@ -383,18 +383,24 @@ def run_hosts(
         with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
             return list(pool.map(one, batch))
 
-    if any(step.name == "cluster" for step in steps) and any(map(group.members_of, configs)):
+    # The users step needs the group phase too: an account's UID:GID is the cluster's.
+    names = {step.name for step in steps}
+    if names & {"cluster", "users"} and any(map(group.members_of, configs)):
         done = run_clusters(configs, each, plan=plan, reporter=reporter, log_dir=log_dir,
-                            remote_factory=remote_factory)  # fmt: skip
+                            remote_factory=remote_factory,
+                            cluster_step="cluster" in names)  # fmt: skip
         return [done[hc.name] for hc in configs]
     return each(configs)
 
 
-def run_clusters(configs, each, *, plan, reporter, log_dir, remote_factory) -> dict:
+def run_clusters(
+    configs, each, *, plan, reporter, log_dir, remote_factory, cluster_step=True
+) -> dict:
     """The hosts of a run with the cluster step: each cluster's members read and decided first
     (group.py: a refusal fails every selected member before anything changes), then the
     controllers with the hosts in no cluster, then the other members, given the controller's
-    munge key (read once per cluster, never logged). {host: HostResult}."""
+    munge key (read once per cluster, never logged). Without the cluster step (`users` alone)
+    only the accounts are decided and refused, and no key is read. {host: HostResult}."""
     done: dict[str, HostResult] = {}
 
     def fail(hosts: list[HostConfig], exc: ProvisionError) -> None:
@@ -412,7 +418,7 @@ def run_clusters(configs, each, *, plan, reporter, log_dir, remote_factory) -> d
     later: dict[str, list[HostConfig]] = {}
     for controller, selected in clusters.items():
         try:
-            decided = read_cluster(selected[0], reporter, log_dir, remote_factory)
+            decided = read_cluster(selected[0], reporter, log_dir, remote_factory, cluster_step)
         except ProvisionError as exc:
             fail(selected, exc)
             continue
@@ -435,7 +441,7 @@ def run_clusters(configs, each, *, plan, reporter, log_dir, remote_factory) -> d
             )
             fail(nodes, exc)
             continue
-        if plan:
+        if plan or not cluster_step:
             second += nodes
             continue
         try:
@@ -472,9 +478,12 @@ def read_member(hc: HostConfig, log_dir: Path, remote_factory) -> group.Member:
         transcript.close()
 
 
-def read_cluster(hc: HostConfig, reporter: Reporter, log_dir: Path, remote_factory):
+def read_cluster(
+    hc: HostConfig, reporter: Reporter, log_dir: Path, remote_factory, cluster_step=True
+):
     """Every member of hc's cluster read (in parallel) and decided: a ClusterPlan, or the
-    ProvisionError that names every reason the boxes cannot form it."""
+    ProvisionError that names every reason the boxes cannot form it (without the cluster
+    step: only the accounts' reasons)."""
     members = group.members_of(hc)
     controller = hc.settings["cluster"].controller
     reporter.step_line(hc.name, "cluster", "note", f"reading the {len(members)} boxes of "
@@ -492,7 +501,11 @@ def read_cluster(hc: HostConfig, reporter: Reporter, log_dir: Path, remote_facto
         raise group.refusal(controller, errors)
     settings = next(m for m in members if m.name == controller).settings["cluster"]
     wanted = group.wanted_accounts(members)
-    problems = group.problems(found, controller, group.now(), settings.max_clock_skew_s, wanted)
+    if cluster_step:
+        problems = group.problems(found, controller, group.now(), settings.max_clock_skew_s,
+                                  wanted)  # fmt: skip
+    else:
+        problems = group.account_problems(found, wanted)
     if problems:
         raise group.refusal(controller, problems)
     return group.decide(found, {m.name: m.settings["cluster"] for m in members}, controller, wanted)

@@ -187,7 +187,9 @@ def test_an_interrupt_stops_a_safe_command_on_the_host_at_once(connection, tmp_p
     try:
         with pytest.raises(interrupt.Interrupted):
             remote.run(f"sleep 3; touch {shell.cmd(str(marker))}", sudo=False)
-        assert time.monotonic() - started < 1.5
+        # Before the command's own 3 s: it did not wait for it (a bound tighter than that
+        # failed once at 1.55 s on a loaded machine: the property is "not waited for").
+        assert time.monotonic() - started < 2.5
     finally:
         interrupt.state.signum = 0
         remote.close()

@@ -139,3 +139,44 @@ def test_without_a_cluster_run_useradd_picks_the_numbers():
     facts = parse_facts((DATA / "debian-12-nspawn.txt").read_text())
     changes = users.check(declared.context(users.STEP, facts, {"users": s}, r))
     assert [a.command for a in changes[0].actions] == ["useradd -m -s /bin/bash -- alice"]
+
+
+# --- which refusals a run without the cluster step makes ------------------------------------
+
+
+class Lines:
+    def step_line(self, *args):
+        pass
+
+
+def read_lab(tmp_path, monkeypatch, texts, cluster_step):
+    """runner.read_cluster over INVENTORY's three boxes, each read answered from `texts`."""
+    from test_cluster import INVENTORY, load
+
+    from provision import runner
+
+    (hc,) = load(INVENTORY + "users.accounts = alice\n", ["box1"], tmp_path)
+    monkeypatch.setattr(
+        runner, "read_member", lambda m, *_a: group.parse_member(m.name, texts[m.name])
+    )
+    monkeypatch.setattr(group, "now", lambda: 1000)
+    return runner.read_cluster(hc, Lines(), tmp_path, None, cluster_step)
+
+
+def test_users_alone_is_not_refused_for_a_slurm_mix_but_for_numbers(tmp_path, monkeypatch):
+    from provision.errors import ProvisionError
+
+    texts = {
+        "box1": member_text("box1", accounts="", groups=""),
+        "box2": member_text("box2", accounts="", groups="", os="debian-13"),
+        "box3": member_text("box3", accounts="", groups=""),
+    }
+    with pytest.raises(ProvisionError, match="newer than the controller"):
+        read_lab(tmp_path, monkeypatch, texts, cluster_step=True)
+    decided = read_lab(tmp_path, monkeypatch, texts, cluster_step=False)
+    assert decided.accounts == {"alice": (1000, 1000)}
+    texts["box3"] = member_text("box3", accounts="alice:1000:1000\nbob:1001:1001",
+                                groups="alice:1000")  # fmt: skip
+    texts["box2"] = member_text("box2", accounts="bob:1000:1000", groups="", os="debian-13")
+    with pytest.raises(ProvisionError, match="account bob has different UID:GID"):
+        read_lab(tmp_path, monkeypatch, texts, cluster_step=False)

@@ -157,21 +157,23 @@ def test_drift_is_planned_and_repaired(lab, check):
 
 
 def test_an_account_has_one_uid_and_logs_in_on_the_other_box_with_keys_from_the_share(lab):
-    """users.accounts in a cluster run: the same UID:GID on both boxes; the home and its keys
-    made on the box that shares /home, none on the other (root is squashed there); the
-    account logs in on the other box with the keys in its shared home."""
+    """users.accounts in a cluster (`provision users` reads every box too): the same UID:GID
+    on both boxes; the home and its keys made on the box that shares /home, none on the other
+    (root is squashed there); the account logs in on the other box with the keys in its
+    shared home."""
     a, b = lab["hosts"]
     pub = f"{a.key_file}.pub"
     write_lab(lab["work"], [a, b], {"users.accounts": "alice", "users.authorized_keys": pub})
     try:
-        run(lab, "users", "cluster", "--host", "lab")
+        run(lab, "users", "--host", "lab")
         ids = {ssh(h, "id -u alice; id -g alice", user="root").stdout.split()[0] for h in (a, b)}
         assert len(ids) == 1, f"alice's UID differs: {ids}"
         assert ssh(b, "id -un", user="alice").stdout.strip() == "alice"
         owner = ssh(b, "stat -c %U /home/alice/.ssh/authorized_keys", user="alice").stdout
         assert owner.strip() == "alice"
-        again = run(lab, "users", "cluster", "--host", "lab", "--plan", "--detailed-exitcode")
-        assert "planned" not in again.stdout, again.stdout
+        for step in ("users", "cluster"):
+            again = run(lab, step, "--host", "lab", "--plan", "--detailed-exitcode")
+            assert "planned" not in again.stdout, again.stdout
         out = run(lab, "verify", "users", "--host", "lab").stdout
         assert line_of(out, b.name, "authorized_keys hold the keys").split()[2] == "passed", out
     finally:
