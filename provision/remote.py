@@ -297,24 +297,23 @@ class LocalForward:
         import select
         import socket
 
+        # each end: where its bytes go, and how its end of data is passed on
+        onward = {
+            client: (channel.sendall, channel.shutdown_write),
+            channel: (client.sendall, lambda: client.shutdown(socket.SHUT_WR)),
+        }
         open_ends = {client, channel}
         try:
             while open_ends and not self.done.is_set():
                 ready, _, _ = select.select(list(open_ends), [], [], 0.2)
-                if client in ready:
-                    data = client.recv(65536)
+                for end in ready:
+                    data = end.recv(65536)
+                    send, half_close = onward[end]
                     if data:
-                        channel.sendall(data)
+                        send(data)
                     else:
-                        open_ends.discard(client)
-                        channel.shutdown_write()
-                if channel in ready:
-                    data = channel.recv(65536)
-                    if data:
-                        client.sendall(data)
-                    else:
-                        open_ends.discard(channel)
-                        client.shutdown(socket.SHUT_WR)
+                        open_ends.discard(end)
+                        half_close()
         except OSError:
             pass
         finally:

@@ -449,11 +449,12 @@ def verify_srun_everywhere(host, s: Settings) -> None:
         f"a task cannot be started on every node (slurmd there unreachable or on another "
         f"munge key): {probe.stderr.strip()[-400:]}"
     )
-    # A node still cleaning up a failed job (state comp) is busy for a minute or two: wait for
-    # that; a node not responding (a * suffix), down or drained fails at once. Then -I30:
-    # fail rather than queue when the nodes cannot be had.
+    # A node still cleaning up a failed job (state comp) is busy up to two minutes (110 s seen
+    # on the container LAN after a repaired node): wait 150 s for that; a node not responding
+    # (a * suffix), down or drained fails at once. Then -I30: fail rather than queue when the
+    # nodes cannot be had.
     ready = host.run(
-        "for i in $(seq 90); do s=$(sinfo -h -N -o '%N=%t' | sort -u); "
+        "for i in $(seq 150); do s=$(sinfo -h -N -o '%N=%t' | sort -u); "
         "echo \"$s\" | grep -qvE '=(idle|mix|alloc)$' || exit 0; "
         "echo \"$s\" | grep -qvE '=(idle|mix|alloc|comp)$' && break; sleep 1; done; "
         "echo $s; exit 1"
@@ -463,6 +464,84 @@ def verify_srun_everywhere(host, s: Settings) -> None:
     assert out.rc == 0, f"srun -N{len(nodes)} failed: {out.stderr.strip()[-400:]}"
     ran = sorted(set(out.stdout.split()))
     assert ran == nodes, f"srun ran on {ran}, the nodes are {nodes}"
+
+
+# What a job with one CPU and 64 MiB sees on each node (cgroup v2: Debian 12 and 13 and Ubuntu
+# 22.04 and 24.04 boot with the unified hierarchy): its cgroup, the smallest memory.max from it
+# up to the root (Slurm sets the limit on the job's and the step's cgroup, not the task's), its
+# cpuset, the CPUs Slurm says it was given, the node's online CPUs.
+CONFINED_MEM_MB = 64
+CONFINED_PROBE = (
+    "cg=$(sed -n 's/^0:://p' /proc/self/cgroup); p=/sys/fs/cgroup$cg; m=max; "
+    'while [ -n "$cg" ] && [ "$p" != /sys/fs/cgroup ]; do '
+    'v=$(cat "$p/memory.max" 2>/dev/null || echo max); '
+    'if [ "$v" != max ] && { [ "$m" = max ] || [ "$v" -lt "$m" ]; }; then m=$v; fi; '
+    "p=${p%/*}; done; "
+    'c=$(cat "/sys/fs/cgroup$cg/cpuset.cpus.effective" 2>/dev/null); '
+    'echo "$(hostname -s) cgroup=${cg:-none} mem=$m cpus=${c:-none} '
+    'given=${SLURM_CPUS_ON_NODE:-none} online=$(getconf _NPROCESSORS_ONLN)"'
+)
+
+
+def cpu_count(cpuset: str) -> int:
+    """How many CPUs a cpuset list names ("0-2,5" is four)."""
+    count = 0
+    for part in filter(None, cpuset.split(",")):
+        low, _, high = part.partition("-")
+        count += int(high or low) - int(low) + 1
+    return count
+
+
+def confinement_problems(lines: list[str], nodes: list[str]) -> list[str]:
+    """What each node's probe line (CONFINED_PROBE) says is not confined; [] when all are."""
+    seen = {}
+    for line in lines:
+        node, *pairs = line.split()
+        seen[node] = dict(p.partition("=")[::2] for p in pairs)
+    problems = [f"{n}: no line from the job" for n in nodes if n not in seen]
+    limit = CONFINED_MEM_MB * 1024 * 1024
+    for node, got in sorted(seen.items()):
+        if got.get("cgroup", "none") == "none":
+            problems.append(f"{node}: the job is in no cgroup v2 (a cgroup v1 or hybrid boot)")
+            continue
+        mem = got.get("mem", "max")
+        if not mem.isdigit() or int(mem) > limit:
+            problems.append(
+                f"{node}: the job asked for {CONFINED_MEM_MB} MiB and may use "
+                f"{'all the memory' if mem == 'max' else mem + ' bytes'} (ConstrainRAMSpace)"
+            )
+        given, online, cpus = got.get("given", ""), got.get("online", ""), got.get("cpus", "")
+        if not (given.isdigit() and online.isdigit()) or int(given) >= int(online):
+            continue  # the job was given every CPU of the node: nothing to confine it to
+        try:
+            usable = cpu_count(cpus)
+        except ValueError:
+            usable = int(online)
+        if usable != int(given):
+            problems.append(
+                f"{node}: the job was given {given} of {online} CPUs and may run on "
+                f"{usable} ({cpus}) (ConstrainCores)"
+            )
+    return problems
+
+
+def verify_job_confined(host, s: Settings) -> None:
+    """on the controller: a job given one CPU and 64 MiB is held to them on every node (cgroups)"""
+    _in_cluster(s)
+    if not s.cgroups:
+        raise Skip("cluster.cgroups is off: jobs are not confined")
+    if not _is_controller_host(host):
+        raise Skip("runs on the controller")
+    nodes = sorted(set(host.run("sinfo -h -N -o %N").stdout.split()))
+    assert nodes, "sinfo lists no nodes"
+    out = host.run(
+        f"timeout 120 srun -I30 -N{len(nodes)} --ntasks-per-node=1 -c1 "
+        f"--mem={CONFINED_MEM_MB}M sh -c {shell.cmd(CONFINED_PROBE)}"
+    )
+    assert out.rc == 0, f"the confined job failed: {out.stderr.strip()[-400:]}"
+    lines = [ln for ln in out.stdout.splitlines() if " cgroup=" in ln]
+    problems = confinement_problems(lines, nodes)
+    assert not problems, "a job is not held to what it was given: " + "; ".join(problems)
 
 
 def _sharing(s: Settings) -> None:
@@ -566,6 +645,7 @@ STEP = Step(
         verify_munge,
         verify_node_idle,
         verify_srun_everywhere,
+        verify_job_confined,
         verify_share_exported,
         verify_share_mounted,
         verify_shared_home_job,

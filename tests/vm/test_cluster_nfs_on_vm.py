@@ -100,6 +100,7 @@ def test_the_homes_are_shared_and_a_job_on_one_box_writes_what_the_other_reads(l
     assert line_of(out, a.name, "exports the path").split()[2] == "passed", out
     assert line_of(out, b.name, "shared path is the NFS mount").split()[2] == "passed", out
     assert line_of(out, a.name, "a batch job writes a file").split()[2] == "passed", out
+    assert line_of(out, a.name, "is held to them on every node").split()[2] == "passed", out
     exports = ssh(a, "exportfs -s", user="root").stdout
     assert f"/home  {SUBNET}.22(" in exports or f"/home {SUBNET}.22(" in exports, exports
     mount = ssh(b, "ls /home >/dev/null; findmnt -n -t nfs4 -o SOURCE,FSTYPE --mountpoint /home",
@@ -116,7 +117,8 @@ def test_the_homes_are_shared_and_a_job_on_one_box_writes_what_the_other_reads(l
 
 # check -> (the box broken, how, the words of the verify line that fails). A lab's mistakes: a
 # hand-edited exports file opened to everyone, the automount switched off, the proof
-# directory's owner changed.
+# directory's owner changed, a node's memory confinement turned off (the check on the
+# controller fails naming the node).
 DRIFTS = {
     "verify_share_exported": (
         0,
@@ -130,6 +132,13 @@ DRIFTS = {
         "systemctl disable home.automount && systemctl stop home.automount",
         "shared path is the NFS mount",
         1,
+    ),
+    "verify_job_confined": (
+        1,
+        "sed -i 's/^ConstrainRAMSpace=yes/ConstrainRAMSpace=no/' /etc/slurm/cgroup.conf && "
+        "systemctl restart slurmd",
+        "is held to them on every node",
+        0,
     ),
     "verify_shared_home_job": (
         0,
